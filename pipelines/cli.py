@@ -1,0 +1,137 @@
+"""The ``corpus`` command.
+
+    corpus build --input-root IN --output OUT [--datasets a,b] [Beam flags ...]
+    corpus build --sample --output OUT
+    corpus verify OUT
+    corpus mix                      print the reference mix (the repository's data_config.json)
+    corpus datasets                 list every dataset, its documented total and status
+
+Flags ``corpus build`` does not know are Beam pipeline options (``--runner``,
+``--project``, ``--temp_location``, ``--direct_num_workers`` ...), as in Beam's
+``wordcount.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from pipelines import registry
+from pipelines.core import build, verify
+from pipelines.core.sink import MiB, ShardingConfig
+
+
+def _source_options(values: list[str]) -> dict:
+    options: dict = {}
+    for value in values or []:
+        key, eq, setting = value.partition("=")
+        source, dot, name = key.partition(".")
+        if not eq or not dot or not source or not name:
+            raise build.BuildError(f"--source-option {value!r}: expected <source>.<key>=<value>")
+        options.setdefault(source, {})[name] = setting
+    return options
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corpus", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    b = commands.add_parser("build", help="build sharded Parquet from upstream files",
+                            description="Build the corpus. Unknown flags go to Beam.")
+    b.add_argument("--input-root", help="folder (or gs://, s3:// URL) with one folder per source")
+    b.add_argument("--output", required=True, help="output folder (or gs://, s3:// URL)")
+    b.add_argument("--sample", action="store_true",
+                   help="build from the small sample inputs bundled with the package")
+    b.add_argument("--datasets", default="",
+                   help="comma-separated dataset ids (default: every implemented dataset with input)")
+    b.add_argument("--strict", action="store_true",
+                   help="stop at the first unreadable input file instead of recording it")
+    b.add_argument("--source-option", action="append", metavar="SOURCE.KEY=VALUE",
+                   help="an option of one source's rules, e.g. stackexchange.exclude_tags=meta")
+    b.add_argument("--target-shard-mb", type=int, default=384,
+                   help="text megabytes per shard before compression (default 384)")
+    b.add_argument("--row-group-mb", type=int, default=64,
+                   help="text megabytes per Parquet row group (default 64)")
+    b.add_argument("--no-input-checksums", action="store_true",
+                   help="do not compute SHA-256 of the input files for the manifest")
+    b.add_argument("--fail-on-mismatch", action="store_true",
+                   help="exit with status 1 when a dataset's count is a mismatch")
+
+    v = commands.add_parser("verify", help="re-read a build's shards and print its count table")
+    v.add_argument("output", help="the output folder of a build")
+
+    commands.add_parser("mix", help="print the reference mix this package builds")
+    commands.add_parser("datasets", help="list every dataset and whether it is implemented")
+    return parser
+
+
+def _build(args, beam_args: list[str]) -> int:
+    request = build.BuildRequest(
+        output=args.output,
+        input_root=args.input_root,
+        datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()),
+        sample=args.sample,
+        strict=args.strict,
+        source_options=_source_options(args.source_option),
+        sharding=ShardingConfig(target_shard_bytes=args.target_shard_mb * MiB,
+                                row_group_bytes=args.row_group_mb * MiB),
+        input_checksums=not args.no_input_checksums,
+    )
+    manifest = build.run_build(request, beam_args)
+    print(verify.format_table(manifest))
+    print(f"Wrote {args.output.rstrip('/')}/manifest.json and data_config.json.")
+    failing = [d for d, e in manifest["datasets"].items() if e["verdict"] in verify.FAILING_VERDICTS]
+    if failing and (args.sample or args.fail_on_mismatch):
+        print(f"Count check failed for: {', '.join(failing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _verify(args) -> int:
+    manifest = build.read_manifest(args.output)
+    problems = verify.recount_shards(args.output, manifest)
+    print(verify.format_table(manifest))
+    if problems:
+        print("Shards do not match the manifest:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print("Every shard re-read: counts match the manifest.")
+    return 0
+
+
+def _datasets() -> int:
+    for spec in registry.DATASETS:
+        state = "implemented" if registry.is_implemented(spec.id) else "not implemented"
+        print(f"{spec.id:36} {spec.documented_total:>12,}  weight {spec.weight:>5}  {state}")
+    return 0
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args, beam_args = _parser().parse_known_args(argv)
+    if args.command != "build" and beam_args:
+        _parser().error(f"unrecognized arguments: {' '.join(beam_args)}")
+    try:
+        if args.command == "build":
+            return _build(args, beam_args)
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "mix":
+            from pipelines.core.mix import reference_mix
+            print(json.dumps(reference_mix(), indent=1))
+            return 0
+        return _datasets()
+    except build.BuildError as exc:
+        print(f"corpus {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared machinery used by every source; each concern lives in one module."""

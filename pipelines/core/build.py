@@ -1,0 +1,388 @@
+"""The build: sources -> normalise -> shards, then the manifest and the measured mix.
+
+:func:`run_build` is the whole job behind ``corpus build``. The pipeline graph has one
+composite transform per step with a stable name (``<source>/...`` for reading and pair
+rules, ``<dataset>/Normalize``, ``<dataset>/Write``, ``<dataset>/WriteRejected``), so it
+reads well in Dataflow's UI and can be updated in place.
+
+Output layout::
+
+    OUT/<dataset>/<dataset>-SSSSS-of-NNNNN.parquet     the rows
+    OUT/_rejected/<dataset>/rejected-SSSSS-of-NNNNN.jsonl.gz   every rejected record
+    OUT/_work/                                          per-step summaries of the run
+    OUT/data_config.json                                the measured training mix
+    OUT/manifest.json                                   written last: the run is complete
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+import pipelines
+from pipelines import registry
+from pipelines.core import files, mix, verify
+from pipelines.core.normalize import NormalizeRows
+from pipelines.core.rejects import REJECTED
+from pipelines.core.sink import JsonLinesGzipShards, ParquetShards, ShardingConfig, WriteShards
+from pipelines.core.source import Source, SourceContext
+
+MANIFEST = "manifest.json"
+DATA_CONFIG = "data_config.json"
+WORK_DIR = "_work"
+REJECTED_DIR = "_rejected"
+_SECRET_FLAG = re.compile(r"(secret|token|password|credential|access_key|key_id|api_key)", re.I)
+
+
+class BuildError(Exception):
+    """A problem with the request itself (layout, dataset ids, options): one line for people."""
+
+
+@dataclass
+class BuildRequest:
+    """What to build.
+
+    Attributes:
+        output: the output folder (local, gs://, s3://).
+        input_root: folder holding one folder per source in the upstream layout;
+            ignored for a sample build.
+        datasets: dataset ids to build; empty means every implemented dataset whose
+            source folder exists.
+        sample: build from the samples bundled with each source.
+        strict: fail on the first unreadable file instead of recording it.
+        source_options: per source name, ``{key: value}`` options for its rules.
+        sharding: shard and row-group sizes.
+        input_checksums: compute SHA-256 of every input file for the manifest.
+    """
+
+    output: str
+    input_root: str | None = None
+    datasets: tuple[str, ...] = ()
+    sample: bool = False
+    strict: bool = False
+    source_options: dict = field(default_factory=dict)
+    sharding: ShardingConfig = field(default_factory=ShardingConfig)
+    input_checksums: bool = True
+
+
+@dataclass
+class _PlannedSource:
+    source: Source
+    ctx: SourceContext
+
+
+def scrub_args(args: list[str]) -> list[str]:
+    """Beam flags for the manifest, with the values of secret-looking flags hidden."""
+    out, hide_next = [], False
+    for arg in args:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name.startswith("--") and _SECRET_FLAG.search(name):
+            if eq:
+                out.append(f"{name}=***")
+            else:
+                out.append(name)
+                hide_next = True
+        else:
+            out.append(arg)
+    return out
+
+
+def plan_sources(request: BuildRequest) -> tuple[list[_PlannedSource], dict[str, str]]:
+    """Decide which sources run with which datasets.
+
+    Returns:
+        The sources to run, and for every registered dataset that will not be built
+        the reason (``not implemented``, ``not selected``, ``no input``).
+    Raises:
+        BuildError: unknown dataset ids, a requested source folder that is missing, or
+            nothing left to build.
+    """
+    requested = list(request.datasets)
+    for dataset_id in requested:
+        try:
+            registry.get(dataset_id)
+        except KeyError as exc:
+            raise BuildError(exc.args[0]) from None
+    if not request.sample and not request.input_root:
+        raise BuildError("give --input-root (a folder with one folder per source) or --sample")
+    status: dict[str, str] = {}
+    by_source: dict[str, list[str]] = defaultdict(list)
+    for spec in registry.DATASETS:
+        if requested and spec.id not in requested:
+            status[spec.id] = "not selected"
+        elif not registry.is_implemented(spec.id):
+            status[spec.id] = "not implemented"
+        else:
+            by_source[spec.source].append(spec.id)
+    planned = []
+    for source_name, dataset_ids in by_source.items():
+        source = registry.load_source(source_name)
+        root = source.sample_root() if request.sample else request.input_root.rstrip("/")
+        source_dir = files.join(root, source.folder)
+        if not files.list_dir(source_dir):
+            if requested:
+                raise BuildError(
+                    f"no input for {', '.join(dataset_ids)}: expected the {source.name} files under "
+                    f"{source_dir}/ (one folder per source under --input-root, upstream file names)")
+            for dataset_id in dataset_ids:
+                status[dataset_id] = "no input"
+            continue
+        ctx = SourceContext(
+            input_root=root, source_dir=source_dir, datasets=tuple(dataset_ids),
+            options=dict(request.source_options.get(source_name, {})), strict=request.strict)
+        planned.append(_PlannedSource(source, ctx))
+    if not planned:
+        raise BuildError("nothing to build: " + "; ".join(
+            f"{d}: {s}" for d, s in status.items() if not requested or d in requested))
+    return planned, status
+
+
+def _write_json(value, path: str) -> str:
+    with FileSystems.create(path) as stream:
+        stream.write(json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    return path
+
+
+def _read_json(path: str):
+    with files.open_raw(path) as stream:
+        return json.loads(stream.read().decode("utf-8"))
+
+
+def _sha256_of(item) -> dict:
+    source_name, path, root = item
+    digest = hashlib.sha256()
+    size = 0
+    with files.open_raw(path) as stream:
+        while chunk := stream.read(files.READ_BUFFER):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"source": source_name, "path": files.relative_to(path, root), "bytes": size,
+            "sha256": digest.hexdigest()}
+
+
+def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
+                       planned: list[_PlannedSource]) -> None:
+    """Add the whole build to ``pipeline``."""
+    output = request.output.rstrip("/")
+    work = files.join(output, WORK_DIR)
+    config = request.sharding
+    rejects = []
+    built: list[str] = []
+    inputs = []
+    for item in planned:
+        source, ctx = item.source, item.ctx
+        result = source.expand(pipeline, ctx)
+        rejects.extend(result.rejects)
+        for path, _size in source.input_files(ctx):
+            inputs.append((source.name, path, ctx.input_root))
+        for dataset_id in ctx.datasets:
+            spec = registry.get(dataset_id)
+            rows = result.rows[dataset_id]
+            normalized = rows | f"{dataset_id}/Normalize" >> beam.ParDo(
+                NormalizeRows(dataset_id, spec.text_policy)).with_outputs(REJECTED, main="rows")
+            rejects.append(normalized[REJECTED])
+            per_subset = spec.mix_per_subset
+            (normalized.rows
+             | f"{dataset_id}/Write" >> WriteShards(
+                 files.join(output, dataset_id), dataset_id, ParquetShards(config), config,
+                 subset_field="subset" if per_subset else None,
+                 pool_below=source.pool_below if per_subset else 0,
+                 pool_name=source.pool_name if per_subset else "")
+             | f"{dataset_id}/SaveSummary" >> beam.Map(_write_json, files.join(work, f"{dataset_id}.rows.json")))
+            built.append(dataset_id)
+
+    index = {dataset_id: n for n, dataset_id in enumerate(built)}
+
+    def route(reject, _count):
+        if reject["dataset"] not in index:
+            raise ValueError(f"reject for dataset {reject['dataset']!r} that this run does not build")
+        return index[reject["dataset"]]
+
+    parts = (rejects | "Rejected/Flatten" >> beam.Flatten()
+             | "Rejected/ByDataset" >> beam.Partition(route, len(built)))
+    for dataset_id in built:
+        (parts[index[dataset_id]]
+         | f"{dataset_id}/WriteRejected" >> WriteShards(
+             files.join(output, REJECTED_DIR, dataset_id), "rejected", JsonLinesGzipShards(), config,
+             subset_field=None)
+         | f"{dataset_id}/SaveRejectedSummary" >> beam.Map(
+             _write_json, files.join(work, f"{dataset_id}.rejected.json")))
+
+    if request.input_checksums and inputs:
+        (pipeline
+         | "Inputs/List" >> beam.Create(sorted(inputs))
+         | "Inputs/Spread" >> beam.Reshuffle()
+         | "Inputs/Checksum" >> beam.Map(_sha256_of)
+         | "Inputs/Collect" >> beam.combiners.ToList()
+         | "Inputs/Save" >> beam.Map(lambda items: _write_json(
+             sorted(items, key=lambda i: (i["source"], i["path"])), files.join(work, "inputs.json"))))
+
+
+def _dataset_entry(request: BuildRequest, source: Source, spec: registry.DatasetSpec,
+                   rows_summary: dict, rejected_summary: dict, sample_expected: dict | None) -> dict:
+    shards = rows_summary["shards"]
+    plan = rows_summary["plan"]
+    subsets: dict[str, int] = defaultdict(int)
+    for shard in shards:
+        for subset, count in shard["subsets"].items():
+            subsets[subset] += count
+    reasons: dict[str, int] = defaultdict(int)
+    for shard in rejected_summary["shards"]:
+        for reason, count in shard["reasons"].items():
+            reasons[reason] += count
+    rows = sum(s["rows"] for s in shards)
+    entry = {
+        "status": "built",
+        "pair": spec.pair,
+        "columns": spec.columns,
+        "rows": rows,
+        "documented": spec.documented_total,
+        "tolerance": spec.tolerance,
+        "notes": list(spec.notes),
+        "shards": [{k: s[k] for k in ("file", "rows", "bytes", "group")} for s in shards],
+        "rejected": {
+            "total": sum(reasons.values()),
+            "by_reason": dict(sorted(reasons.items())),
+            "files": [f"{REJECTED_DIR}/{spec.id}/{s['file']}" for s in rejected_summary["shards"]],
+        },
+    }
+    missing = []
+    if spec.subsets:
+        entry["subsets"] = {name: {"rows": count, "group": plan["subset_group"].get(name, "")}
+                            for name, count in sorted(subsets.items())}
+    if spec.mix_per_subset:
+        reference = source.subset_reference(spec.id)
+        groups = {}
+        for group, rows_in_group in sorted(plan["group_rows"].items()):
+            ref = reference.get(group)
+            groups[group] = {
+                "rows": rows_in_group,
+                "shards": [s["file"] for s in shards if s["group"] == group],
+                "documented": ref["lines"] if ref else None,
+                "verdict": (verify.judge(rows_in_group, ref["lines"], spec.tolerance, spec.drifts)["verdict"]
+                            if ref and not request.sample else "-"),
+            }
+        entry["groups"] = groups
+        missing = sorted(set(reference) - set(groups))
+    if request.sample:
+        measured = {"rows": rows, "rejected": entry["rejected"]["by_reason"]}
+        if spec.subsets:
+            measured["subsets"] = {name: info["rows"] for name, info in entry["subsets"].items()}
+        expected = (sample_expected or {}).get(spec.id)
+        if expected is None:
+            entry.update({"expected": None, "verdict": "no expected count"})
+        else:
+            entry.update({"expected": expected["rows"], **verify.judge_sample(measured, expected)})
+    else:
+        entry.update({"expected": spec.documented_total,
+                      **verify.judge(rows, spec.documented_total, spec.tolerance, spec.drifts)})
+        if missing and entry["verdict"] != "match":
+            entry["verdict"] = "partial"
+            entry["notes"] = entry["notes"] + [
+                f"{len(missing)} subsets of the reference mix were not in the input; "
+                "compare per subset (groups)."]
+    return entry
+
+
+def assemble_manifest(request: BuildRequest, planned: list[_PlannedSource], status: dict[str, str],
+                      beam_args: list[str], started: str) -> dict:
+    """Read the run's summaries and build the manifest dict."""
+    output = request.output.rstrip("/")
+    work = files.join(output, WORK_DIR)
+    by_dataset = {}
+    for item in planned:
+        expected = item.source.sample_expected_counts() if request.sample else None
+        for dataset_id in item.ctx.datasets:
+            by_dataset[dataset_id] = _dataset_entry(
+                request, item.source, registry.get(dataset_id),
+                _read_json(files.join(work, f"{dataset_id}.rows.json")),
+                _read_json(files.join(work, f"{dataset_id}.rejected.json")), expected)
+    datasets = {}
+    for spec in registry.DATASETS:
+        if spec.id in by_dataset:
+            datasets[spec.id] = by_dataset[spec.id]
+        else:
+            datasets[spec.id] = {"status": status[spec.id], "verdict": status[spec.id],
+                                 "pair": spec.pair, "documented": spec.documented_total,
+                                 "notes": list(spec.notes)}
+    inputs_path = files.join(work, "inputs.json")
+    if files.exists(inputs_path):
+        inputs = _read_json(inputs_path)
+    else:
+        inputs = [{"source": item.source.name, "path": files.relative_to(p, item.ctx.input_root),
+                   "bytes": size} for item in planned for p, size in item.source.input_files(item.ctx)]
+    verdicts: dict[str, int] = defaultdict(int)
+    for entry in datasets.values():
+        verdicts[entry["verdict"]] += 1
+    return {
+        "format": "multiqa-corpus-manifest/1",
+        "package_version": pipelines.__version__,
+        "status": "complete",
+        "started": started,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "run": {
+            "sample": request.sample,
+            "input_root": None if request.sample else request.input_root,
+            "datasets_requested": list(request.datasets),
+            "strict": request.strict,
+            "source_options": request.source_options,
+            "beam_args": scrub_args(beam_args),
+        },
+        "inputs": inputs,
+        "datasets": datasets,
+        "card": registry.reconcile_card_total(),
+        "totals": {
+            "rows": sum(e.get("rows", 0) for e in datasets.values()),
+            "rejected": sum(e.get("rejected", {}).get("total", 0) for e in datasets.values()),
+            "verdicts": dict(verdicts),
+        },
+    }
+
+
+def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    """Beam options from the flags ``corpus`` did not recognise; DirectRunner by default."""
+    options = PipelineOptions(beam_args)
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = "DirectRunner"
+    return options
+
+
+def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict:
+    """Run the build and return its manifest (also written to ``OUT/manifest.json``).
+
+    The old manifest is removed first and the new one written last, so an output folder
+    with a manifest is always the result of one complete run.
+    """
+    beam_args = list(beam_args or [])
+    planned, status = plan_sources(request)
+    output = request.output.rstrip("/")
+    manifest_path = files.join(output, MANIFEST)
+    if files.exists(manifest_path):
+        FileSystems.delete([manifest_path])
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+        construct_pipeline(pipeline, request, planned)
+    manifest = assemble_manifest(request, planned, status, beam_args, started)
+    _write_json(mix.measured_mix(manifest), files.join(output, DATA_CONFIG))
+    _write_json(manifest, manifest_path)
+    return manifest
+
+
+def read_manifest(output: str) -> dict:
+    """The manifest of a complete build; raises BuildError when there is none."""
+    path = files.join(output.rstrip("/"), MANIFEST)
+    if not files.exists(path):
+        raise BuildError(f"{path} not found: the folder is not the output of a complete build")
+    return _read_json(path)

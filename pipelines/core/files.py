@@ -1,0 +1,193 @@
+"""File access for every source: local paths or any filesystem Beam knows (gs://, s3://).
+
+* :func:`list_files` and :func:`exists` go through Beam's ``FileSystems``.
+* :func:`open_input` opens a file for streaming and undoes its compression, detected
+  from the first bytes, never from the name (upstream mirrors ship plain JSON named
+  ``.json.gz`` and folders named ``.tar.gz``).
+* :func:`iter_archive_members` streams the members of a 7z, tar or zip archive with
+  libarchive, one at a time, without extracting anything to disk. Member names that
+  would escape the archive's folder are refused.
+"""
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import io
+import lzma
+import posixpath
+from typing import BinaryIO, Iterator
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+READ_BUFFER = 1 << 20
+
+# Magic numbers of the single-stream compressions we undo transparently.
+_GZIP = b"\x1f\x8b"
+_BZIP2 = b"BZh"
+_XZ = b"\xfd7zXZ\x00"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+# Magic numbers of multi-member archives (read with iter_archive_members).
+_SEVEN_ZIP = b"7z\xbc\xaf\x27\x1c"
+_ZIP = b"PK\x03\x04"
+
+
+class BadInputFile(Exception):
+    """An input file that cannot be read; the message names the file and the problem."""
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts for local paths and URLs alike."""
+    if "://" in base:
+        return posixpath.join(base.rstrip("/"), *parts)
+    return FileSystems.join(base, *parts) if parts else base
+
+
+def relative_to(path: str, root: str) -> str:
+    """``path`` relative to ``root`` (for provenance); the path itself when outside it."""
+    root = root.rstrip("/") + "/"
+    return path[len(root):] if path.startswith(root) else path
+
+
+def exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def list_files(pattern: str) -> list[tuple[str, int]]:
+    """Files matching a glob, as sorted ``(path, size_in_bytes)`` pairs."""
+    result = FileSystems.match([pattern])[0]
+    return sorted((m.path, m.size_in_bytes) for m in result.metadata_list)
+
+
+def list_dir(folder: str) -> list[tuple[str, int]]:
+    """Every file below ``folder`` (recursively), sorted."""
+    files = list_files(join(folder, "**"))
+    return [(p, s) for p, s in files if not posixpath.basename(p).startswith(".")]
+
+
+def open_raw(path: str) -> BinaryIO:
+    """Open ``path`` for binary reading, as stored (no decompression)."""
+    try:
+        return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    except Exception as exc:  # the filesystem's own error type varies by scheme
+        raise BadInputFile(f"{path}: cannot open ({exc})") from exc
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """Name of the compression whose magic number starts ``head``, or ``None``."""
+    for name, magic in (("gzip", _GZIP), ("bzip2", _BZIP2), ("xz", _XZ), ("zstd", _ZSTD),
+                        ("7z", _SEVEN_ZIP), ("zip", _ZIP)):
+        if head.startswith(magic):
+            return name
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+def _decompressing(raw: BinaryIO, kind: str | None, path: str) -> BinaryIO:
+    if kind is None:
+        return raw
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == "bzip2":
+        return bz2.BZ2File(raw, mode="rb")
+    if kind == "xz":
+        return lzma.LZMAFile(raw, mode="rb")
+    if kind == "zstd":
+        try:
+            import zstandard
+        except ImportError as exc:
+            raise BadInputFile(f"{path}: zstd-compressed; install 'zstandard' to read it") from exc
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    raise BadInputFile(f"{path}: is a {kind} archive, expected a single (possibly compressed) file")
+
+
+@contextlib.contextmanager
+def open_input(path: str) -> Iterator[BinaryIO]:
+    """Open ``path`` as a buffered binary stream with its compression undone.
+
+    gzip, bzip2, xz and zstd are recognised by their first bytes; anything else is read
+    as it is. Raises :class:`BadInputFile` naming the file when it cannot be opened.
+    """
+    raw = open_raw(path)
+    try:
+        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, READ_BUFFER)
+        head = buffered.peek(512)[:512]
+        stream = _decompressing(buffered, sniff_compression(head), path)
+        yield io.BufferedReader(stream, READ_BUFFER) if stream is not buffered else stream
+    finally:
+        raw.close()
+
+
+class _BlockReader(io.RawIOBase):
+    """A read-only file object over an iterator of byte blocks."""
+
+    def __init__(self, blocks: Iterator[bytes]):
+        self._blocks = iter(blocks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._pending = memoryview(block)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def safe_member_name(name: str) -> bool:
+    """False for archive member names that would escape the archive's folder."""
+    if not name or name.startswith(("/", "\\")) or ":" in name.split("/")[0]:
+        return False
+    parts = name.replace("\\", "/").split("/")
+    return ".." not in parts
+
+
+@contextlib.contextmanager
+def _archive_stream(path: str):
+    import libarchive  # imported here: workers that never read archives do not need it
+
+    raw = open_raw(path)
+    try:
+        with libarchive.stream_reader(raw, block_size=READ_BUFFER) as archive:
+            yield archive
+    finally:
+        raw.close()
+
+
+def iter_archive_members(path: str, wanted=None) -> Iterator[tuple[str, BinaryIO]]:
+    """Stream the regular files of an archive (7z, tar[.gz|.bz2|.xz], zip).
+
+    Args:
+        path: the archive, local or remote.
+        wanted: optional predicate on the member name; other members are skipped
+            without being decompressed where the format allows.
+    Yields:
+        ``(member_name, stream)``; each stream is valid only until the next member is
+        requested. Members whose names would escape the archive raise
+        :class:`BadInputFile`.
+    Raises:
+        BadInputFile: the archive cannot be read (the message names it).
+    """
+    import libarchive.exception
+
+    try:
+        with _archive_stream(path) as archive:
+            for entry in archive:
+                if not entry.isfile:
+                    continue
+                name = entry.pathname
+                if not safe_member_name(name):
+                    raise BadInputFile(f"{path}: member {name!r} would escape the archive folder")
+                if wanted is not None and not wanted(name):
+                    continue
+                yield name, io.BufferedReader(_BlockReader(entry.get_blocks()), READ_BUFFER)
+    except libarchive.exception.ArchiveError as exc:
+        raise BadInputFile(f"{path}: unreadable archive ({exc})") from exc

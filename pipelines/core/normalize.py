@@ -1,0 +1,161 @@
+"""Text normalisation shared by every dataset, and the transform that applies it to rows.
+
+Every text that reaches a shard has gone through :func:`normalize_text`:
+Unicode NFC, control characters removed, all whitespace runs collapsed to one space,
+stripped. Sources whose upstream field is HTML call :func:`html_to_text` first (tags
+removed, entities decoded); decoding entities is an improvement over the original
+conversion, which only removed tags, so ``&amp;`` reaches the model as ``&``.
+
+:class:`NormalizeRows` runs on every dataset's rows before the sink: it normalises the
+three text fields, applies the dataset's :class:`TextPolicy` (empty and too-long texts)
+and checks the row schema. Each drop becomes a rejected record with a reason.
+"""
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import apache_beam as beam
+
+from pipelines.core.rejects import REJECTED, count_reject, make_reject
+from pipelines.core.schema import describe_row, validate_row
+
+# Block-level elements end a run of text: "<p>a</p><p>b</p>" is "a b", while
+# inline elements do not split words: "x<code>y</code>z" is "xyz".
+_BLOCK_TAGS = frozenset(
+    "address article aside blockquote br dd details div dl dt figcaption figure footer "
+    "form h1 h2 h3 h4 h5 h6 header hr img li main nav ol p pre section summary table "
+    "tbody td tfoot th thead tr ul".split()
+)
+_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
+_SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)", re.S | re.I)
+# A tag: '<' followed by a name (or '/', '!', '?'), attributes that may quote '>'.
+_TAG = re.compile(r"""<(/?)([A-Za-z][A-Za-z0-9:-]*|[!?])(?:[^>"']|"[^"]*"|'[^']*')*>""")
+_WHITESPACE = re.compile(r"\s+")
+# C0/C1 controls except TAB/LF/CR (which become spaces), and the BOM/zero-width no-break space.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]")
+
+
+def _replace_tag(match: re.Match) -> str:
+    name = match.group(2).lower()
+    return " " if name in _BLOCK_TAGS else ""
+
+
+def html_to_text(markup: str) -> str:
+    """Render an HTML fragment as plain text.
+
+    Comments, ``<script>`` and ``<style>`` contents are removed, block-level tags become a
+    space and inline tags vanish; entities are decoded *after* tag removal, so code that
+    shows ``&lt;div&gt;`` keeps the literal text ``<div>``. Whitespace is collapsed.
+
+    Args:
+        markup: HTML as found in the upstream field (already XML- or JSON-decoded).
+    Returns:
+        The normalised text (see :func:`normalize_text`); empty when nothing is left.
+    """
+    if not markup:
+        return ""
+    text = _COMMENT.sub(" ", markup)
+    text = _SCRIPT_STYLE.sub(" ", text)
+    text = _TAG.sub(_replace_tag, text)
+    return normalize_text(html.unescape(text))
+
+
+def normalize_text(text: str | None) -> str:
+    """NFC, drop control characters, collapse whitespace to single spaces, strip.
+
+    Args:
+        text: any string; ``None`` is treated as empty.
+    Returns:
+        The normalised string, possibly empty.
+    """
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFC", text)
+    text = _CONTROL.sub("", text.replace("\t", " ").replace("\r", " ").replace("\n", " "))
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+@dataclass(frozen=True)
+class TextPolicy:
+    """Length rules a dataset applies to each text after normalisation.
+
+    Attributes:
+        min_chars: a text shorter than this is rejected (``<field>_empty`` when it is
+            empty, ``<field>_too_short`` otherwise).
+        max_chars: texts longer than this are rejected as ``<field>_too_long`` or cut,
+            depending on ``truncate``. ``None`` means no limit.
+        truncate: cut over-long texts at ``max_chars`` (on a word boundary when one is
+            near) instead of rejecting the row.
+    """
+
+    min_chars: int = 1
+    max_chars: int | None = 100_000
+    truncate: bool = False
+
+
+def truncate_text(text: str, max_chars: int) -> str:
+    """Cut ``text`` to at most ``max_chars``, at the last space in the final 10% if any."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    space = cut.rfind(" ", int(max_chars * 0.9))
+    return cut[:space] if space > 0 else cut
+
+
+def apply_policy(row: dict, policy: TextPolicy) -> tuple[dict | None, str | None, str]:
+    """Normalise the texts of ``row`` and apply ``policy``.
+
+    Returns:
+        ``(row, None, "")`` when the row is kept (a new dict), otherwise
+        ``(None, reason, detail)``.
+    """
+    out = dict(row)
+    for field in ("anchor", "positive", "negative"):
+        value = row.get(field)
+        if value is None and field == "negative":
+            continue
+        text = normalize_text(value) if isinstance(value, str) else value
+        if isinstance(text, str):
+            if not text:
+                return None, f"{field}_empty", f"{field} is empty after normalisation"
+            if len(text) < policy.min_chars:
+                return None, f"{field}_too_short", f"{field} has {len(text)} < {policy.min_chars} characters"
+            if policy.max_chars is not None and len(text) > policy.max_chars:
+                if not policy.truncate:
+                    return None, f"{field}_too_long", f"{field} has {len(text)} > {policy.max_chars} characters"
+                text = truncate_text(text, policy.max_chars)
+        out[field] = text
+    problem = validate_row(out)
+    if problem:
+        return None, "schema_error", f"{describe_row(row)}: {problem}"
+    return out, None, ""
+
+
+class NormalizeRows(beam.DoFn):
+    """Normalise a dataset's rows; rows that fail the policy or the schema go to ``rejected``.
+
+    Args:
+        dataset: the dataset id (used for metrics names).
+        policy: the dataset's :class:`TextPolicy`.
+    """
+
+    def __init__(self, dataset: str, policy: TextPolicy):
+        self.dataset = dataset
+        self.policy = policy
+
+    def process(self, row):
+        kept, reason, detail = apply_policy(row, self.policy)
+        if kept is not None:
+            yield kept
+            return
+        source_file = row.get("source_file") if isinstance(row, dict) else None
+        record_id = row.get("record_id") if isinstance(row, dict) else None
+        reject = make_reject(
+            self.dataset, reason, source_file=source_file or "?", record_id=record_id or "",
+            detail=detail, excerpt=row,
+        )
+        count_reject(reject)
+        yield beam.pvalue.TaggedOutput(REJECTED, reject)

@@ -1,0 +1,76 @@
+"""Rejected records: every record a run does not turn into a row is kept with its reason.
+
+A reject is a plain dict with the fields of ``schemas/rejected_record.json``. Sources
+and core transforms emit them on the tagged output :data:`REJECTED`; the build writes
+them to ``OUT/_rejected/<dataset>/`` and counts them by reason in the manifest. They
+are also counted as Beam metrics (namespace ``rejected.<dataset>``, name = reason) so
+a runner's UI shows them live.
+"""
+from __future__ import annotations
+
+import json
+
+from apache_beam.metrics import Metrics
+
+REJECTED = "rejected"
+EXCERPT_CHARS = 2000
+
+# Rejects describing a whole file (unreadable, truncated) rather than one record.
+FILE_LEVEL_REASONS = frozenset({"unreadable_file", "truncated_file", "malformed_file"})
+
+
+def _excerpt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        text = value[:EXCERPT_CHARS * 4].decode("utf-8", errors="replace")
+    elif isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            text = repr(value)
+    return text[:EXCERPT_CHARS]
+
+
+def make_reject(dataset: str, reason: str, *, source_file: str, record_id: str = "",
+                detail: str = "", excerpt=None) -> dict:
+    """Build a rejected-record dict.
+
+    Args:
+        dataset: the dataset the record was a candidate for.
+        reason: short snake_case reason; the manifest counts by it.
+        source_file: upstream file, relative to the input root.
+        record_id: the record's id, or a position such as ``line 1042`` / ``byte 5120``.
+        detail: a sentence for people.
+        excerpt: the record itself (str, bytes or any JSON-able value); its first
+            :data:`EXCERPT_CHARS` characters are kept.
+    """
+    return {
+        "dataset": dataset,
+        "reason": reason,
+        "source_file": source_file,
+        "record_id": str(record_id),
+        "detail": detail,
+        "excerpt": _excerpt(excerpt),
+    }
+
+
+def count_reject(reject: dict) -> None:
+    """Increment the Beam counter for this reject's dataset and reason."""
+    Metrics.counter(f"rejected.{reject['dataset']}", reject["reason"]).inc()
+
+
+def rejected(dataset: str, reason: str, *, source_file: str, record_id: str = "",
+             detail: str = "", excerpt=None):
+    """A reject ready to ``yield`` from a DoFn: counted, and tagged :data:`REJECTED`.
+
+    Arguments are those of :func:`make_reject`.
+    """
+    import apache_beam as beam
+
+    reject = make_reject(dataset, reason, source_file=source_file, record_id=record_id,
+                         detail=detail, excerpt=excerpt)
+    count_reject(reject)
+    return beam.pvalue.TaggedOutput(REJECTED, reject)

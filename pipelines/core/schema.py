@@ -1,0 +1,89 @@
+"""The corpus row: built once from ``schemas/corpus_row.json`` and checked before writing.
+
+Every row a source emits is a plain ``dict`` with the fields of the schema. Rows are
+validated by :func:`validate_row` just before they reach the sink, so a schema problem
+is reported with the offending record named instead of failing inside the Parquet writer.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import pyarrow as pa
+
+ROW_FIELDS = ("anchor", "positive", "negative", "dataset", "subset", "source_file", "record_id")
+
+
+@lru_cache(maxsize=None)
+def load_schema_document(name: str) -> dict:
+    """Return the parsed JSON schema document ``schemas/<name>.json``."""
+    text = resources.files("pipelines.schemas").joinpath(f"{name}.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def _arrow_type(type_name: str) -> pa.DataType:
+    if type_name == "string":
+        return pa.string()
+    raise ValueError(f"unsupported field type in schema: {type_name!r}")
+
+
+@lru_cache(maxsize=None)
+def row_arrow_schema() -> pa.Schema:
+    """The Arrow schema of a shard, in column order anchor, positive, negative, ..."""
+    doc = load_schema_document("corpus_row")
+    fields = [
+        pa.field(f["name"], _arrow_type(f["type"]), nullable=f["nullable"],
+                 metadata={"description": f["description"]})
+        for f in doc["fields"]
+    ]
+    names = tuple(f.name for f in fields)
+    if names != ROW_FIELDS:
+        raise ValueError(f"schemas/corpus_row.json fields {names} differ from {ROW_FIELDS}")
+    return pa.schema(fields, metadata={"schema": doc["name"], "version": str(doc["version"])})
+
+
+def make_row(dataset: str, anchor: str, positive: str, negative: str | None = None, *,
+             subset: str = "", source_file: str, record_id: str) -> dict:
+    """Build a row dict in schema order. Texts are expected to be normalised already."""
+    return {
+        "anchor": anchor,
+        "positive": positive,
+        "negative": negative,
+        "dataset": dataset,
+        "subset": subset,
+        "source_file": source_file,
+        "record_id": record_id,
+    }
+
+
+def validate_row(row: Any) -> str | None:
+    """Return ``None`` for a valid row, otherwise a sentence saying what is wrong."""
+    if not isinstance(row, dict):
+        return f"row is a {type(row).__name__}, not a dict"
+    doc = load_schema_document("corpus_row")
+    extra = set(row) - set(ROW_FIELDS)
+    if extra:
+        return f"unexpected fields {sorted(extra)}"
+    for field in doc["fields"]:
+        name = field["name"]
+        if name not in row:
+            return f"missing field {name!r}"
+        value = row[name]
+        if value is None:
+            if not field["nullable"]:
+                return f"field {name!r} is null"
+            continue
+        if not isinstance(value, str):
+            return f"field {name!r} is a {type(value).__name__}, not a string"
+        if field["non_empty"] and not value:
+            return f"field {name!r} is empty"
+    return None
+
+
+def describe_row(row: Any) -> str:
+    """A short name for a row in error messages: dataset, file and record id."""
+    if isinstance(row, dict):
+        return (f"{row.get('dataset')!s}:{row.get('source_file')!s}#{row.get('record_id')!s}")
+    return repr(row)[:200]

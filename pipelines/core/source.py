@@ -1,0 +1,111 @@
+"""What a source module provides, and what the core hands to it.
+
+A source is one upstream release (StackExchange dumps, MS MARCO, ...). Its module
+``pipelines.sources.<name>`` holds the whole story: the files it reads, the parse, one
+documented function per pair rule, and a ``SOURCE`` object, an instance of a
+:class:`Source` subclass. Beside the module, ``sample/`` holds small inputs in the
+upstream layout (``sample/<folder>/...``) and ``sample/expected_counts.json`` the counts
+worked out by hand for them.
+
+The core does the rest for every source alike: normalisation, schema check, dedup where
+asked, sharding, counting, dead-letter output and verification.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Mapping
+
+import apache_beam as beam
+
+from pipelines.core import files
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """Everything a source needs to know about the run.
+
+    Attributes:
+        input_root: the root folder holding one folder per source.
+        source_dir: this source's folder, ``input_root/<folder>``.
+        datasets: the dataset ids of this source selected for the run.
+        options: source options given as ``--source-option <source>.<key>=<value>``.
+        strict: fail the run on the first unreadable file instead of recording it.
+    """
+
+    input_root: str
+    source_dir: str
+    datasets: tuple[str, ...]
+    options: Mapping[str, str] = field(default_factory=dict)
+    strict: bool = False
+
+    def relative(self, path: str) -> str:
+        """Provenance name of ``path``: relative to the input root."""
+        return files.relative_to(path, self.input_root)
+
+    def option(self, key: str, default, cast=str):
+        """A source option converted with ``cast``, or ``default`` when not given."""
+        if key not in self.options:
+            return default
+        return cast(self.options[key])
+
+
+@dataclass
+class SourceOutput:
+    """What a source's transform returns.
+
+    Attributes:
+        rows: one PCollection of row dicts per produced dataset id.
+        rejects: PCollections of rejected-record dicts (any dataset), flattened by the core.
+    """
+
+    rows: dict[str, beam.PCollection]
+    rejects: list[beam.PCollection] = field(default_factory=list)
+
+
+class Source:
+    """Base class of every source.
+
+    Subclasses set :attr:`name` (module name), :attr:`folder` (folder name under the
+    input root, as in the upstream layout), :attr:`datasets` (ids it produces) and
+    implement :meth:`expand`.
+    """
+
+    name: str = ""
+    folder: str = ""
+    datasets: tuple[str, ...] = ()
+    description: str = ""
+    # Subsets with fewer rows than this share the group ``pool_name`` (0: no pooling).
+    pool_below: int = 0
+    pool_name: str = ""
+
+    def subset_reference(self, dataset_id: str) -> dict:
+        """Documented per-subset ``{"lines", "weight"}`` of the reference mix, by subset
+        (group) name; empty for datasets without subsets."""
+        return {}
+
+    def expand(self, pipeline: beam.Pipeline, ctx: SourceContext) -> SourceOutput:
+        """Add this source's reading and pair rules to ``pipeline``.
+
+        Only the datasets in ``ctx.datasets`` need to be produced. Transform labels
+        must be unique and stable: prefix them with the source name.
+        """
+        raise NotImplementedError
+
+    def input_files(self, ctx: SourceContext) -> list[tuple[str, int]]:
+        """The upstream files the run will read, as ``(path, size)`` pairs, for the
+        manifest. The default lists everything below the source folder."""
+        return files.list_dir(ctx.source_dir)
+
+    # -- the bundled sample ---------------------------------------------------------
+    def sample_root(self) -> str:
+        """The input root of this source's bundled sample (holds ``<folder>/``)."""
+        return str(resources.files(f"pipelines.sources.{self.name}").joinpath("sample"))
+
+    def sample_expected_counts(self) -> dict:
+        """``sample/expected_counts.json``: per dataset the rows, per-subset rows and
+        rejects by reason that the sample must give, worked out by hand."""
+        path = resources.files(f"pipelines.sources.{self.name}").joinpath(
+            "sample", "expected_counts.json")
+        return json.loads(path.read_text("utf-8"))

@@ -1,0 +1,148 @@
+"""Count verification: measured counts against documented (or sample) counts.
+
+Verdicts, per dataset (and per subset where the dataset has them):
+
+``match``            within the dataset's tolerance of the expected count
+``drift``            outside it, for a source whose upstream release keeps changing (warning)
+``mismatch``         outside it, for a closed release (failure)
+``partial``          the run read only part of the source's subsets; judged per subset
+``not implemented``  the dataset has no reader yet
+``not selected``     the dataset was not part of this run
+
+A ``--sample`` run compares with the bundled sample's ``expected_counts.json`` exactly
+(rows, subsets and rejects by reason) and says so.
+"""
+from __future__ import annotations
+
+import posixpath
+
+import pyarrow.parquet as pq
+
+from pipelines.core import files
+
+FAILING_VERDICTS = frozenset({"mismatch"})
+
+
+def judge(measured: int, expected: int | None, tolerance: float, drifts: bool) -> dict:
+    """Compare ``measured`` with ``expected``.
+
+    Returns a dict with ``difference`` (measured - expected), ``relative_difference``
+    (difference / expected) and ``verdict`` (``match``, ``drift`` or ``mismatch``).
+    """
+    if expected is None:
+        return {"difference": None, "relative_difference": None, "verdict": "no expected count"}
+    difference = measured - expected
+    relative = difference / expected if expected else (0.0 if measured == 0 else float("inf"))
+    if abs(relative) <= tolerance + 1e-12:
+        verdict = "match"
+    else:
+        verdict = "drift" if drifts else "mismatch"
+    return {"difference": difference, "relative_difference": relative, "verdict": verdict}
+
+
+def judge_sample(measured: dict, expected: dict) -> dict:
+    """Exact comparison of a sample run with the sample's hand-worked counts.
+
+    Args:
+        measured: ``{"rows": n, "subsets": {..}, "rejected": {reason: n}}``.
+        expected: the same shape, from ``expected_counts.json``.
+    """
+    problems = []
+    if measured["rows"] != expected["rows"]:
+        problems.append(f"rows {measured['rows']} != expected {expected['rows']}")
+    if "subsets" in expected and measured.get("subsets", {}) != expected["subsets"]:
+        problems.append(f"subsets {measured.get('subsets')} != expected {expected['subsets']}")
+    if "rejected" in expected and measured.get("rejected", {}) != expected["rejected"]:
+        problems.append(f"rejected {measured.get('rejected')} != expected {expected['rejected']}")
+    verdict = "match" if not problems else "mismatch"
+    difference = measured["rows"] - expected["rows"]
+    return {"difference": difference,
+            "relative_difference": difference / expected["rows"] if expected["rows"] else 0.0,
+            "verdict": verdict, "problems": problems}
+
+
+def _fmt_int(value) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _fmt_rel(value) -> str:
+    return "-" if value is None else f"{value:+.2%}"
+
+
+def format_table(manifest: dict) -> str:
+    """The count table people read at the end of a build and from ``corpus verify``."""
+    sample = manifest["run"].get("sample", False)
+    expected_label = "expected(sample)" if sample else "documented"
+    header = ("dataset", "rows", expected_label, "diff", "rel", "tol", "verdict", "rejected")
+    lines = [header]
+    for dataset_id, entry in manifest["datasets"].items():
+        lines.append((
+            dataset_id,
+            _fmt_int(entry.get("rows")),
+            _fmt_int(entry.get("expected")),
+            _fmt_int(entry.get("difference")),
+            _fmt_rel(entry.get("relative_difference")),
+            "-" if entry.get("tolerance") is None else f"{entry['tolerance']:.0%}",
+            entry["verdict"],
+            _fmt_int(entry.get("rejected", {}).get("total")) if entry.get("rejected") else "-",
+        ))
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+    out = []
+    for n, row in enumerate(lines):
+        out.append("  ".join(str(cell).ljust(widths[i]) if i in (0, 6) else str(cell).rjust(widths[i])
+                             for i, cell in enumerate(row)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    if sample:
+        out.append("This is a --sample run: counts are checked against the bundled sample's "
+                   "hand-worked expected counts, not the documented totals.")
+    notes = []
+    for dataset_id, entry in manifest["datasets"].items():
+        for note in entry.get("notes", []):
+            if entry["status"] == "built":
+                notes.append(f"  {dataset_id}: {note}")
+        for problem in entry.get("problems", []):
+            notes.append(f"  {dataset_id}: {problem}")
+    if notes:
+        out.append("Notes:")
+        out.extend(notes)
+    card = manifest.get("card")
+    if card:
+        out.append(f"Model card: {card['explanation']}.")
+    totals = manifest.get("totals")
+    if totals:
+        out.append(f"Total rows written: {totals['rows']:,}; rejected: {totals['rejected']:,}; "
+                   f"verdicts: {', '.join(f'{k} {v}' for k, v in sorted(totals['verdicts'].items()))}.")
+    return "\n".join(out)
+
+
+def recount_shards(output: str, manifest: dict) -> list[str]:
+    """Re-read every shard the manifest lists and compare row and subset counts.
+
+    Returns the list of problems found (empty when the output is intact).
+    """
+    problems = []
+    for dataset_id, entry in manifest["datasets"].items():
+        if entry["status"] != "built":
+            continue
+        total, subsets = 0, {}
+        for shard in entry["shards"]:
+            path = files.join(output, dataset_id, shard["file"])
+            try:
+                with files.open_raw(path) as stream:
+                    table = pq.read_table(stream, columns=["subset"])
+            except Exception as exc:  # a missing or corrupt shard is reported, not raised
+                problems.append(f"{dataset_id}: cannot read {posixpath.basename(path)} ({exc})")
+                continue
+            if table.num_rows != shard["rows"]:
+                problems.append(f"{dataset_id}: {shard['file']} has {table.num_rows} rows, "
+                                f"manifest says {shard['rows']}")
+            total += table.num_rows
+            for subset in table.column("subset").to_pylist():
+                subsets[subset] = subsets.get(subset, 0) + 1
+        if total != entry["rows"]:
+            problems.append(f"{dataset_id}: shards hold {total} rows, manifest says {entry['rows']}")
+        listed = {name: info["rows"] for name, info in entry.get("subsets", {}).items()}
+        if listed and listed != dict(sorted(subsets.items())):
+            problems.append(f"{dataset_id}: per-subset counts in the shards differ from the manifest")
+    return problems

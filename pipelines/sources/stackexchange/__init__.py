@@ -1,0 +1,457 @@
+"""StackExchange data dump: title/body, title/best-answer and duplicate-title pairs.
+
+Files (under ``IN/stackexchange/``, as published on archive.org):
+    ``<site>.7z``                       one archive per site, holding ``Posts.xml`` and
+                                        ``PostLinks.xml`` (and tables we do not read)
+    ``stackoverflow.com-Posts.7z``      stackoverflow.com, split into one archive per
+    ``stackoverflow.com-PostLinks.7z``  table
+    ``<site>/Posts.xml``                an unpacked site (also ``PostLinks.xml``); the
+                                        files may be gzip/bz2/xz-compressed
+
+Parse: ``Posts.xml`` and ``PostLinks.xml`` are streamed out of the archive and parsed
+row by row with lxml ``iterparse`` (elements cleared as they are read), so memory stays
+flat for StackOverflow's ~97 GB ``Posts.xml``. Entity expansion, DTD loading and network
+access are off. Both tag formats (``<a><b>`` and, since 2024, ``|a|b|``), the BOM, CRLF
+and absent optional attributes are handled.
+
+Pair rules (``docs/corpus-spec.md``), one function each:
+    :func:`question_problem`    which questions qualify (title >= 20 characters, body
+                                text 20..4,096 characters, Score >= 0)
+    :func:`title_body_pair`     stackexchange_title_body: (title, body text)
+    :func:`better_answer`       which answer is "best" (highest Score, ties: lowest Id)
+    :func:`title_answer_pair`   stackexchange_title_answer: (title, best answer text)
+    :func:`duplicate_pair`      stackexchange_duplicate_questions: (title, duplicate title)
+
+Joins (question to best answer, link to both titles) are Beam joins keyed by
+``(site, post id)``; no site is ever held in a dict.
+
+Body text is HTML rendered as text (:func:`pipelines.core.normalize.html_to_text`): tags
+removed, entities decoded (the original conversion only removed tags), whitespace
+collapsed; the "Possible Duplicate" notice that closed questions start with is removed.
+
+Subsets: every row carries its site as ``subset``; sites with fewer than 10,000 rows in a
+dataset are pooled as ``small_stackexchanges`` (as in the reference mix), and each site
+(or the pool) gets shards of its own. Documented per-site counts and weights are in
+``reference_sites.json``.
+
+Source options (``--source-option stackexchange.<key>=<value>``):
+    ``exclude_tags``  comma-separated tags; questions carrying any of them are rejected.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from importlib import resources
+
+import apache_beam as beam
+from lxml import etree
+
+from pipelines.core import files
+from pipelines.core.normalize import html_to_text, normalize_text
+from pipelines.core.rejects import REJECTED, rejected
+from pipelines.core.schema import make_row
+from pipelines.core.source import Source, SourceContext, SourceOutput
+
+TITLE_BODY = "stackexchange_title_body"
+TITLE_ANSWER = "stackexchange_title_answer"
+DUPLICATES = "stackexchange_duplicate_questions"
+
+MIN_TITLE_CHARS = 20
+MIN_BODY_CHARS = 20
+MAX_BODY_CHARS = 4096
+MIN_SCORE = 0
+DUPLICATE_LINK_TYPE = "3"
+QUESTION, ANSWER = "1", "2"
+# Excerpt of a rule-rejected question kept in the dead-letter output (the record id and
+# file find the full post again; keeping whole bodies would double StackOverflow's size).
+RULE_REJECT_EXCERPT_CHARS = 300
+
+_ARCHIVE_NAME = re.compile(r"^(?P<site>.+?)(?:-(?P<table>[A-Z][A-Za-z]+))?\.7z$")
+_TABLES = {"Posts": "posts", "PostLinks": "postlinks"}
+_DUPLICATE_NOTICE = re.compile(
+    r"^\s*<blockquote>\s*(?:<div>\s*)?<p>\s*<strong>\s*(?:Possible Duplicates?|"
+    r"This question already has (?:an )?answers? here)\s*:?\s*</strong>.*?</blockquote>",
+    re.S | re.I)
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+def parse_tags(tags: str | None) -> list[str]:
+    """Tags of a question in either dump format: ``<a><b>`` (to 2023) or ``|a|b|`` (2024)."""
+    if not tags:
+        return []
+    return re.findall(r"<([^>]+)>", tags) or [t for t in tags.split("|") if t]
+
+
+def body_text(body_html: str | None) -> str:
+    """Text of a post body: the "Possible Duplicate" notice removed, then HTML to text."""
+    if not body_html:
+        return ""
+    return html_to_text(_DUPLICATE_NOTICE.sub("", body_html, count=1))
+
+
+def iter_rows(stream, source_file: str):
+    """Yield the attribute dict of every ``<row/>`` of a dump table, streaming.
+
+    Args:
+        stream: binary file object of ``Posts.xml`` or ``PostLinks.xml``.
+        source_file: name used in error messages.
+    Raises:
+        etree.XMLSyntaxError: the document is malformed or truncated; rows before the
+            problem have been yielded.
+    """
+    parser = etree.iterparse(
+        stream, events=("end",), tag="row", resolve_entities=False, no_network=True,
+        load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
+    for _, element in parser:
+        yield dict(element.attrib)
+        element.clear(keep_tail=False)
+        parent = element.getparent()
+        if parent is not None:
+            while element.getprevious() is not None:
+                del parent[0]
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- pair rules ------------------------------------------------------------------------
+
+def question_problem(title: str, body: str, score: int) -> str | None:
+    """Why a question does not qualify, or ``None`` when it does.
+
+    Rule of the original conversion script: the title has at least 20 characters, the
+    body text 20 to 4,096 characters, and the Score is at least 0. Lengths are counted
+    after normalisation (HTML rendered as text, whitespace collapsed).
+    """
+    if len(title) < MIN_TITLE_CHARS:
+        return "title_too_short"
+    if len(body) < MIN_BODY_CHARS:
+        return "body_too_short"
+    if len(body) > MAX_BODY_CHARS:
+        return "body_too_long"
+    if score < MIN_SCORE:
+        return "negative_score"
+    return None
+
+
+def title_body_pair(question: dict) -> dict:
+    """stackexchange_title_body: (question title, question body text)."""
+    return make_row(TITLE_BODY, question["title"], question["body"], subset=question["site"],
+                    source_file=question["source_file"], record_id=question["id"])
+
+
+def better_answer(a: dict, b: dict) -> dict:
+    """The better of two answers of one question: the higher Score; on a tie the one
+    first in the file, i.e. the lower Id."""
+    if a["score"] != b["score"]:
+        return a if a["score"] > b["score"] else b
+    return a if int(a["id"]) < int(b["id"]) else b
+
+
+def title_answer_pair(question: dict, answer: dict) -> dict:
+    """stackexchange_title_answer: (question title, text of its best answer)."""
+    return make_row(TITLE_ANSWER, question["title"], body_text(answer["body"]),
+                    subset=question["site"], source_file=answer["source_file"],
+                    record_id=f"{question['id']}/{answer['id']}")
+
+
+def duplicate_pair(link: dict, title: str, duplicate_title: str) -> dict:
+    """stackexchange_duplicate_questions: (title of PostId, title of RelatedPostId) for a
+    LinkTypeId 3 link; PostId is the duplicate, RelatedPostId the canonical question.
+
+    Project rules beyond "both posts exist": each unordered pair of posts gives one row
+    (the link with the lowest Id), and a pair whose two titles are the same text after
+    normalisation is rejected (it teaches nothing).
+    """
+    return make_row(DUPLICATES, title, duplicate_title, subset=link["site"],
+                    source_file=link["source_file"],
+                    record_id=f"link {link['id']}: {link['post']}->{link['related']}")
+
+
+# -- Beam transforms --------------------------------------------------------------------
+
+class _ReadDump(beam.DoFn):
+    """Stream one archive or table file and emit questions, answers and duplicate links."""
+
+    def __init__(self, ctx: SourceContext, want_links: bool, exclude_tags: frozenset):
+        self.ctx = ctx
+        self.want_links = want_links
+        self.exclude_tags = exclude_tags
+        first = [d for d in (TITLE_BODY, TITLE_ANSWER, DUPLICATES) if d in ctx.datasets]
+        self.post_dataset = first[0]
+        self.answer_dataset = TITLE_ANSWER if TITLE_ANSWER in ctx.datasets else first[0]
+        self.link_dataset = DUPLICATES if DUPLICATES in ctx.datasets else first[0]
+
+    def process(self, element):
+        site, kind, path = element
+        relative = self.ctx.relative(path)
+        try:
+            if kind == "archive":
+                wanted = {"Posts.xml"} | ({"PostLinks.xml"} if self.want_links else set())
+                for member, stream in files.iter_archive_members(
+                        path, wanted=lambda name: posixpath.basename(name) in wanted):
+                    table = "posts" if posixpath.basename(member) == "Posts.xml" else "postlinks"
+                    yield from self._read_table(site, table, stream, f"{relative}!{member}")
+            else:
+                with files.open_input(path) as stream:
+                    yield from self._read_table(site, kind, stream, relative)
+        except Exception as exc:  # libarchive, lxml and the filesystems raise their own types
+            if self.ctx.strict:
+                raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
+            position = getattr(exc, "position", None)
+            yield rejected(self.post_dataset, "unreadable_file", source_file=relative,
+                           record_id=f"line {position[0]}" if position else "",
+                           detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
+
+    def _read_table(self, site, table, stream, source_file):
+        if table == "posts":
+            for attrs in iter_rows(stream, source_file):
+                yield from self._post(site, attrs, source_file)
+        elif self.want_links:
+            for attrs in iter_rows(stream, source_file):
+                yield from self._link(site, attrs, source_file)
+
+    def _post(self, site, attrs, source_file):
+        post_type = attrs.get("PostTypeId")
+        if post_type not in (QUESTION, ANSWER):
+            return  # tag wikis, nominations and other post types are not candidates
+        post_id, score = attrs.get("Id"), _int(attrs.get("Score"))
+        if post_type == QUESTION:
+            if _int(post_id) is None or score is None or attrs.get("Title") is None:
+                yield rejected(self.post_dataset, "malformed_row", source_file=source_file,
+                               record_id=post_id or "", excerpt=attrs,
+                               detail="question without a numeric Id, a numeric Score or a Title")
+                return
+            tags = parse_tags(attrs.get("Tags"))
+            yield beam.pvalue.TaggedOutput("questions", {
+                "site": site, "id": post_id, "title": normalize_text(attrs["Title"]),
+                "body": body_text(attrs.get("Body")), "score": score, "source_file": source_file,
+                "excluded_tags": sorted(set(tags) & self.exclude_tags),
+            })
+        else:
+            parent = attrs.get("ParentId")
+            if _int(post_id) is None or score is None or _int(parent) is None:
+                yield rejected(self.answer_dataset, "malformed_row", source_file=source_file,
+                               record_id=post_id or "", excerpt=attrs,
+                               detail="answer without a numeric Id, Score or ParentId")
+                return
+            yield beam.pvalue.TaggedOutput("answers", ((site, parent), {
+                "id": post_id, "score": score, "body": attrs.get("Body") or "",
+                "source_file": source_file}))
+
+    def _link(self, site, attrs, source_file):
+        if attrs.get("LinkTypeId") != DUPLICATE_LINK_TYPE:
+            return  # plain "linked" posts are not duplicate candidates
+        link_id, post, related = attrs.get("Id"), attrs.get("PostId"), attrs.get("RelatedPostId")
+        if _int(link_id) is None or _int(post) is None or _int(related) is None:
+            yield rejected(self.link_dataset, "malformed_row", source_file=source_file,
+                           record_id=link_id or "", excerpt=attrs,
+                           detail="duplicate link without a numeric Id, PostId or RelatedPostId")
+            return
+        yield beam.pvalue.TaggedOutput("links", {
+            "site": site, "id": link_id, "post": post, "related": related, "source_file": source_file})
+
+
+def _question_excerpt(question: dict) -> dict:
+    return {"title": question["title"], "body": question["body"][:RULE_REJECT_EXCERPT_CHARS],
+            "score": question["score"]}
+
+
+class _QualifyQuestions(beam.DoFn):
+    """Split questions into qualifying ones and rejects for one dataset."""
+
+    def __init__(self, dataset: str):
+        self.dataset = dataset
+
+    def process(self, question):
+        reason = ("excluded_tag" if question["excluded_tags"] else
+                  question_problem(question["title"], question["body"], question["score"]))
+        if reason is None:
+            yield question
+            return
+        yield rejected(self.dataset, reason, source_file=question["source_file"],
+                       record_id=question["id"], excerpt=_question_excerpt(question),
+                       detail=f"question does not qualify: {reason}")
+
+
+def _pair_with_best_answer(element):
+    (_site, _qid), grouped = element
+    questions, best = list(grouped["question"]), list(grouped["best"])
+    for question in questions:  # at most one per (site, id)
+        if not best:
+            yield rejected(TITLE_ANSWER, "no_answer", source_file=question["source_file"],
+                           record_id=question["id"], excerpt=_question_excerpt(question),
+                           detail="qualifying question without any answer in the dump")
+        else:
+            yield title_answer_pair(question, best[0])
+
+
+class _BestAnswer(beam.CombineFn):
+    """Keep the best answer of a question (see :func:`better_answer`)."""
+
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, best, answer):
+        return answer if best is None else better_answer(best, answer)
+
+    def merge_accumulators(self, accumulators):
+        best = None
+        for answer in accumulators:
+            if answer is not None:
+                best = answer if best is None else better_answer(best, answer)
+        return best
+
+    def extract_output(self, best):
+        return best
+
+
+def _link_reject(link, reason, detail):
+    return rejected(DUPLICATES, reason, source_file=link["source_file"],
+                    record_id=f"link {link['id']}: {link['post']}->{link['related']}",
+                    detail=detail, excerpt=link)
+
+
+def _keep_first_link(element):
+    _pair, links = element
+    links = sorted(links, key=lambda link: int(link["id"]))
+    yield links[0]
+    for link in links[1:]:
+        yield _link_reject(link, "duplicate_link",
+                           f"the same pair of posts is already linked by link {links[0]['id']}")
+
+
+def _attach_title(element, side: str):
+    (_site, _post), grouped = element
+    titles = list(grouped["title"])
+    for link in grouped["link"]:
+        if not titles:
+            yield _link_reject(link, f"{side}_missing",
+                               f"{'PostId' if side == 'post' else 'RelatedPostId'} is not a question in Posts.xml")
+        else:
+            yield {**link, f"{side}_title": titles[0]}
+
+
+def _duplicate_rows(link):
+    if link["post_title"] == link["related_title"]:
+        yield _link_reject(link, "identical_titles", "both questions have the same title")
+    else:
+        yield duplicate_pair(link, link["post_title"], link["related_title"])
+
+
+class StackExchange(Source):
+    name = "stackexchange"
+    folder = "stackexchange"
+    datasets = (TITLE_BODY, TITLE_ANSWER, DUPLICATES)
+    description = "StackExchange data dump (archive.org), one 7z per site"
+
+    @property
+    def _reference(self) -> dict:
+        path = resources.files(__name__).joinpath("reference_sites.json")
+        return json.loads(path.read_text("utf-8"))
+
+    @property
+    def pool_below(self) -> int:
+        return self._reference["pool_below"]
+
+    @property
+    def pool_name(self) -> str:
+        return self._reference["pool_name"]
+
+    def subset_reference(self, dataset_id: str) -> dict:
+        return self._reference.get(dataset_id, {})
+
+    def find_tables(self, ctx: SourceContext) -> list[tuple[str, str, str]]:
+        """The dump files to read, as ``(site, kind, path)``; kind is ``archive``,
+        ``posts`` or ``postlinks``. Archives of other tables (stackoverflow.com-Users.7z)
+        are skipped."""
+        found = []
+        for path, _size in files.list_dir(ctx.source_dir):
+            relative = files.relative_to(path, ctx.source_dir)
+            parts = relative.split("/")
+            if len(parts) == 1:
+                match = _ARCHIVE_NAME.match(parts[0])
+                if match and (match.group("table") is None or match.group("table") in _TABLES):
+                    found.append((match.group("site"), "archive", path))
+            elif len(parts) == 2:
+                table = parts[1].split(".")[0]
+                if table in _TABLES and parts[1].startswith(f"{table}.xml"):
+                    found.append((parts[0], _TABLES[table], path))
+        return sorted(found)
+
+    def input_files(self, ctx: SourceContext) -> list[tuple[str, int]]:
+        sizes = dict(files.list_dir(ctx.source_dir))
+        return [(path, sizes[path]) for _site, _kind, path in self.find_tables(ctx)]
+
+    def expand(self, pipeline, ctx: SourceContext) -> SourceOutput:
+        want = set(ctx.datasets)
+        exclude = frozenset(t for t in ctx.option("exclude_tags", "").split(",") if t)
+        read = (
+            pipeline
+            | "stackexchange/ListDumps" >> beam.Create(self.find_tables(ctx))
+            | "stackexchange/SpreadDumps" >> beam.Reshuffle()
+            | "stackexchange/Parse" >> beam.ParDo(_ReadDump(ctx, DUPLICATES in want, exclude))
+            .with_outputs("questions", "answers", "links", REJECTED)
+        )
+        rows, rejects = {}, [read[REJECTED]]
+        questions = read.questions
+
+        def qualified(dataset):
+            result = questions | f"{dataset}/Qualify" >> beam.ParDo(
+                _QualifyQuestions(dataset)).with_outputs(REJECTED, main="ok")
+            rejects.append(result[REJECTED])
+            return result.ok
+
+        if TITLE_BODY in want:
+            rows[TITLE_BODY] = qualified(TITLE_BODY) | f"{TITLE_BODY}/Pair" >> beam.Map(title_body_pair)
+        if TITLE_ANSWER in want:
+            best = read.answers | f"{TITLE_ANSWER}/BestAnswer" >> beam.CombinePerKey(_BestAnswer())
+            keyed = qualified(TITLE_ANSWER) | f"{TITLE_ANSWER}/KeyQuestions" >> beam.Map(
+                lambda q: ((q["site"], q["id"]), q))
+            joined = (
+                {"question": keyed, "best": best}
+                | f"{TITLE_ANSWER}/JoinBestAnswer" >> beam.CoGroupByKey()
+                | f"{TITLE_ANSWER}/Pair" >> beam.FlatMap(_pair_with_best_answer)
+                .with_outputs(REJECTED, main="rows")
+            )
+            rows[TITLE_ANSWER] = joined.rows
+            rejects.append(joined[REJECTED])
+        if DUPLICATES in want:
+            titles = questions | f"{DUPLICATES}/KeyTitles" >> beam.Map(
+                lambda q: ((q["site"], q["id"]), q["title"]))
+            unique = (
+                read.links
+                | f"{DUPLICATES}/KeyPairs" >> beam.Map(
+                    lambda l: ((l["site"], *sorted((int(l["post"]), int(l["related"])))), l))
+                | f"{DUPLICATES}/GroupPairs" >> beam.GroupByKey()
+                | f"{DUPLICATES}/KeepFirstLink" >> beam.FlatMap(_keep_first_link)
+                .with_outputs(REJECTED, main="links")
+            )
+            with_post = (
+                {"link": unique.links | f"{DUPLICATES}/KeyByPost" >> beam.Map(
+                    lambda l: ((l["site"], l["post"]), l)), "title": titles}
+                | f"{DUPLICATES}/JoinPostTitle" >> beam.CoGroupByKey()
+                | f"{DUPLICATES}/AttachPostTitle" >> beam.FlatMap(_attach_title, "post")
+                .with_outputs(REJECTED, main="links")
+            )
+            with_both = (
+                {"link": with_post.links | f"{DUPLICATES}/KeyByRelated" >> beam.Map(
+                    lambda l: ((l["site"], l["related"]), l)), "title": titles}
+                | f"{DUPLICATES}/JoinRelatedTitle" >> beam.CoGroupByKey()
+                | f"{DUPLICATES}/AttachRelatedTitle" >> beam.FlatMap(_attach_title, "related")
+                .with_outputs(REJECTED, main="links")
+            )
+            pairs = with_both.links | f"{DUPLICATES}/Pair" >> beam.FlatMap(
+                _duplicate_rows).with_outputs(REJECTED, main="rows")
+            rows[DUPLICATES] = pairs.rows
+            rejects.extend([unique[REJECTED], with_post[REJECTED], with_both[REJECTED], pairs[REJECTED]])
+        return SourceOutput(rows=rows, rejects=rejects)
+
+
+SOURCE = StackExchange()

@@ -1,0 +1,48 @@
+"""Packaging for the corpus pipelines.
+
+The same file serves a local install (`pip install -e .`) and Dataflow's
+`--setup_file ./setup.py`, which builds an sdist of it and installs it on every
+worker: the package, its row schema (`schemas/`, installed as
+`pipelines.schemas`) and the bundled sample inputs all travel with it.
+"""
+from setuptools import setup
+
+setup(
+    name="multiqa-corpus-pipelines",
+    version="0.1.0",
+    description=(
+        "Apache Beam pipelines that build the multi-source question/answer "
+        "training corpus for sentence-embedding models."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=[
+        "pipelines",
+        "pipelines.core",
+        "pipelines.sources",
+        "pipelines.sample_data",
+        "pipelines.schemas",
+    ],
+    package_dir={"pipelines.schemas": "schemas"},
+    package_data={
+        "pipelines.schemas": ["*.json"],
+        "pipelines.sample_data": ["**/*"],
+    },
+    include_package_data=True,
+    # Workers need these; Beam itself comes with the runner's SDK container.
+    install_requires=[
+        "apache-beam>=2.77,<3",
+        "pyarrow>=14.0.1,<26",
+        "lxml>=5",
+        "libarchive-c>=5",
+        "smart-open>=7",
+    ],
+    extras_require={
+        "gcp": ["apache-beam[gcp]>=2.77,<3", "google-cloud-storage>=3"],
+        "hub": ["datasets>=5"],
+        "test": ["pytest>=8", "hypothesis>=6", "py7zr>=1"],
+    },
+    entry_points={"console_scripts": ["corpus=pipelines.cli:main"]},
+)

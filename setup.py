@@ -5,7 +5,7 @@ The same file serves a local install (`pip install -e .`) and Dataflow's
 worker: the package, its row schema (`schemas/`, installed as
 `pipelines.schemas`) and the bundled sample inputs all travel with it.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="multiqa-corpus-pipelines",
@@ -18,19 +18,13 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=[
-        "pipelines",
-        "pipelines.core",
-        "pipelines.sources",
-        "pipelines.sample_data",
-        "pipelines.schemas",
-    ],
+    packages=find_packages(include=["pipelines", "pipelines.*"]) + ["pipelines.schemas"],
     package_dir={"pipelines.schemas": "schemas"},
     package_data={
         "pipelines.schemas": ["*.json"],
-        "pipelines.sample_data": ["**/*"],
+        # Each source's reference tables and bundled sample (upstream layout, any file type).
+        "pipelines.sources": ["*/*.json", "*/sample/**/*", "*/sample/**/.*"],
     },
-    include_package_data=True,
     # Workers need these; Beam itself comes with the runner's SDK container.
     install_requires=[
         "apache-beam>=2.77,<3",

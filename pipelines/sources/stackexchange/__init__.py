@@ -39,16 +39,17 @@ Source options (``--source-option stackexchange.<key>=<value>``):
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import json
 import posixpath
 import re
 from importlib import resources
 
 import apache_beam as beam
-from lxml import etree
-
 from pipelines.core import files
 from pipelines.core.normalize import html_to_text, normalize_text
+from pipelines.core.readers import iter_xml_elements
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
@@ -91,26 +92,10 @@ def body_text(body_html: str | None) -> str:
     return html_to_text(_DUPLICATE_NOTICE.sub("", body_html, count=1))
 
 
-def iter_rows(stream, source_file: str):
-    """Yield the attribute dict of every ``<row/>`` of a dump table, streaming.
-
-    Args:
-        stream: binary file object of ``Posts.xml`` or ``PostLinks.xml``.
-        source_file: name used in error messages.
-    Raises:
-        etree.XMLSyntaxError: the document is malformed or truncated; rows before the
-            problem have been yielded.
-    """
-    parser = etree.iterparse(
-        stream, events=("end",), tag="row", resolve_entities=False, no_network=True,
-        load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
-    for _, element in parser:
-        yield dict(element.attrib)
-        element.clear(keep_tail=False)
-        parent = element.getparent()
-        if parent is not None:
-            while element.getprevious() is not None:
-                del parent[0]
+def iter_rows(stream) -> Iterator[dict]:
+    """Yield the attribute dict of every ``<row/>`` of a dump table, streaming and safely
+    (see :func:`pipelines.core.readers.iter_xml_elements`)."""
+    return iter_xml_elements(stream, "row")
 
 
 def _int(value) -> int | None:
@@ -211,10 +196,10 @@ class _ReadDump(beam.DoFn):
 
     def _read_table(self, site, table, stream, source_file):
         if table == "posts":
-            for attrs in iter_rows(stream, source_file):
+            for attrs in iter_rows(stream):
                 yield from self._post(site, attrs, source_file)
         elif self.want_links:
-            for attrs in iter_rows(stream, source_file):
+            for attrs in iter_rows(stream):
                 yield from self._link(site, attrs, source_file)
 
     def _post(self, site, attrs, source_file):

@@ -1,0 +1,76 @@
+"""Normalisation: HTML to text, Unicode and whitespace, and the per-dataset policy."""
+import unicodedata
+
+from hypothesis import given, strategies as st
+
+from pipelines.core.normalize import TextPolicy, apply_policy, html_to_text, normalize_text, truncate_text
+from pipelines.core.schema import make_row
+
+
+def test_block_tags_separate_words_and_inline_tags_do_not():
+    assert html_to_text("<p>one</p><p>two</p>") == "one two"
+    assert html_to_text("x<code>y</code>z") == "xyz"
+    assert html_to_text("a<br/>b<br />c") == "a b c"
+
+
+def test_entities_are_decoded_after_tags_are_removed():
+    assert html_to_text("<p>if a &lt;b&gt; then &amp;&amp;</p>") == "if a <b> then &&"
+    assert html_to_text("caf&eacute; &#8217;s &nbsp;x") == "café ’s x"
+
+
+def test_comments_scripts_and_quoted_angle_brackets():
+    assert html_to_text('<!-- hidden --><a title="a>b">link</a><script>evil()</script>') == "link"
+
+
+def test_normalize_text_nfc_controls_and_whitespace():
+    assert normalize_text("Cafe\u0301\u00a0\t bar\r\n\x00baz\ufeff ") == "Café bar baz"
+    assert normalize_text(None) == ""
+
+
+@given(st.text())
+def test_normalize_text_is_idempotent_and_clean(text):
+    once = normalize_text(text)
+    assert normalize_text(once) == once
+    assert once == once.strip()
+    assert "  " not in once
+    assert unicodedata.is_normalized("NFC", once)
+    assert not any(c in once for c in "\t\n\r\x00\x85")
+
+
+@given(st.text())
+def test_html_to_text_never_leaves_whitespace_runs(markup):
+    text = html_to_text(markup)
+    assert text == text.strip() and "  " not in text
+
+
+@given(st.text(min_size=1), st.integers(min_value=1, max_value=50))
+def test_truncate_never_exceeds_the_limit(text, limit):
+    assert len(truncate_text(text, limit)) <= limit
+
+
+def _row(anchor, positive, negative=None):
+    return make_row("d", anchor, positive, negative, source_file="f", record_id="1")
+
+
+def test_policy_rejects_empty_short_and_long_texts_with_reasons():
+    policy = TextPolicy(min_chars=3, max_chars=10)
+    assert apply_policy(_row("  ", "positive"), policy)[1] == "anchor_empty"
+    assert apply_policy(_row("ab", "positive"), policy)[1] == "anchor_too_short"
+    assert apply_policy(_row("abc", "x" * 11), policy)[1] == "positive_too_long"
+    assert apply_policy(_row("abc", "def", ""), policy)[1] == "negative_empty"
+    kept, reason, _ = apply_policy(_row(" a  b ", "def"), policy)
+    assert reason is None and kept["anchor"] == "a b" and kept["negative"] is None
+
+
+def test_policy_can_truncate_instead_of_rejecting():
+    kept, reason, _ = apply_policy(_row("abc", "lorem ipsum " * 20), TextPolicy(max_chars=100, truncate=True))
+    assert reason is None
+    assert kept["positive"] == ("lorem ipsum " * 8).strip()  # 95 characters: cut at a space
+
+
+def test_schema_problems_name_the_record():
+    row = _row("a", "b")
+    row["record_id"] = 7
+    kept, reason, detail = apply_policy(row, TextPolicy())
+    assert kept is None and reason == "schema_error"
+    assert "d:f#7" in detail and "record_id" in detail

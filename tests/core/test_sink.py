@@ -1,0 +1,78 @@
+"""The sharded sink: plan, determinism whatever the order, atomic and complete output."""
+import random
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+
+from pipelines.core.schema import make_row
+from pipelines.core.sink import ParquetShards, ShardingConfig, WriteShards, plan_shards, row_key
+
+
+def test_plan_pools_small_subsets_and_gives_each_group_its_own_shards():
+    plan = plan_shards([("big.site", (50_000, 1000)), ("small.a", (10, 30)), ("small.b", (9_999, 300))],
+                       target_shard_bytes=400, pool_below=10_000, pool_name="small_pool")
+    assert plan["subset_group"] == {"big.site": "big.site", "small.a": "small_pool", "small.b": "small_pool"}
+    assert plan["groups"] == {"big.site": [0, 3], "small_pool": [3, 1]}
+    assert plan["total"] == 4
+    assert plan["group_rows"] == {"big.site": 50_000, "small_pool": 10_009}
+
+
+def test_plan_never_makes_more_shards_than_rows():
+    plan = plan_shards([("", (2, 10_000))], target_shard_bytes=10)
+    assert plan["total"] == 2
+
+
+def test_row_key_is_stable_and_content_sensitive():
+    row = make_row("d", "a", "b", source_file="f", record_id="1")
+    assert row_key(row) == row_key(dict(row))
+    assert row_key(row) != row_key({**row, "positive": "c"})
+
+
+def _rows(n):
+    return [make_row("d", f"anchor {i}", f"positive text {i}", subset=("s1" if i % 3 else "s2"),
+                     source_file="f", record_id=str(i)) for i in range(n)]
+
+
+def _write(rows, directory, config):
+    with BeamTestPipeline(runner="FnApiRunner") as p:
+        _ = (p | beam.Create(rows, reshuffle=True)
+             | WriteShards(str(directory), "d", ParquetShards(config), config, subset_field="subset"))
+
+
+def test_same_rows_in_any_order_give_byte_identical_shards(tmp_path):
+    rows = _rows(500)
+    config = ShardingConfig(target_shard_bytes=4_000, row_group_bytes=1_000)
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    _write(rows, tmp_path / "a", config)
+    _write(shuffled, tmp_path / "b", config)
+    a = sorted(p.name for p in (tmp_path / "a").iterdir())
+    b = sorted(p.name for p in (tmp_path / "b").iterdir())
+    assert a == b and len(a) > 4
+    for name in a:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    tables = [pq.read_table(tmp_path / "a" / name) for name in a]
+    assert sum(t.num_rows for t in tables) == 500
+    # Each shard holds one subset only, so a subset is a set of files of its own.
+    assert all(len(set(t.column("subset").to_pylist())) <= 1 for t in tables)
+    # Rows inside a shard are in key order.
+    for table in tables:
+        keys = [row_key(r) for r in table.to_pylist()]
+        assert keys == sorted(keys)
+    # Small row groups were used, as configured.
+    assert max(pq.ParquetFile(tmp_path / "a" / name).metadata.num_row_groups for name in a) > 1
+
+
+def test_output_is_complete_without_temporaries_and_stale_shards_are_removed(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "d-00000-of-00099.parquet").write_bytes(b"stale")
+    rows = [{**row, "subset": ""} for row in _rows(40)]
+    config = ShardingConfig(target_shard_bytes=200)  # about two rows per shard: some stay empty
+    _write(rows, out, config)
+    names = sorted(p.name for p in out.iterdir())
+    total = len(names)
+    assert names == [f"d-{i:05d}-of-{total:05d}.parquet" for i in range(total)]
+    counts = [pq.read_table(out / n).num_rows for n in names]
+    assert sum(counts) == 40 and 0 in counts

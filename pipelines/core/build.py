@@ -150,7 +150,7 @@ def plan_sources(request: BuildRequest) -> tuple[list[_PlannedSource], dict[str,
 
 def _write_json(value, path: str) -> str:
     with FileSystems.create(path) as stream:
-        stream.write(json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+        stream.write(json.dumps(value, indent=1, ensure_ascii=False).encode("utf-8"))
     return path
 
 

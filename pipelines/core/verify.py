@@ -96,11 +96,13 @@ def format_table(manifest: dict) -> str:
     if sample:
         out.append("This is a --sample run: counts are checked against the bundled sample's "
                    "hand-worked expected counts, not the documented totals.")
-    notes = []
+    by_note: dict[str, list[str]] = {}
     for dataset_id, entry in manifest["datasets"].items():
-        for note in entry.get("notes", []):
-            if entry["status"] == "built":
-                notes.append(f"  {dataset_id}: {note}")
+        if entry["status"] == "built":
+            for note in entry.get("notes", []):
+                by_note.setdefault(note, []).append(dataset_id)
+    notes = [f"  {', '.join(ids)}: {note}" for note, ids in by_note.items()]
+    for dataset_id, entry in manifest["datasets"].items():
         for problem in entry.get("problems", []):
             notes.append(f"  {dataset_id}: {problem}")
     if notes:

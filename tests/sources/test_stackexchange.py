@@ -261,3 +261,24 @@ def test_exclude_tags_option(tmp_path):
                        source_options={"stackexchange": {"exclude_tags": "meta"}})
     assert [r["record_id"] for r in result.rows[se.TITLE_BODY]] == ["2"]
     assert result.reasons(se.TITLE_BODY) == {"excluded_tag": 1}
+
+
+def test_source_transform_with_testpipeline_and_assert_that():
+    """The source's own graph, checked with Beam's testing utilities (no sink)."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipelines.core.source import SourceContext
+
+    root = se.SOURCE.sample_root()
+    ctx = SourceContext(input_root=root, source_dir=files.join(root, "stackexchange"),
+                        datasets=(se.TITLE_ANSWER,))
+    with BeamTestPipeline(runner="FnApiRunner") as p:
+        out = se.SOURCE.expand(p, ctx)
+        ids = out.rows[se.TITLE_ANSWER] | beam.Map(lambda r: (r["subset"], r["record_id"]))
+        assert_that(ids, equal_to([
+            ("coffee.stackexchange.com", "1/3"), ("coffee.stackexchange.com", "4/5"),
+            ("coffee.stackexchange.com", "12/14"), ("bicycles.stackexchange.com", "1/2"),
+            ("bicycles.stackexchange.com", "5/6"), ("stackoverflow.com", "101/102"),
+            ("stackoverflow.com", "103/105")]))

@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="text megabytes per Parquet row group (default 64)")
     b.add_argument("--no-input-checksums", action="store_true",
                    help="do not compute SHA-256 of the input files for the manifest")
+    b.add_argument("--force", action="store_true",
+                   help="rebuild even if OUT already holds a complete build")
     b.add_argument("--fail-on-mismatch", action="store_true",
                    help="exit with status 1 when a dataset's count is a mismatch")
 
@@ -77,8 +79,12 @@ def _build(args, beam_args: list[str]) -> int:
         sharding=ShardingConfig(target_shard_bytes=args.target_shard_mb * MiB,
                                 row_group_bytes=args.row_group_mb * MiB),
         input_checksums=not args.no_input_checksums,
+        force=args.force,
     )
     manifest = build.run_build(request, beam_args)
+    if manifest.get("up_to_date"):
+        print(f"{args.output} already holds a complete build of the same inputs and options; "
+              "nothing to do (use --force to rebuild).")
     print(verify.format_table(manifest))
     print(f"Wrote {args.output.rstrip('/')}/manifest.json and data_config.json.")
     failing = [d for d, e in manifest["datasets"].items() if e["verdict"] in verify.FAILING_VERDICTS]

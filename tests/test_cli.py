@@ -62,3 +62,71 @@ def test_secrets_in_beam_flags_never_reach_the_manifest():
     from pipelines.core.build import scrub_args
     assert scrub_args(["--s3_secret_access_key=abc", "--s3_access_key_id", "AKIA", "--runner=X"]) == [
         "--s3_secret_access_key=***", "--s3_access_key_id", "***", "--runner=X"]
+
+
+def test_a_mistyped_beam_flag_is_refused_before_anything_runs(tmp_path, capsys):
+    assert run(["build", "--sample", "--output", str(tmp_path / "out"), "--runer=DataflowRunner"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option --runer=DataflowRunner" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_input_root_pointing_at_a_source_folder_gets_a_hint(tmp_path, capsys):
+    source = tmp_path / "stackexchange"
+    source.mkdir()
+    (source / "example.stackexchange.com.7z").write_bytes(b"7z")
+    assert run(["build", "--input-root", str(source), "--output", str(tmp_path / "out")]) == 2
+    assert "looks like the 'stackexchange' source folder itself" in capsys.readouterr().err
+
+
+def test_rerun_is_a_no_op_changed_options_are_refused_and_force_rebuilds(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["build", "--sample", "--output", str(out), "--datasets", "stackexchange_title_body", *TEST_BEAM_ARGS]
+    assert run(args) == 0
+    shard = next((out / "stackexchange_title_body").glob("*.parquet"))
+    first = shard.read_bytes()
+    shard.touch()
+    before = shard.stat().st_mtime_ns
+    capsys.readouterr()
+    assert run(args) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert shard.stat().st_mtime_ns == before
+    changed = args + ["--source-option", "stackexchange.exclude_tags=python"]
+    assert run(changed) == 2
+    assert "--force" in capsys.readouterr().err
+    # Excluding a tag changes the sample's counts: the rebuild happens and reports the mismatch.
+    assert run(changed + ["--force"]) == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["run"]["source_options"] == {"stackexchange": {"exclude_tags": "python"}}
+    assert run(args + ["--force"]) == 0
+    assert next((out / "stackexchange_title_body").glob("*.parquet")).read_bytes() == first
+
+
+def test_a_killed_build_rerun_gives_identical_shards(tmp_path):
+    """A run that died after writing some files (no manifest, a temporary left behind, a
+    stale shard of another shard count) is repaired by running it again."""
+    clean = tmp_path / "clean"
+    args = ["--sample", "--datasets", "stackexchange_title_body,stackexchange_title_answer", *TEST_BEAM_ARGS]
+    assert run(["build", "--output", str(clean), *args]) == 0
+    crashed = tmp_path / "crashed"
+    shutil.copytree(clean, crashed)
+    (crashed / "manifest.json").unlink()
+    body_dir = crashed / "stackexchange_title_body"
+    shard = next(body_dir.glob("*.parquet"))
+    shard.write_bytes(shard.read_bytes()[:50])  # half-written
+    (body_dir / f"{shard.name}.inprogress-0123").write_bytes(b"partial")
+    (body_dir / "stackexchange_title_body-00003-of-00007.parquet").write_bytes(b"stale")
+    assert run(["build", "--output", str(crashed), *args]) == 0
+    for dataset in ("stackexchange_title_body", "stackexchange_title_answer"):
+        names = sorted(p.name for p in (clean / dataset).iterdir())
+        assert names == sorted(p.name for p in (crashed / dataset).iterdir())
+        for name in names:
+            assert (clean / dataset / name).read_bytes() == (crashed / dataset / name).read_bytes()
+
+
+def test_source_option_typos_and_foreign_sources_are_refused(tmp_path, capsys):
+    base = ["build", "--sample", "--output", str(tmp_path / "out"), "--datasets", "stackexchange_title_body"]
+    assert run(base + ["--source-option", "stackexchange.exclude_tag=x"]) == 2
+    assert "unknown --source-option for stackexchange: exclude_tag" in capsys.readouterr().err
+    assert run(base + ["--source-option", "msmarco.negatives=3"]) == 2
+    assert "which this run does not build" in capsys.readouterr().err

@@ -32,7 +32,7 @@ from pipelines.core import files, mix, verify
 from pipelines.core.normalize import NormalizeRows
 from pipelines.core.rejects import REJECTED
 from pipelines.core.sink import JsonLinesGzipShards, ParquetShards, ShardingConfig, WriteShards
-from pipelines.core.source import Source, SourceContext
+from pipelines.core.source import OptionError, Source, SourceContext
 
 MANIFEST = "manifest.json"
 DATA_CONFIG = "data_config.json"
@@ -60,6 +60,7 @@ class BuildRequest:
         source_options: per source name, ``{key: value}`` options for its rules.
         sharding: shard and row-group sizes.
         input_checksums: compute SHA-256 of every input file for the manifest.
+        force: rebuild even when ``output`` already holds a complete build.
     """
 
     output: str
@@ -70,6 +71,7 @@ class BuildRequest:
     source_options: dict = field(default_factory=dict)
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
     input_checksums: bool = True
+    force: bool = False
 
 
 @dataclass
@@ -140,11 +142,24 @@ def plan_sources(request: BuildRequest) -> tuple[list[_PlannedSource], dict[str,
             continue
         ctx = SourceContext(
             input_root=root, source_dir=source_dir, datasets=tuple(dataset_ids),
-            options=dict(request.source_options.get(source_name, {})), strict=request.strict)
+            options=dict(request.source_options.get(source_name, {})), strict=request.strict,
+            source=source_name)
         planned.append(_PlannedSource(source, ctx))
+    if not planned and not request.sample:
+        folder_name = request.input_root.rstrip("/").rsplit("/", 1)[-1]
+        if any(registry.load_source(spec.source) is not None
+               and registry.load_source(spec.source).folder == folder_name for spec in registry.DATASETS):
+            raise BuildError(
+                f"--input-root {request.input_root} looks like the '{folder_name}' source folder "
+                "itself; give its parent folder (the one holding one folder per source)")
     if not planned:
         raise BuildError("nothing to build: " + "; ".join(
             f"{d}: {s}" for d, s in status.items() if not requested or d in requested))
+    running = {item.source.name for item in planned}
+    for source_name in request.source_options:
+        if source_name not in running:
+            raise BuildError(f"--source-option for {source_name!r}, which this run does not build "
+                             f"(sources in this run: {', '.join(sorted(running))})")
     return planned, status
 
 
@@ -182,7 +197,14 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
     inputs = []
     for item in planned:
         source, ctx = item.source, item.ctx
-        result = source.expand(pipeline, ctx)
+        try:
+            result = source.expand(pipeline, ctx)
+        except OptionError as exc:
+            raise BuildError(str(exc)) from None
+        if ctx.unused_options():
+            raise BuildError(f"unknown --source-option for {source.name}: "
+                             f"{', '.join(ctx.unused_options())} (see the source's documentation: "
+                             f"python -m pydoc pipelines.sources.{source.name})")
         rejects.extend(result.rejects)
         for path, _size in source.input_files(ctx):
             inputs.append((source.name, path, ctx.input_root))
@@ -350,6 +372,27 @@ def assemble_manifest(request: BuildRequest, planned: list[_PlannedSource], stat
     }
 
 
+def _all_option_classes(cls=PipelineOptions):
+    for subclass in cls.__subclasses__():
+        yield subclass
+        yield from _all_option_classes(subclass)
+
+
+def unknown_beam_flags(beam_args: list[str]) -> list[str]:
+    """The flags among ``beam_args`` that no Beam options class knows (typos such as
+    ``--runer``), which Beam itself would only log and ignore."""
+    import argparse
+
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    for options_class in set(_all_option_classes()):
+        try:
+            options_class._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            continue  # an option declared by two classes: the first declaration serves
+    _, unknown = parser.parse_known_args(beam_args)
+    return [arg for arg in unknown if arg.startswith("-")]
+
+
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Beam options from the flags ``corpus`` did not recognise; DirectRunner by default."""
     options = PipelineOptions(beam_args)
@@ -359,22 +402,69 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     return options
 
 
+def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource]) -> str:
+    """SHA-256 over what decides a build's output: the input files (names and sizes),
+    the datasets, the options and the package version. The runner does not count."""
+    listing = sorted((item.source.name, files.relative_to(path, item.ctx.input_root), size)
+                     for item in planned for path, size in item.source.input_files(item.ctx))
+    decisive = {
+        "inputs": listing,
+        "datasets": sorted(d for item in planned for d in item.ctx.datasets),
+        "sample": request.sample,
+        "strict": request.strict,
+        "source_options": request.source_options,
+        "sharding": [request.sharding.target_shard_bytes, request.sharding.row_group_bytes,
+                     request.sharding.compression],
+        "version": pipelines.__version__,
+    }
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
+
+
+def _remove_previous_build(output: str, previous: dict) -> None:
+    """Delete the files a previous complete build wrote, its manifest first."""
+    FileSystems.delete([files.join(output, MANIFEST)])
+    folders = [WORK_DIR, REJECTED_DIR] + [d for d, e in previous.get("datasets", {}).items()
+                                          if e.get("status") == "built"]
+    doomed = [p for folder in folders for p, _ in files.list_files(files.join(output, folder, "**"))]
+    if files.exists(files.join(output, DATA_CONFIG)):
+        doomed.append(files.join(output, DATA_CONFIG))
+    if doomed:
+        FileSystems.delete(doomed)
+
+
 def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict:
     """Run the build and return its manifest (also written to ``OUT/manifest.json``).
 
-    The old manifest is removed first and the new one written last, so an output folder
-    with a manifest is always the result of one complete run.
+    An output folder with a manifest is always the result of one complete run: the
+    manifest is written last. Running again on a complete output with the same inputs and
+    options does nothing (the manifest returned has ``"up_to_date": true``); with other
+    inputs or options it is refused unless ``request.force``, which first removes the
+    previous build. A run that died midway left no manifest; running it again rewrites
+    the same shards byte for byte and removes whatever the dead run left behind.
     """
     beam_args = list(beam_args or [])
+    unknown = unknown_beam_flags(beam_args)
+    if unknown:
+        raise BuildError(f"unknown option {' '.join(unknown)}: neither a corpus build option "
+                         "nor a Beam pipeline option (see corpus build --help)")
     planned, status = plan_sources(request)
     output = request.output.rstrip("/")
     manifest_path = files.join(output, MANIFEST)
+    fingerprint = build_fingerprint(request, planned)
     if files.exists(manifest_path):
-        FileSystems.delete([manifest_path])
+        previous = _read_json(manifest_path)
+        if previous.get("fingerprint") == fingerprint and not request.force:
+            return {**previous, "up_to_date": True}
+        if not request.force:
+            raise BuildError(
+                f"{output} already holds a complete build of other inputs or options; "
+                "use --force to replace it, or choose another --output")
+        _remove_previous_build(output, previous)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         construct_pipeline(pipeline, request, planned)
     manifest = assemble_manifest(request, planned, status, beam_args, started)
+    manifest["fingerprint"] = fingerprint
     _write_json(mix.measured_mix(manifest), files.join(output, DATA_CONFIG))
     _write_json(manifest, manifest_path)
     return manifest

@@ -22,6 +22,10 @@ import apache_beam as beam
 from pipelines.core import files
 
 
+class OptionError(ValueError):
+    """A ``--source-option`` that is unknown or has a bad value; the message says which."""
+
+
 @dataclass(frozen=True)
 class SourceContext:
     """Everything a source needs to know about the run.
@@ -32,6 +36,7 @@ class SourceContext:
         datasets: the dataset ids of this source selected for the run.
         options: source options given as ``--source-option <source>.<key>=<value>``.
         strict: fail the run on the first unreadable file instead of recording it.
+        source: the source's name (for messages).
     """
 
     input_root: str
@@ -39,16 +44,50 @@ class SourceContext:
     datasets: tuple[str, ...]
     options: Mapping[str, str] = field(default_factory=dict)
     strict: bool = False
+    source: str = ""
+    used_options: set = field(default_factory=set, compare=False, repr=False)
 
     def relative(self, path: str) -> str:
         """Provenance name of ``path``: relative to the input root."""
         return files.relative_to(path, self.input_root)
 
-    def option(self, key: str, default, cast=str):
-        """A source option converted with ``cast``, or ``default`` when not given."""
+    def option(self, key: str, default, cast=str, choices=None):
+        """A source option converted with ``cast``, or ``default`` when not given.
+
+        Args:
+            key: the option name (``--source-option <source>.<key>=<value>``).
+            default: returned when the option is not given.
+            cast: converts the string value (``int``, ``float``, :func:`parse_bool`, ...).
+            choices: allowed values after conversion, if limited.
+        Raises:
+            OptionError: the value cannot be converted or is not one of ``choices``.
+        """
+        self.used_options.add(key)
         if key not in self.options:
             return default
-        return cast(self.options[key])
+        raw = self.options[key]
+        try:
+            value = cast(raw)
+        except (TypeError, ValueError) as exc:
+            raise OptionError(f"--source-option {self.source}.{key}={raw!r}: {exc}") from None
+        if choices is not None and value not in choices:
+            raise OptionError(f"--source-option {self.source}.{key}={raw!r}: expected one of "
+                              f"{', '.join(map(str, choices))}")
+        return value
+
+    def unused_options(self) -> list[str]:
+        """Options given for this source that its rules never asked for (typos)."""
+        return sorted(set(self.options) - self.used_options)
+
+
+def parse_bool(value: str) -> bool:
+    """``true/false``, ``yes/no``, ``1/0`` (any case) as a bool, for :meth:`SourceContext.option`."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "yes", "1", "on"):
+        return True
+    if lowered in ("false", "no", "0", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
 
 
 @dataclass

@@ -3,6 +3,7 @@
     corpus build --input-root IN --output OUT [--datasets a,b] [Beam flags ...]
     corpus build --sample --output OUT
     corpus verify OUT
+    corpus fetch --sources a,b --to DEST   mirror upstream files (local, gs://, s3://)
     corpus mix                      print the reference mix (the repository's data_config.json)
     corpus datasets                 list every dataset, its documented total and status
 
@@ -20,6 +21,7 @@ import sys
 from pipelines import registry
 from pipelines.core import build, verify
 from pipelines.core.sink import MiB, ShardingConfig
+from pipelines.core.source import SourceError
 
 
 def _source_options(values: list[str]) -> dict:
@@ -59,6 +61,24 @@ def _parser() -> argparse.ArgumentParser:
                    help="rebuild even if OUT already holds a complete build")
     b.add_argument("--fail-on-mismatch", action="store_true",
                    help="exit with status 1 when a dataset's count is a mismatch")
+
+    f = commands.add_parser("fetch", help="mirror the upstream files into a folder or bucket",
+                            description="Fetch upstream files, verified, into the layout "
+                                        "that 'corpus build --input-root' reads.")
+    f.add_argument("--sources", default="all", help="comma-separated source names (default: all)")
+    f.add_argument("--to", required=True, help="destination root (folder, gs:// or s3:// URL)")
+    f.add_argument("--registry", help="folder of <source>/upstream.json (default: the package's)")
+    f.add_argument("--checksums", help="checksum registry file (default: DEST/_fetch/checksums.json)")
+    f.add_argument("--workers", type=int, default=4, help="files fetched at the same time")
+    f.add_argument("--attempts", type=int, default=6, help="tries per URL before giving up")
+    f.add_argument("--retry-delay", type=float, default=1.0, help="seconds before the first retry")
+    f.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a retry")
+    f.add_argument("--include-optional", action="store_true", help="also fetch optional files")
+    f.add_argument("--origin", choices=("files", "hub"), default="files",
+                   help="published files, or Hugging Face datasets read with 'datasets'")
+    f.add_argument("--hub-mirror", help="folder holding copies of Hub dataset repositories")
+    f.add_argument("--progress-seconds", type=float, default=5.0, help="seconds between progress lines")
+    f.add_argument("--list", action="store_true", help="print the files that would be fetched")
 
     v = commands.add_parser("verify", help="re-read a build's shards and print its count table")
     v.add_argument("output", help="the output folder of a build")
@@ -124,12 +144,15 @@ def run(argv: list[str] | None = None) -> int:
             return _build(args, beam_args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "fetch":
+            from pipelines.core import fetch
+            return fetch.run_from_args(args)
         if args.command == "mix":
             from pipelines.core.mix import reference_mix
             print(json.dumps(reference_mix(), indent=1))
             return 0
         return _datasets()
-    except build.BuildError as exc:
+    except (build.BuildError, SourceError) as exc:
         print(f"corpus {args.command}: {exc}", file=sys.stderr)
         return 2
 

@@ -28,11 +28,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import pipelines
 from pipelines import registry
-from pipelines.core import files, mix, verify
+from pipelines.core import cloud, files, mix, verify
 from pipelines.core.normalize import NormalizeRows
 from pipelines.core.rejects import REJECTED
 from pipelines.core.sink import JsonLinesGzipShards, ParquetShards, ShardingConfig, WriteShards
-from pipelines.core.source import OptionError, Source, SourceContext
+from pipelines.core.source import Source, SourceContext, SourceError
 
 MANIFEST = "manifest.json"
 DATA_CONFIG = "data_config.json"
@@ -132,7 +132,7 @@ def plan_sources(request: BuildRequest) -> tuple[list[_PlannedSource], dict[str,
         source = registry.load_source(source_name)
         root = source.sample_root() if request.sample else request.input_root.rstrip("/")
         source_dir = files.join(root, source.folder)
-        if not files.list_dir(source_dir):
+        if not files.has_files(source_dir):
             if requested:
                 raise BuildError(
                     f"no input for {', '.join(dataset_ids)}: expected the {source.name} files under "
@@ -199,12 +199,12 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
         source, ctx = item.source, item.ctx
         try:
             result = source.expand(pipeline, ctx)
-        except OptionError as exc:
+        except SourceError as exc:
             raise BuildError(str(exc)) from None
         if ctx.unused_options():
-            raise BuildError(f"unknown --source-option for {source.name}: "
-                             f"{', '.join(ctx.unused_options())} (see the source's documentation: "
-                             f"python -m pydoc pipelines.sources.{source.name})")
+            raise BuildError(f"--source-option for {source.name} not used by this run: "
+                             f"{', '.join(ctx.unused_options())} (unknown, or not applicable to the "
+                             f"inputs found; see python -m pydoc pipelines.sources.{source.name})")
         rejects.extend(result.rejects)
         for path, _size in source.input_files(ctx):
             inputs.append((source.name, path, ctx.input_root))
@@ -447,6 +447,9 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
     if unknown:
         raise BuildError(f"unknown option {' '.join(unknown)}: neither a corpus build option "
                          "nor a Beam pipeline option (see corpus build --help)")
+    options = pipeline_options(beam_args)
+    # Planning lists the input before the pipeline exists: gs:// and s3:// need the options now.
+    cloud.prepare_beam_filesystems(options)
     planned, status = plan_sources(request)
     output = request.output.rstrip("/")
     manifest_path = files.join(output, MANIFEST)
@@ -461,7 +464,7 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
                 "use --force to replace it, or choose another --output")
         _remove_previous_build(output, previous)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
+    with beam.Pipeline(options=options) as pipeline:
         construct_pipeline(pipeline, request, planned)
     manifest = assemble_manifest(request, planned, status, beam_args, started)
     manifest["fingerprint"] = fingerprint
@@ -472,6 +475,7 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
 
 def read_manifest(output: str) -> dict:
     """The manifest of a complete build; raises BuildError when there is none."""
+    cloud.prepare_beam_filesystems(PipelineOptions([]))
     path = files.join(output.rstrip("/"), MANIFEST)
     if not files.exists(path):
         raise BuildError(f"{path} not found: the folder is not the output of a complete build")

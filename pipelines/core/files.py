@@ -60,6 +60,12 @@ def list_files(pattern: str) -> list[tuple[str, int]]:
     return sorted((m.path, m.size_in_bytes) for m in result.metadata_list)
 
 
+def has_files(folder: str) -> bool:
+    """Whether ``folder`` holds at least one file (without listing all of them)."""
+    result = FileSystems.match([join(folder, "**")], limits=[1])[0]
+    return bool(result.metadata_list)
+
+
 def list_dir(folder: str) -> list[tuple[str, int]]:
     """Every file below ``folder`` (recursively), sorted."""
     files = list_files(join(folder, "**"))

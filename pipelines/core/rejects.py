@@ -15,9 +15,6 @@ from apache_beam.metrics import Metrics
 REJECTED = "rejected"
 EXCERPT_CHARS = 2000
 
-# Rejects describing a whole file (unreadable, truncated) rather than one record.
-FILE_LEVEL_REASONS = frozenset({"unreadable_file", "truncated_file", "malformed_file"})
-
 
 def _excerpt(value) -> str:
     if value is None:
@@ -31,7 +28,8 @@ def _excerpt(value) -> str:
             text = json.dumps(value, ensure_ascii=False, default=str)
         except (TypeError, ValueError):
             text = repr(value)
-    return text[:EXCERPT_CHARS]
+    # Lone surrogates (bytes kept by a "surrogateescape" decode) cannot be written as UTF-8.
+    return text[:EXCERPT_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def make_reject(dataset: str, reason: str, *, source_file: str, record_id: str = "",
@@ -50,9 +48,9 @@ def make_reject(dataset: str, reason: str, *, source_file: str, record_id: str =
     return {
         "dataset": dataset,
         "reason": reason,
-        "source_file": source_file,
-        "record_id": str(record_id),
-        "detail": detail,
+        "source_file": _excerpt(source_file),
+        "record_id": _excerpt(str(record_id)),
+        "detail": _excerpt(detail),
         "excerpt": _excerpt(excerpt),
     }
 

@@ -22,7 +22,12 @@ import apache_beam as beam
 from pipelines.core import files
 
 
-class OptionError(ValueError):
+class SourceError(Exception):
+    """A problem with a source's input folder or options that the user must fix (a required
+    file missing, conflicting inputs); the message says what to do."""
+
+
+class OptionError(SourceError, ValueError):
     """A ``--source-option`` that is unknown or has a bad value; the message says which."""
 
 

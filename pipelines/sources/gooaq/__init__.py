@@ -1,0 +1,407 @@
+"""GooAQ (Google "People also ask" questions and answers): (search query, answer) pairs.
+
+Files (under ``IN/gooaq/``, from github.com/allenai/gooaq ``data/``):
+    ``gooaq.jsonl``   about 5M rows, one JSON object per line, keys ``id`` (int),
+                      ``question`` (str), ``short_answer`` (str|null), ``answer``
+                      (str|null), ``answer_type`` (str), ``answer_url`` (str|null)
+    ``split.json``    ``{"dev": [id, ...], "test": [id, ...], "train": [[id, similarity], ...]}``
+                      (train entries are ``[id, similarity]`` pairs)
+Both are found at any depth below the folder by name, optionally with a compression
+suffix (``gooaq.jsonl.gz``, ``split.json.bz2``, ...; the compression itself is sniffed
+from the bytes). Other files in the folder are not read. A second ``gooaq.jsonl`` (a
+copy) is harmless: repeated ids are rejected as ``duplicate_id``.
+
+Parse: ``gooaq.jsonl`` line by line (``bad_encoding``, ``bad_json``, ``not_an_object``
+rejects from :func:`pipelines.core.readers.json_lines`); a row needs an integer ``id``
+(``bad_id``), a string ``question`` and an ``answer`` that is a string or null
+(``bad_field``). ``split.json`` is one document of ~3.1M entries; it is parsed
+incrementally (:func:`iter_split_entries`), never loaded whole, and every entry becomes a
+keyed element. An entry that is not an integer id (or ``[id, similarity]``) is a reject
+``bad_split_entry``; a document that breaks off is a reject ``malformed_file`` (the
+entries before the problem are kept).
+
+The split (:func:`split_decision`), a Beam join keyed by id (``CoGroupByKey``), never a
+dict of ids: a row is a candidate when its id is listed under ``train`` and under no other
+split. Rows held out in dev/test are not candidates by definition and are skipped without
+a reject (Beam metric ``gooaq/held_out``). Rows whose id is not in ``split.json`` at all
+are rejects ``not_in_split`` (mostly the knowledge and conversion types, which the
+release leaves out of every split). When one id has several rows, the first by
+(file, line) is used and the others are rejects ``duplicate_id``.
+
+Pair rule (``docs/corpus-spec.md``): pair = (question, answer) where the long answer
+exists, one function each:
+    :func:`parse_collection`   a ``collection`` answer is a Python list literal inside a
+                               string; parsed with ``ast.literal_eval`` (nothing is ever
+                               evaluated or executed), items joined with a space
+    :func:`long_answer_text`   the long answer of a row, or the reason it has none
+    :func:`gooaq_pair`         gooaq: (question, long answer text)
+Rows whose ``answer`` is null (``knowledge``, ``unit_conv``, ``time_conv``,
+``curr_conv``, ... which only have a ``short_answer``) are rejects ``no_long_answer``.
+Short answers are not used, not even as a fallback: they are entity names and numbers
+("Al", "340.957", "1e+18 Joule"), not answer passages, and the spec's pair is the long
+answer. A ``collection`` answer that is not a list of strings is a reject
+``bad_collection_answer``.
+
+Documented count: 3,012,496 pairs. The HF release has 3,112,679 train rows; the
+difference (100,183) is not explained upstream. Train rows without a long answer and
+rows whose texts are empty after normalisation are the candidates for it (unverified);
+the manifest reports the measured difference.
+
+Source options: none.
+"""
+from __future__ import annotations
+
+import ast
+import io
+import json
+import posixpath
+import re
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipelines.core import files
+from pipelines.core.readers import ReadFiles, json_lines
+from pipelines.core.rejects import REJECTED, count_reject, make_reject, rejected
+from pipelines.core.schema import make_row
+from pipelines.core.source import Source, SourceContext, SourceOutput
+
+DATASET = "gooaq"
+TRAIN = "train"
+COLLECTION = "collection"
+_COMPRESSION_SUFFIX = r"(?:\.(?:gz|bz2|xz|zst))?"
+DATA_FILE = re.compile(rf"^gooaq\.jsonl{_COMPRESSION_SUFFIX}$")
+SPLIT_FILE = re.compile(rf"^split\.json{_COMPRESSION_SUFFIX}$")
+# Excerpt of a rejected row kept in the dead-letter output: the id finds the full row.
+EXCERPT_FIELDS = ("id", "question", "answer_type")
+
+
+# -- split.json ------------------------------------------------------------------------
+
+class SplitFileError(ValueError):
+    """``split.json`` is not the expected ``{"name": [entries], ...}`` document."""
+
+
+class _JsonScanner:
+    """Incremental reader of a JSON document from a text stream, one token at a time.
+
+    It keeps at least :attr:`LOOKAHEAD` characters ahead of the read position, so every
+    value shorter than that is decoded whole; split entries are a few characters long.
+    """
+
+    CHUNK = 1 << 16
+    LOOKAHEAD = 4096
+    WHITESPACE = " \t\r\n"
+
+    def __init__(self, text_stream):
+        self.stream = text_stream
+        self.buffer = ""
+        self.pos = 0
+        self.consumed = 0  # characters dropped from the front of the buffer
+        self.eof = False
+        self.decoder = json.JSONDecoder()
+
+    @property
+    def offset(self) -> int:
+        return self.consumed + self.pos
+
+    def _fill(self) -> None:
+        while not self.eof and len(self.buffer) - self.pos < self.LOOKAHEAD:
+            chunk = self.stream.read(self.CHUNK)
+            if not chunk:
+                self.eof = True
+            self.consumed += self.pos
+            self.buffer = self.buffer[self.pos:] + chunk
+            self.pos = 0
+
+    def peek(self) -> str:
+        """The next non-whitespace character, or ``""`` at the end of the document."""
+        while True:
+            self._fill()
+            while self.pos < len(self.buffer) and self.buffer[self.pos] in self.WHITESPACE:
+                self.pos += 1
+            if self.pos < len(self.buffer) or self.eof:
+                return self.buffer[self.pos] if self.pos < len(self.buffer) else ""
+
+    def expect(self, char: str) -> None:
+        found = self.peek()
+        if found != char:
+            raise SplitFileError(f"expected {char!r} at character {self.offset}, "
+                                 f"found {found or 'the end of the file'!r}")
+        self.pos += 1
+
+    def value(self):
+        self.peek()
+        try:
+            value, end = self.decoder.raw_decode(self.buffer, self.pos)
+        except json.JSONDecodeError as exc:
+            raise SplitFileError(f"bad JSON value at character {self.offset}: {exc.msg}") from None
+        self.pos = end
+        return value
+
+
+def iter_split_entries(stream):
+    """Entries of ``split.json`` as ``(split_name, entry)``, read incrementally.
+
+    Args:
+        stream: binary stream of the document ``{"name": [entry, ...], ...}``.
+    Yields:
+        One tuple per list item, in file order; values that are not lists are skipped.
+    Raises:
+        SplitFileError: the document is not of that shape (entries before the problem
+            have been yielded); UnicodeDecodeError: it is not UTF-8.
+    """
+    scanner = _JsonScanner(io.TextIOWrapper(stream, encoding="utf-8-sig"))
+    scanner.expect("{")
+    if scanner.peek() == "}":
+        scanner.pos += 1
+    else:
+        while True:
+            name = scanner.value()
+            if not isinstance(name, str):
+                raise SplitFileError(f"object key at character {scanner.offset} is not a string")
+            scanner.expect(":")
+            if scanner.peek() == "[":
+                yield from _list_items(scanner, name)
+            else:
+                scanner.value()
+            if scanner.peek() == ",":
+                scanner.pos += 1
+                continue
+            scanner.expect("}")
+            break
+    if scanner.peek():
+        raise SplitFileError(f"extra data after the document at character {scanner.offset}")
+
+
+def _list_items(scanner: _JsonScanner, name: str):
+    scanner.expect("[")
+    if scanner.peek() == "]":
+        scanner.pos += 1
+        return
+    while True:
+        yield name, scanner.value()
+        if scanner.peek() == ",":
+            scanner.pos += 1
+            continue
+        scanner.expect("]")
+        return
+
+
+def split_entry_id(entry) -> int | None:
+    """The id of a split entry: an integer, or the first item of ``[id, similarity]``."""
+    if isinstance(entry, list) and entry:
+        entry = entry[0]
+    if isinstance(entry, int) and not isinstance(entry, bool):
+        return entry
+    return None
+
+
+def read_split_file(stream, source_file: str):
+    """Read one ``split.json``: yield ``(id, split_name)`` and the rejects."""
+    seen = 0
+    try:
+        for number, (name, entry) in enumerate(iter_split_entries(stream), start=1):
+            seen = number
+            entry_id = split_entry_id(entry)
+            if entry_id is None:
+                yield rejected(DATASET, "bad_split_entry", source_file=source_file,
+                               record_id=f"{name}[{number}]", excerpt=entry,
+                               detail="split entry is not an integer id or [id, similarity]")
+                continue
+            yield entry_id, name
+    except (SplitFileError, UnicodeDecodeError) as exc:
+        yield rejected(DATASET, "malformed_file", source_file=source_file,
+                       record_id=f"after entry {seen}",
+                       detail=f"{source_file}: reading stopped: {type(exc).__name__}: {exc}")
+
+
+# -- gooaq.jsonl -----------------------------------------------------------------------
+
+def _kind(record: dict, key: str) -> str:
+    return type(record[key]).__name__ if key in record else "missing"
+
+
+def record_problem(record: dict) -> tuple[str, str] | None:
+    """Why a parsed line is not a usable GooAQ row, as ``(reason, detail)``, or ``None``."""
+    record_id = record.get("id")
+    if not isinstance(record_id, int) or isinstance(record_id, bool):
+        return "bad_id", f"'id' is {_kind(record, 'id')}, not an integer"
+    if not isinstance(record.get("question"), str):
+        return "bad_field", f"'question' is {_kind(record, 'question')}, not a string"
+    answer = record.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        return "bad_field", f"'answer' is {_kind(record, 'answer')}, not a string or null"
+    answer_type = record.get("answer_type")
+    if answer_type is not None and not isinstance(answer_type, str):
+        return "bad_field", f"'answer_type' is {_kind(record, 'answer_type')}, not a string"
+    return None
+
+
+def read_data_file(stream, source_file: str):
+    """Read one ``gooaq.jsonl``: yield ``(id, row candidate)`` and the rejects."""
+    seen = False
+    for item in json_lines(stream, DATASET, source_file):
+        seen = True
+        if isinstance(item, beam.pvalue.TaggedOutput):
+            yield item
+            continue
+        number, record = item
+        problem = record_problem(record)
+        if problem:
+            yield rejected(DATASET, problem[0], source_file=source_file,
+                           record_id=str(record.get("id", f"line {number}")), detail=problem[1],
+                           excerpt=record)
+            continue
+        yield record["id"], {
+            "id": record["id"], "question": record["question"], "answer": record.get("answer"),
+            "answer_type": record.get("answer_type") or "", "source_file": source_file, "line": number}
+    if not seen:
+        yield rejected(DATASET, "empty_file", source_file=source_file,
+                       detail=f"{source_file} holds no row")
+
+
+# -- pair rules ------------------------------------------------------------------------
+
+def split_decision(split_names) -> str:
+    """What the split listing of an id makes of its row: ``train`` (a candidate),
+    ``held_out`` (listed under dev, test or any split other than train, even if also
+    under train: held-out ids must never leak into training) or ``unlisted``."""
+    names = set(split_names)
+    if not names:
+        return "unlisted"
+    return TRAIN if names == {TRAIN} else "held_out"
+
+
+def parse_collection(answer: str) -> list[str]:
+    """The items of a ``collection`` answer, e.g. ``"['Step 1: ...', \\"Step 2: ...\\"]"``.
+
+    The list is a Python literal (quotes mixed as Python's repr writes them), so it is
+    parsed with ``ast.literal_eval``, which accepts literals only and never calls or
+    evaluates anything. Empty items are dropped.
+
+    Raises:
+        ValueError: the string is not a list (or tuple) of strings.
+    """
+    try:
+        value = ast.literal_eval(answer.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"not a Python list literal ({type(exc).__name__})") from None
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"literal is a {type(value).__name__}, not a list")
+    if not all(isinstance(item, str) for item in value):
+        raise ValueError("list items are not all strings")
+    return [item.strip() for item in value if item.strip()]
+
+
+def long_answer_text(answer: str | None, answer_type: str) -> tuple[str | None, str, str]:
+    """The long answer of a row as ``(text, "", "")``, or ``(None, reason, detail)``.
+
+    ``collection`` answers are parsed (:func:`parse_collection`) and their items joined
+    with a space (each item is a sentence or step, most end with a full stop); every other
+    type's ``answer`` is the text itself. A null answer means the row has only a short
+    answer: reject ``no_long_answer``.
+    """
+    if answer is None:
+        return None, "no_long_answer", f"answer_type {answer_type!r} has no long answer (only short_answer)"
+    if answer_type == COLLECTION:
+        try:
+            return " ".join(parse_collection(answer)), "", ""
+        except ValueError as exc:
+            return None, "bad_collection_answer", f"collection answer: {exc}"
+    return answer, "", ""
+
+
+def gooaq_pair(record: dict, answer_text: str) -> dict:
+    """gooaq: (search question, long answer text)."""
+    return make_row(DATASET, record["question"], answer_text, source_file=record["source_file"],
+                    record_id=str(record["id"]))
+
+
+def _excerpt(record: dict) -> dict:
+    return {key: record[key] for key in EXCERPT_FIELDS}
+
+
+def _join_split(element):
+    """Rows of one id with its split listing: the pair, or rejects, or nothing."""
+    _id, grouped = element
+    records = sorted(grouped["row"], key=lambda r: (r["source_file"], r["line"]))
+    if not records:
+        # an id listed in split.json without a row in gooaq.jsonl
+        return
+    decision = split_decision(grouped["split"])
+    if decision == "held_out":
+        Metrics.counter(DATASET, "held_out").inc(len(records))
+        return
+    if decision == "unlisted":
+        for record in records:
+            yield rejected(DATASET, "not_in_split", source_file=record["source_file"],
+                           record_id=str(record["id"]), excerpt=_excerpt(record),
+                           detail="id is in no split of split.json")
+        return
+    first, *repeated = records
+    for record in repeated:
+        yield rejected(DATASET, "duplicate_id", source_file=record["source_file"],
+                       record_id=str(record["id"]), excerpt=_excerpt(record),
+                       detail=f"id already used by {first['source_file']} line {first['line']}")
+    text, reason, detail = long_answer_text(first["answer"], first["answer_type"])
+    if text is None:
+        yield rejected(DATASET, reason, source_file=first["source_file"], record_id=str(first["id"]),
+                       excerpt={**_excerpt(first), "answer": first["answer"]}, detail=detail)
+    else:
+        yield gooaq_pair(first, text)
+
+
+def _missing_file_reject(item):
+    reason, source_dir, detail = item
+    reject = make_reject(DATASET, reason, source_file=source_dir, detail=detail)
+    count_reject(reject)
+    return reject
+
+
+class GooAQ(Source):
+    name = "gooaq"
+    folder = "gooaq"
+    datasets = (DATASET,)
+    description = "GooAQ gooaq.jsonl with the train ids of split.json"
+
+    def find_files(self, ctx: SourceContext) -> tuple[list[str], list[str]]:
+        """Paths of the ``gooaq.jsonl`` and ``split.json`` files below the folder."""
+        data, splits = [], []
+        for path, _size in files.list_dir(ctx.source_dir):
+            name = posixpath.basename(path)
+            if DATA_FILE.match(name):
+                data.append(path)
+            elif SPLIT_FILE.match(name):
+                splits.append(path)
+        return data, splits
+
+    def input_files(self, ctx: SourceContext) -> list[tuple[str, int]]:
+        data, splits = self.find_files(ctx)
+        wanted = set(data) | set(splits)
+        return [(path, size) for path, size in files.list_dir(ctx.source_dir) if path in wanted]
+
+    def expand(self, pipeline: beam.Pipeline, ctx: SourceContext) -> SourceOutput:
+        data, splits = self.find_files(ctx)
+        rows = pipeline | "gooaq/ReadRows" >> ReadFiles(
+            data, read_data_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
+        split = pipeline | "gooaq/ReadSplit" >> ReadFiles(
+            splits, read_split_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
+        joined = (
+            {"row": rows.records, "split": split.records}
+            | "gooaq/JoinSplit" >> beam.CoGroupByKey()
+            | "gooaq/Pair" >> beam.FlatMap(_join_split).with_outputs(REJECTED, main="rows")
+        )
+        rejects = [rows[REJECTED], split[REJECTED], joined[REJECTED]]
+        missing = [(reason, ctx.relative(ctx.source_dir), detail) for reason, found, detail in (
+            ("missing_data_file", data, "no gooaq.jsonl below the folder: nothing to read"),
+            ("missing_split_file", splits, "no split.json below the folder: no row is in the train "
+                                           "split, every row is rejected as not_in_split"),
+        ) if not found]
+        if missing:
+            rejects.append(pipeline | "gooaq/ListMissingFiles" >> beam.Create(missing)
+                           | "gooaq/RejectMissingFiles" >> beam.Map(_missing_file_reject))
+        return SourceOutput(rows={DATASET: joined.rows}, rejects=rejects)
+
+
+SOURCE = GooAQ()

@@ -1,0 +1,752 @@
+"""MS MARCO passage ranking: (query, relevant passage, hard-negative passage) triplets.
+
+Files (under ``IN/msmarco/``, as published on msmarco.z22.web.core.windows.net and the
+Hugging Face hub; each may be plain or gzip/bz2/xz/zstd-compressed, which is sniffed from
+the bytes, never taken from the name):
+
+    ``collection.tsv``                   ``pid \\t passage`` (8,841,823 passages), or
+    ``collection.tar.gz``                the archive holding ``collection.tsv``
+    ``queries.train.tsv``                ``qid \\t query`` (808,731 train queries), or
+    ``queries.tar.gz``                   the archive with train, dev and eval queries; only
+                                         ``queries.train.tsv`` is read (dev and eval queries
+                                         are not candidates and are skipped unread)
+    ``qrels.train.tsv``                  TREC qrels ``qid 0 pid 1`` (532,761 judgements)
+    ``msmarco-hard-negatives.jsonl.gz``  one JSON object per judged query:
+                                         ``{"qid": int, "pos": [pid, ...], "neg": {system:
+                                         [pid, ...], ...}}``, up to 50 pids per mining system
+    ``qidpidtriples.train.full.2.tsv``   ``qid \\t positive pid \\t negative pid``
+                                         (269,919,004 BM25 triples; ``.gz`` as published)
+    ``triples.train.small.tsv``          ``query \\t positive text \\t negative text``, or
+                                         ``triples.train.small.tar.gz`` holding it
+
+When one kind of file is there twice (``collection.tsv`` beside ``collection.tar.gz``),
+the unpacked one is read. ``qrels.dev.tsv``, ``queries.dev.tsv`` and other files are not
+candidates and are not read. The companion ``cross-encoder-ms-marco-MiniLM-L-6-v2-scores
+.pkl.gz`` (cross-encoder scores used by sentence-transformers to drop false negatives) is
+never opened, even when present: it is a Python pickle, and unpickling a downloaded file
+can execute arbitrary code. Its role is taken by the qrels check and by spreading the
+choice of negatives over the mined lists (see :func:`select_hard_negatives`).
+
+Which negatives (option ``negatives``; the default ``auto`` takes the first one present):
+    1. ``hard_negatives``  ``msmarco-hard-negatives.jsonl.gz``: negatives mined by 13
+                           retrieval systems, the kind the sentence-transformers MS MARCO
+                           training scripts use (the reference file name
+                           ``msmarco-query_passage_negative_v2`` points the same way;
+                           how it was built is not published);
+    2. ``qidpidtriples``   the official BM25 triples;
+    3. ``triples_small``   the official text triples (a subset of the BM25 triples with the
+                           texts already filled in; no join, collection/queries not read).
+Only the chosen input is read, so no triplet is ever produced twice.
+
+Parse: TSV lines are split on TAB (passages never hold TAB or newline); ids must be
+integers. Query text is stripped (some queries start with a space). Every passage text,
+from ``collection.tsv`` and in ``triples.train.small.tsv``, is repaired with
+:func:`repair_mojibake` (the release is UTF-8 that was decoded as Latin-1 and encoded
+again). Query text has no such damage and is left as it is.
+
+Qrels: ``qrels.train.tsv`` (optional) names the passages judged relevant for each query.
+They are never used as negatives: with the hard-negatives file they leave the candidate
+pool (as the line's own ``pos`` do); with ``qidpidtriples`` a kept triple whose negative
+is judged relevant is rejected. Positives come from the negatives input itself (``pos``
+of the line, second column of the triple), which upstream built from these qrels.
+
+Joins: the id inputs are Beam joins keyed by id, never dicts: mined negatives and
+triples are joined with the qrels by qid, then with the query text by qid, then with the
+passage text by positive pid and by negative pid (CoGroupByKey each time). Each file is
+read by one worker from start to end (archives and gzip cannot be split); the per-query
+cap on ``qidpidtriples`` runs as a combiner, so only the kept triples are shuffled.
+
+Pair rules (one function each):
+    :func:`select_hard_negatives`  which (positive, negative) pids one query of the
+                                   hard-negatives file gives
+    :func:`selection_key`          the deterministic order used to choose among candidates
+    :func:`keep_per_query`         how many BM25 / text triples a query keeps
+    :func:`triplet_row`            the row: (query text, positive text, negative text)
+
+Documented count: 17,579,773 triplets (model card). The hard-negatives file has about
+532,751 (query, positive) pairs (per-system triplet uploads of its lists on the HF hub
+hold at most 26,637,550 = 532,751 x 50 rows; qrels.train has 532,761), so the default of 33 negatives per (query, positive) gives about 532,751 x 33 = 17,580,783
+(+0.006%); queries or passages missing from the inputs lower it. With
+``qidpidtriples``, 35 triples per query (17.58M / ~500k judged queries) gives about
+35 x the number of queries in the file; with ``triples_small`` it is 35 x its queries.
+
+Rejects (dataset ``msmarco_triplets``): ``malformed_line`` (wrong column count or an id
+that is not an integer), ``bad_encoding``, ``bad_json``, ``not_an_object``,
+``malformed_record`` (a hard-negatives line with missing fields or wrong types),
+``no_positive`` (a hard-negatives line whose ``pos`` is empty), ``no_negative`` (no
+candidate left after removing the query's positives), ``negative_is_positive`` (a BM25
+triple whose negative is judged relevant in the qrels), ``duplicate_query_line`` (a
+second hard-negatives line for one qid; the first in the file is used),
+``query_missing``, ``positive_missing``, ``negative_missing`` (an id not found in
+queries / collection), ``duplicate_query_id`` / ``duplicate_passage_id`` (an id given
+twice with different texts: the triplets using it are rejected rather than guessing),
+``empty_file``, ``malformed_file`` (an archive without the expected member) and
+``unreadable_file``. Candidates beyond the per-query or per-positive cap are not
+rejects: the rule makes them non-candidates (for the triples files the Beam counters
+``msmarco/triples_read`` and ``msmarco/triples_kept`` show how many). A triple repeated
+verbatim in a triples file is one candidate (the first line stands for it).
+
+Source options (``--source-option msmarco.<key>=<value>``):
+    ``negatives``               ``auto`` | ``hard_negatives`` | ``qidpidtriples`` |
+                                ``triples_small`` (default ``auto``)
+    ``systems``                 mining systems of the hard-negatives file to draw from,
+                                comma-separated, or ``all`` (default ``all``)
+    ``negatives_per_positive``  negatives per (query, positive) from the hard-negatives
+                                file (default 33)
+    ``triples_per_query``       triples kept per query from ``qidpidtriples`` or
+                                ``triples_small`` (default 35)
+    ``seed``                    salt of :func:`selection_key`: another value draws
+                                another (equally deterministic) choice (default empty)
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import posixpath
+import re
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipelines.core import files
+from pipelines.core.readers import json_lines, text_lines
+from pipelines.core.rejects import REJECTED, rejected
+from pipelines.core.schema import make_row
+from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput
+
+DATASET = "msmarco_triplets"
+
+DEFAULT_NEGATIVES_PER_POSITIVE = 33
+DEFAULT_TRIPLES_PER_QUERY = 35
+NEGATIVE_INPUTS = ("hard_negatives", "qidpidtriples", "triples_small")
+
+# Input kinds, by file name; the first match of each kind is read.
+COLLECTION, QUERIES, QRELS = "collection", "queries", "qrels"
+HARD_NEGATIVES, QIDPIDTRIPLES, TRIPLES_SMALL = NEGATIVE_INPUTS
+_FILE_NAMES = {
+    COLLECTION: re.compile(r"^collection\.(tsv|tar|tgz)(\.\w+)*$"),
+    QUERIES: re.compile(r"^queries\.(train\.tsv|tar|tgz)(\.\w+)*$"),
+    QRELS: re.compile(r"^qrels\.train\.tsv(\.\w+)*$"),
+    HARD_NEGATIVES: re.compile(r"^msmarco-hard-negatives\.jsonl(\.\w+)*$"),
+    QIDPIDTRIPLES: re.compile(r"^qidpidtriples\.train\.full(\.2)?\.tsv(\.\w+)*$"),
+    TRIPLES_SMALL: re.compile(r"^triples\.train\.small\.(tsv|tar|tgz)(\.\w+)*$"),
+}
+# The member each kind reads when its file is an archive.
+_MEMBER_NAMES = {
+    COLLECTION: "collection.tsv",
+    QUERIES: "queries.train.tsv",
+    QRELS: "qrels.train.tsv",
+    HARD_NEGATIVES: "msmarco-hard-negatives.jsonl",
+    QIDPIDTRIPLES: "qidpidtriples.train.full.2.tsv",
+    TRIPLES_SMALL: "triples.train.small.tsv",
+}
+_ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".7z")
+_ARCHIVE_KINDS = ("tar", "zip", "7z")
+_STREAM_KINDS = ("gzip", "bzip2", "xz", "zstd")
+_EXCERPT_CHARS = 300
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+def repair_mojibake(text: str) -> str:
+    """Undo the collection's double encoding: UTF-8 bytes that were decoded as Latin-1.
+
+    ``â\\x80\\x99`` becomes ``’``, ``Â½`` becomes ``½``. A text that does not survive the
+    round trip (it holds characters beyond Latin-1, or its bytes are not UTF-8) was not
+    damaged that way and is returned unchanged. C1 controls (U+0080..U+009F) are part of
+    the damage and must still be there: strip them only after this repair.
+    """
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return text
+
+
+def parse_int(value) -> int | None:
+    """An id from a TSV column, or ``None`` when it is not a plain integer."""
+    value = value.strip()
+    digits = value[1:] if value.startswith("-") else value
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(value)
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _malformed(source_file, number, detail, excerpt):
+    return rejected(DATASET, "malformed_line", source_file=source_file, record_id=f"line {number}",
+                    detail=detail, excerpt=excerpt[:_EXCERPT_CHARS])
+
+
+def _tsv_lines(stream, source_file: str, columns: int, max_split: int = -1):
+    """``(line_number, fields)`` of a TSV file with ``columns`` columns; blank lines are
+    skipped, bad lines become rejects."""
+    for number, text, raw in text_lines(stream):
+        if text is None:
+            yield rejected(DATASET, "bad_encoding", source_file=source_file,
+                           record_id=f"line {number}", detail="line is not valid UTF-8",
+                           excerpt=raw[:_EXCERPT_CHARS])
+            continue
+        if not text.strip():
+            continue
+        fields = text.split("\t", max_split)
+        if len(fields) != columns:
+            yield _malformed(source_file, number, f"expected {columns} TAB-separated columns, "
+                             f"found {len(fields)}", text)
+            continue
+        yield number, fields
+
+
+def read_collection(stream, source_file: str):
+    """Passages ``(pid, repaired text)`` of ``collection.tsv``."""
+    for item in _tsv_lines(stream, source_file, 2, max_split=1):
+        if isinstance(item, beam.pvalue.TaggedOutput):
+            yield item
+            continue
+        number, (pid, passage) = item
+        pid = parse_int(pid)
+        if pid is None:
+            yield _malformed(source_file, number, "passage id is not an integer", passage)
+            continue
+        yield beam.pvalue.TaggedOutput("passages", (pid, repair_mojibake(passage)))
+
+
+def read_queries(stream, source_file: str):
+    """Queries ``(qid, text)`` of ``queries.train.tsv``; the text is stripped."""
+    for item in _tsv_lines(stream, source_file, 2, max_split=1):
+        if isinstance(item, beam.pvalue.TaggedOutput):
+            yield item
+            continue
+        number, (qid, query) = item
+        qid = parse_int(qid)
+        if qid is None:
+            yield _malformed(source_file, number, "query id is not an integer", query)
+            continue
+        yield beam.pvalue.TaggedOutput("queries", (qid, query.strip()))
+
+
+def read_qrels(stream, source_file: str):
+    """Judged relevant ``(qid, pid)`` pairs of ``qrels.train.tsv`` (TREC ``qid 0 pid rel``;
+    TAB or space separated). Lines with relevance 0 are judgements of non-relevance, not
+    candidates, and are skipped."""
+    for number, text, raw in text_lines(stream):
+        if text is None:
+            yield rejected(DATASET, "bad_encoding", source_file=source_file,
+                           record_id=f"line {number}", detail="line is not valid UTF-8",
+                           excerpt=raw[:_EXCERPT_CHARS])
+            continue
+        if not text.strip():
+            continue
+        fields = text.split()
+        ids = [parse_int(f) for f in fields]
+        if len(fields) != 4 or any(i is None for i in ids):
+            yield _malformed(source_file, number, "expected 4 integer columns: qid 0 pid relevance", text)
+            continue
+        qid, _iteration, pid, relevance = ids
+        if relevance > 0:
+            yield beam.pvalue.TaggedOutput("qrels", (qid, pid))
+
+
+def hard_negative_problem(record: dict) -> tuple[str, str] | None:
+    """Why a line of ``msmarco-hard-negatives.jsonl.gz`` cannot be used, as
+    ``(reason, detail)``, or ``None`` when it can: ``qid`` an int, ``pos`` a list of
+    ints (empty: ``no_positive``), ``neg`` an object mapping system names to lists of
+    ints. JSON numbers written as strings or floats are wrong types, not ids."""
+    qid, pos, neg = record.get("qid"), record.get("pos"), record.get("neg")
+    if not _is_id(qid):
+        return "malformed_record", "qid is missing or not an integer"
+    if not isinstance(pos, list) or not all(_is_id(p) for p in pos):
+        return "malformed_record", "pos is missing or not a list of integer pids"
+    if not isinstance(neg, dict) or not all(
+            isinstance(pids, list) and all(_is_id(p) for p in pids) for pids in neg.values()):
+        return "malformed_record", "neg is missing or not an object of lists of integer pids"
+    if not pos:
+        return "no_positive", "the line has no relevant passage (empty pos)"
+    return None
+
+
+def read_hard_negatives(stream, source_file: str):
+    """Lines of the hard-negatives file, keyed by qid, with their line number."""
+    for item in json_lines(stream, DATASET, source_file):
+        if isinstance(item, beam.pvalue.TaggedOutput):
+            yield item
+            continue
+        number, record = item
+        problem = hard_negative_problem(record)
+        if problem:
+            reason, detail = problem
+            yield rejected(DATASET, reason, source_file=source_file, record_id=f"line {number}",
+                           detail=detail, excerpt=record)
+            continue
+        yield beam.pvalue.TaggedOutput("hard_negatives", (record["qid"], {
+            "pos": record["pos"], "neg": record["neg"], "source_file": source_file, "line": number}))
+
+
+def read_id_triples(stream, source_file: str):
+    """``(qid, (pos, neg, source_file))`` of ``qidpidtriples.train.full.2.tsv``."""
+    for item in _tsv_lines(stream, source_file, 3):
+        if isinstance(item, beam.pvalue.TaggedOutput):
+            yield item
+            continue
+        number, fields = item
+        ids = [parse_int(f) for f in fields]
+        if any(i is None for i in ids):
+            yield _malformed(source_file, number, "qid, positive and negative pid must be integers",
+                             "\t".join(fields))
+            continue
+        qid, pos, neg = ids
+        yield beam.pvalue.TaggedOutput("id_triples", (qid, (pos, neg, source_file)))
+
+
+def read_text_triples(stream, source_file: str):
+    """``(query, (positive, negative, source_file, line))`` of ``triples.train.small.tsv``;
+    both passages repaired, the query stripped."""
+    for item in _tsv_lines(stream, source_file, 3):
+        if isinstance(item, beam.pvalue.TaggedOutput):
+            yield item
+            continue
+        number, (query, positive, negative) = item
+        yield beam.pvalue.TaggedOutput("text_triples", (query.strip(), (
+            repair_mojibake(positive), repair_mojibake(negative), source_file, number)))
+
+
+_READERS = {
+    COLLECTION: read_collection,
+    QUERIES: read_queries,
+    QRELS: read_qrels,
+    HARD_NEGATIVES: read_hard_negatives,
+    QIDPIDTRIPLES: read_id_triples,
+    TRIPLES_SMALL: read_text_triples,
+}
+
+
+# -- pair rules ------------------------------------------------------------------------
+
+def selection_key(seed: str, *ids) -> int:
+    """Deterministic pseudo-random rank of a candidate: 64-bit BLAKE2b of the seed and
+    the ids. Choosing the candidates with the smallest keys takes an even spread of them,
+    the same on every run and runner, whatever order the input comes in."""
+    text = "\t".join([seed, *map(str, ids)])
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def select_hard_negatives(qid: int, positives, negatives_by_system: dict, judged=(), *,
+                          systems=None, per_positive: int = DEFAULT_NEGATIVES_PER_POSITIVE,
+                          seed: str = "") -> list[tuple[int, int]]:
+    """**Project rule**: the ``(positive pid, negative pid)`` triplets of one query of
+    the hard-negatives file.
+
+    The candidates are the union of the lists of the chosen mining ``systems`` (all of
+    them by default), minus every passage known to be relevant for the query (the
+    line's ``pos`` and the query's qrels). Each positive gets ``per_positive`` of them,
+    those with the smallest :func:`selection_key` of ``(qid, positive, negative)``.
+
+    Why: 33 per (query, positive) over the file's 532,751 pairs lands on the documented
+    17,579,773 (about 35 per judged query). Pooling all systems gives hundreds of
+    candidates per query, so the cap nearly always binds. The cross-encoder scores that
+    sentence-transformers used to drop false negatives are not loaded (a pickle); taking
+    a hash-spread sample instead of each system's top ranks keeps the likeliest false
+    negatives (the very top) from dominating, and does not depend on input order.
+    Different positives of one query draw different negatives.
+    """
+    wanted = None if systems is None else set(systems)
+    known_relevant = set(positives) | set(judged)
+    candidates = {pid for system, pids in negatives_by_system.items()
+                  if wanted is None or system in wanted for pid in pids} - known_relevant
+    triplets = []
+    for positive in sorted(set(positives)):
+        ranked = sorted(candidates, key=lambda neg: (selection_key(seed, qid, positive, neg), neg))
+        triplets.extend((positive, negative) for negative in ranked[:per_positive])
+    return triplets
+
+
+def keep_per_query(candidates, limit: int) -> list:
+    """**Project rule**: the triples one query keeps from ``qidpidtriples`` or
+    ``triples_small``: the ``limit`` distinct candidates with the smallest keys.
+
+    Candidates are ``(selection_key, positive, negative, ...)`` tuples; the key is
+    :func:`selection_key` of ``(query, positive, negative)``, so the choice never depends
+    on the file's order (the files are sorted by query, and their first lines would all
+    share BM25's top ranks). A triple repeated in the file counts once. Default 35 per
+    query: 17,579,773 / ~500k judged queries.
+    """
+    return _SmallestDistinct.smallest(candidates, limit)
+
+
+def triplet_row(triplet: dict) -> dict:
+    """msmarco_triplets: (query text, relevant passage text, negative passage text)."""
+    return make_row(DATASET, triplet["query"], triplet["positive"], triplet["negative"],
+                    source_file=triplet["source_file"], record_id=triplet["record_id"])
+
+
+# -- Beam transforms --------------------------------------------------------------------
+
+def _is_tar(head: bytes) -> bool:
+    return len(head) > 262 and head[257:262] == b"ustar"
+
+
+def _read_head(path: str, decompress: bool) -> bytes:
+    opener = files.open_input(path) if decompress else files.open_raw(path)
+    with opener as stream:
+        head = b""
+        while len(head) < 512:
+            chunk = stream.read(512 - len(head))
+            if not chunk:
+                break
+            head += chunk
+        return head
+
+
+def is_archive(path: str) -> bool:
+    """Whether ``path`` is a tar/zip/7z archive (possibly gzip-compressed), from its bytes."""
+    kind = files.sniff_compression(_read_head(path, decompress=False))
+    if kind in _ARCHIVE_KINDS:
+        return True
+    return kind in _STREAM_KINDS and _is_tar(_read_head(path, decompress=True))
+
+
+class _MemberMissing(Exception):
+    """An archive that does not hold the member its kind reads."""
+
+
+def _open_streams(path: str, relative: str, kind: str):
+    """``(source_file, stream)`` of the text to read: the file itself, or the member of
+    an archive (e.g. ``queries.train.tsv`` in ``queries.tar.gz``)."""
+    if not is_archive(path):
+        with files.open_input(path) as stream:
+            yield relative, stream
+    else:
+        member_name = _MEMBER_NAMES[kind]
+        for member, stream in files.iter_archive_members(
+                path, wanted=lambda name: posixpath.basename(name) == member_name):
+            yield f"{relative}!{member}", stream
+            break  # one member per kind
+        else:
+            raise _MemberMissing(f"{relative}: the archive holds no {member_name}")
+
+
+class _ReadInput(beam.DoFn):
+    """Read one input file (or the wanted member of an archive) with its kind's reader."""
+
+    OUTPUTS = ("passages", "queries", "qrels", "hard_negatives", "id_triples", "text_triples")
+
+    def __init__(self, ctx: SourceContext):
+        self.ctx = ctx
+
+    def process(self, element):
+        kind, path = element
+        relative = self.ctx.relative(path)
+        count, failure = 0, None
+        try:
+            for source_file, stream in _open_streams(path, relative, kind):
+                for item in _READERS[kind](stream, source_file):
+                    count += 1
+                    yield item
+        except _MemberMissing as exc:
+            failure = rejected(DATASET, "malformed_file", source_file=relative, detail=str(exc))
+        except Exception as exc:  # gzip, libarchive and the filesystems raise their own types
+            if self.ctx.strict:
+                raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
+            failure = rejected(DATASET, "unreadable_file", source_file=relative,
+                               detail=f"{relative}: reading stopped after {count} records: "
+                                      f"{type(exc).__name__}: {exc}")
+        if failure is not None:
+            yield failure
+        elif count == 0:
+            yield rejected(DATASET, "empty_file", source_file=relative,
+                           detail=f"{relative}: no records")
+
+
+class _SmallestDistinct(beam.CombineFn):
+    """Keep the ``limit`` smallest distinct candidates of a key (see :func:`keep_per_query`).
+    Combiner lifting keeps only ``limit`` candidates per query and worker before the shuffle."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    @staticmethod
+    def smallest(candidates, limit: int) -> list:
+        kept: list = []
+        for candidate in candidates:
+            _SmallestDistinct._insert(kept, candidate, limit)
+        return kept
+
+    @staticmethod
+    def _insert(kept: list, candidate, limit: int) -> None:
+        # Candidates are equal when (key, positive, negative) are; the smaller tuple
+        # (e.g. the earlier line) stands for them.
+        if len(kept) >= limit and candidate >= kept[-1]:
+            return
+        position = bisect.bisect_left(kept, candidate)
+        if position > 0 and kept[position - 1][:3] == candidate[:3]:
+            return
+        if position < len(kept) and kept[position][:3] == candidate[:3]:
+            kept[position] = candidate
+            return
+        kept.insert(position, candidate)
+        del kept[limit:]
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, kept, candidate):
+        self._insert(kept, candidate, self.limit)
+        return kept
+
+    def merge_accumulators(self, accumulators):
+        merged: list = []
+        for kept in accumulators:
+            for candidate in kept:
+                self._insert(merged, candidate, self.limit)
+        return merged
+
+    def extract_output(self, kept):
+        return kept
+
+
+class _KeyCandidates(beam.DoFn):
+    """Prefix each triple with its :func:`selection_key` and count it."""
+
+    def __init__(self, seed: str):
+        self.seed = seed
+        self.read = Metrics.counter("msmarco", "triples_read")
+
+    def process(self, element):
+        query, (positive, negative, *rest) = element
+        self.read.inc()
+        yield query, (selection_key(self.seed, query, positive, negative), positive, negative, *rest)
+
+
+def _count_kept(element):
+    query, kept = element
+    Metrics.counter("msmarco", "triples_kept").inc(len(kept))
+    return query, kept
+
+
+def _first_line(lines: list) -> tuple[dict, list]:
+    lines = sorted(lines, key=lambda line: (line["source_file"], line["line"]))
+    return lines[0], lines[1:]
+
+
+def _hard_negative_triplets(element, systems, per_positive: int, seed: str):
+    qid, grouped = element
+    lines = list(grouped["line"])
+    if lines:  # a judged query without mined negatives is not a candidate
+        yield from _line_triplets(qid, lines, list(grouped["judged"]), systems, per_positive, seed)
+
+
+def _line_triplets(qid: int, lines: list, judged: list, systems, per_positive: int, seed: str):
+    line, repeated = _first_line(lines)
+    for extra in repeated:
+        yield rejected(DATASET, "duplicate_query_line", source_file=extra["source_file"],
+                       record_id=f"line {extra['line']}",
+                       detail=f"qid {qid} already has line {line['line']} of {line['source_file']}",
+                       excerpt={"qid": qid, "pos": extra["pos"]})
+    pairs = select_hard_negatives(qid, line["pos"], line["neg"], judged,
+                                  systems=systems, per_positive=per_positive, seed=seed)
+    if not pairs:
+        yield rejected(DATASET, "no_negative", source_file=line["source_file"],
+                       record_id=f"line {line['line']}", excerpt={"qid": qid, "pos": line["pos"]},
+                       detail="no mined negative left once the query's relevant passages are removed")
+    for positive, negative in pairs:
+        yield {"qid": qid, "pos": positive, "neg": negative, "source_file": line["source_file"],
+               "record_id": f"{qid}/{positive}/{negative}"}
+
+
+def _id_triplets(element):
+    qid, grouped = element
+    judged = set(grouped["judged"])
+    for kept in grouped["kept"]:
+        for _key, positive, negative, source_file in kept:
+            triplet = {"qid": qid, "pos": positive, "neg": negative, "source_file": source_file,
+                       "record_id": f"{qid}/{positive}/{negative}"}
+            if negative in judged:
+                yield rejected(DATASET, "negative_is_positive", source_file=source_file,
+                               record_id=triplet["record_id"], excerpt=triplet,
+                               detail="the negative passage is judged relevant for the query in the qrels")
+            else:
+                yield triplet
+
+
+def _text_triplets(element):
+    query, kept = element
+    for _key, positive, negative, source_file, line in kept:
+        yield {"query": query, "positive": positive, "negative": negative,
+               "source_file": source_file, "record_id": f"line {line}"}
+
+
+# How each join step finds its id and names what it adds (field, reasons when absent /
+# ambiguous, what the id is called in messages).
+_JOINS = {
+    "query": ("qid", "query", "query_missing", "duplicate_query_id", "query id"),
+    "positive": ("pos", "positive", "positive_missing", "duplicate_passage_id", "positive pid"),
+    "negative": ("neg", "negative", "negative_missing", "duplicate_passage_id", "negative pid"),
+}
+
+
+def _attach_text(element, step: str):
+    """Give every triplet of one id the text of that id, or reject it."""
+    id_field, text_field, missing, ambiguous, what = _JOINS[step]
+    key, grouped = element
+    texts = sorted(set(grouped["text"]))
+    for triplet in grouped["triplet"]:  # iterated, never listed: a popular passage has many
+        if len(texts) == 1:
+            yield {**triplet, text_field: texts[0]}
+            continue
+        reason = missing if not texts else ambiguous
+        detail = (f"{what} {key} not found" if not texts else
+                  f"{what} {key} has {len(texts)} different texts")
+        yield rejected(DATASET, reason, source_file=triplet["source_file"],
+                       record_id=triplet["record_id"], detail=detail,
+                       excerpt={k: triplet[k] for k in ("qid", "pos", "neg")})
+
+
+class MsMarco(Source):
+    name = "msmarco"
+    folder = "msmarco"
+    datasets = (DATASET,)
+    description = "MS MARCO passage ranking: query, relevant passage, hard-negative passage"
+
+    # -- inputs ------------------------------------------------------------------------
+    def find_inputs(self, ctx: SourceContext) -> dict[str, str]:
+        """The file read for each kind present: ``{kind: path}``. Unpacked files win over
+        archives, then the shorter and alphabetically first name."""
+        found: dict[str, list[str]] = {}
+        for path, _size in files.list_dir(ctx.source_dir):
+            base = posixpath.basename(path)
+            for kind, pattern in _FILE_NAMES.items():
+                if pattern.match(base):
+                    found.setdefault(kind, []).append(path)
+        return {kind: sorted(paths, key=lambda p: (posixpath.basename(p).endswith(_ARCHIVE_SUFFIXES),
+                                                   len(p), p))[0]
+                for kind, paths in found.items()}
+
+    def negatives_input(self, ctx: SourceContext, found: dict[str, str]) -> str:
+        """The negatives input this run reads (option ``negatives``)."""
+        choice = ctx.option("negatives", "auto")
+        if choice == "auto":
+            present = [kind for kind in NEGATIVE_INPUTS if kind in found]
+            if not present:
+                raise SourceError(f"no negatives input under {ctx.source_dir}/: expected "
+                                   "msmarco-hard-negatives.jsonl.gz, qidpidtriples.train.full.2.tsv(.gz) "
+                                   "or triples.train.small.tsv (or .tar.gz)")
+            choice = present[0]
+        elif choice not in NEGATIVE_INPUTS:
+            raise SourceError(f"--source-option msmarco.negatives={choice!r}: expected auto or one "
+                               f"of {', '.join(NEGATIVE_INPUTS)}")
+        elif choice not in found:
+            raise SourceError(f"msmarco.negatives={choice}: its file is not under {ctx.source_dir}/")
+        if choice != TRIPLES_SMALL:
+            absent = [name for kind, name in ((COLLECTION, "collection.tsv (or collection.tar.gz)"),
+                                              (QUERIES, "queries.train.tsv (or queries.tar.gz)"))
+                      if kind not in found]
+            if absent:
+                raise SourceError(f"msmarco ({choice}) needs {' and '.join(absent)} under "
+                                   f"{ctx.source_dir}/ to turn ids into texts")
+        return choice
+
+    def _read_plan(self, ctx: SourceContext) -> tuple[str, list[tuple[str, str]]]:
+        found = self.find_inputs(ctx)
+        choice = self.negatives_input(ctx, found)
+        kinds = [choice] if choice == TRIPLES_SMALL else [COLLECTION, QUERIES, QRELS, choice]
+        return choice, [(kind, found[kind]) for kind in kinds if kind in found]
+
+    def input_files(self, ctx: SourceContext) -> list[tuple[str, int]]:
+        sizes = dict(files.list_dir(ctx.source_dir))
+        return [(path, sizes[path]) for _kind, path in self._read_plan(ctx)[1]]
+
+    # -- pipeline ----------------------------------------------------------------------
+    def expand(self, pipeline, ctx: SourceContext) -> SourceOutput:
+        choice, plan = self._read_plan(ctx)
+        seed = ctx.option("seed", "")
+        per_query = _positive_option(ctx, "triples_per_query", DEFAULT_TRIPLES_PER_QUERY)
+        read = (
+            pipeline
+            | "msmarco/ListInputs" >> beam.Create(sorted(plan))
+            | "msmarco/SpreadInputs" >> beam.Reshuffle()
+            | "msmarco/Read" >> beam.ParDo(_ReadInput(ctx)).with_outputs(*_ReadInput.OUTPUTS, REJECTED)
+        )
+        rejects = [read[REJECTED]]
+
+        if choice == TRIPLES_SMALL:
+            rows = (
+                read.text_triples
+                | "msmarco/KeyTextTriples" >> beam.ParDo(_KeyCandidates(seed))
+                | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinct(per_query))
+                | "msmarco/CountKept" >> beam.Map(_count_kept)
+                | "msmarco/TextTriplets" >> beam.FlatMap(_text_triplets)
+                | "msmarco/Row" >> beam.Map(triplet_row)
+            )
+            return SourceOutput(rows={DATASET: rows}, rejects=rejects)
+
+        if choice == HARD_NEGATIVES:
+            systems = _systems_option(ctx)
+            per_positive = _positive_option(ctx, "negatives_per_positive", DEFAULT_NEGATIVES_PER_POSITIVE)
+            selected = (
+                {"line": read.hard_negatives, "judged": read.qrels}
+                | "msmarco/JoinQrels" >> beam.CoGroupByKey()
+                | "msmarco/SelectNegatives" >> beam.FlatMap(
+                    _hard_negative_triplets, systems, per_positive, seed)
+                .with_outputs(REJECTED, main="triplets")
+            )
+        else:
+            kept = (
+                read.id_triples
+                | "msmarco/KeyIdTriples" >> beam.ParDo(_KeyCandidates(seed))
+                | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinct(per_query))
+                | "msmarco/CountKept" >> beam.Map(_count_kept)
+            )
+            selected = (
+                {"kept": kept, "judged": read.qrels}
+                | "msmarco/JoinQrels" >> beam.CoGroupByKey()
+                | "msmarco/DropJudgedNegatives" >> beam.FlatMap(_id_triplets)
+                .with_outputs(REJECTED, main="triplets")
+            )
+        rejects.append(selected[REJECTED])
+
+        triplets = selected.triplets
+        for step, texts in (("query", read.queries), ("positive", read.passages),
+                            ("negative", read.passages)):
+            id_field = _JOINS[step][0]
+            label = step.capitalize()
+            joined = (
+                {"triplet": triplets | f"msmarco/KeyBy{label}" >> beam.Map(
+                    lambda t, field=id_field: (t[field], t)), "text": texts}
+                | f"msmarco/Join{label}" >> beam.CoGroupByKey()
+                | f"msmarco/Attach{label}" >> beam.FlatMap(_attach_text, step)
+                .with_outputs(REJECTED, main="triplets")
+            )
+            rejects.append(joined[REJECTED])
+            triplets = joined.triplets
+        rows = triplets | "msmarco/Row" >> beam.Map(triplet_row)
+        return SourceOutput(rows={DATASET: rows}, rejects=rejects)
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return number
+
+
+def _positive_option(ctx: SourceContext, key: str, default: int) -> int:
+    return ctx.option(key, default, _positive_int)
+
+
+def _system_names(value: str) -> tuple[str, ...] | None:
+    value = value.strip()
+    if value == "all":
+        return None
+    systems = tuple(sorted({s.strip() for s in value.split(",") if s.strip()}))
+    if not systems:
+        raise ValueError("expected 'all' or comma-separated system names")
+    return systems
+
+
+def _systems_option(ctx: SourceContext) -> tuple[str, ...] | None:
+    return ctx.option("systems", None, _system_names)
+
+
+SOURCE = MsMarco()

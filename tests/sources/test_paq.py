@@ -1,0 +1,194 @@
+"""PAQ: rule functions, the filtered-line parser on real NQ-open lines, the bundled
+sample, options, and bad input."""
+import gzip
+import io
+import json
+import tarfile
+
+import pytest
+
+from pipelines.sources import paq
+from tests.helpers import run_build
+
+RIDEAU = ("when was the rideau canal opened",
+          "The Rideau Canal connects Ottawa to Kingston on Lake Ontario. It was opened in 1832 as a "
+          "precaution in case of war with the United States, and in winter a part of it in Ottawa "
+          "becomes the \"world's largest skating rink\".", None)
+
+
+# -- rule and parse functions ----------------------------------------------------------
+
+def test_canonical_passage_id():
+    assert paq.canonical_passage_id(7) == "7"
+    assert paq.canonical_passage_id("007") == "7"
+    assert paq.canonical_passage_id(" 21015324 ") == "21015324"
+    for bad in (None, True, -3, 1.0, "wiki-12", "", "١٢"):
+        assert paq.canonical_passage_id(bad) is None
+
+
+def test_choose_passages_first_and_all():
+    ids = ["102", "102", "104", "11"]
+    assert paq.choose_passages(ids, "first") == ["102"]
+    assert paq.choose_passages(ids, "all") == ["11", "102", "104"]
+
+
+def test_question_is_candidate():
+    assert paq.question_is_candidate(True, True)
+    assert not paq.question_is_candidate(False, True)
+    assert paq.question_is_candidate(False, False)
+
+
+def test_parse_metadata_line():
+    parsed, reason, _ = paq.parse_metadata_line(
+        {"question": "q", "answers": [{"passage_id": "5"}, {"passage_id": 3}]})
+    assert parsed == {"question": "q", "passage_ids": ["5", "3"]} and reason == ""
+    assert paq.parse_metadata_line({"answers": []})[1] == "malformed_question"
+    assert paq.parse_metadata_line({"question": "q", "answers": []})[1] == "no_passage"
+    assert paq.parse_metadata_line({"question": "q"})[1] == "no_passage"
+    assert paq.parse_metadata_line({"question": "q", "answers": ["5"]})[1] == "bad_passage_id"
+    assert paq.parse_metadata_line({"question": "q", "answers": [{"passage_id": 1.5}]})[1] == "bad_passage_id"
+
+
+def test_parse_passage_line_uses_csv_quoting():
+    columns = {"id": 0, "text": 1, "title": 2}
+    line = '1\t"Aaron ( or ; ""Ahärôn"") is a prophet"\tAaron'
+    assert paq.parse_passage_line(line, columns) == (("1", 'Aaron ( or ; "Ahärôn") is a prophet'), "")
+    assert paq.parse_passage_line("2\t\"never closed\tT", columns)[0] is None
+    assert paq.parse_passage_line("3\tno title", columns)[0] is None
+    assert paq.parse_passage_line("x\ttext\ttitle", columns)[0] is None
+
+
+def test_passage_header_gives_column_order():
+    assert paq.passage_header(["id", "text", "title"]) == {"id": 0, "text": 1, "title": 2}
+    # PAQ's README lists the title before the text.
+    assert paq.passage_header(["id", "title", "text"]) == {"id": 0, "text": 2, "title": 1}
+    assert paq.passage_header(["1", "text", "title"]) is None
+
+
+def test_find_inputs_prefers_unpacked_and_reports_copies():
+    found = paq.find_inputs(["r/paq/PAQ.tar.gz", "r/paq/PAQ/PAQ.filtered.jsonl",
+                             "r/paq/PAQ.metadata.jsonl.gz", "r/paq/psgs_w100.tsv.gz",
+                             "r/paq/psgs_w100.tsv", "r/paq/PAQ_L1.tar.gz",
+                             "r/paq/PAQ.unfiltered_metadata.jsonl.gz", "r/paq/PAQ/LICENSE"])
+    assert (found.questions, found.questions_kind) == ("r/paq/PAQ/PAQ.filtered.jsonl", paq.FILTERED)
+    assert found.metadata == "r/paq/PAQ.metadata.jsonl.gz"
+    assert found.passages == "r/paq/psgs_w100.tsv"
+    assert sorted(found.duplicates) == [("r/paq/PAQ.tar.gz", "r/paq/PAQ/PAQ.filtered.jsonl"),
+                                        ("r/paq/psgs_w100.tsv.gz", "r/paq/psgs_w100.tsv")]
+
+
+def test_question_passage_pair_keeps_question_as_generated():
+    row = paq.question_passage_pair(
+        {"question": "who wrote hamlet", "source_file": "paq/m.jsonl", "line": 4}, "12", "Hamlet is ...")
+    assert (row["anchor"], row["positive"], row["record_id"]) == (
+        "who wrote hamlet", "Hamlet is ...", "line 4, passage 12")
+
+
+# -- real excerpts: PAQ uses the NQ-open line format ------------------------------------
+
+def test_filtered_parser_reads_real_nq_open_lines(upstream_samples):
+    folder = upstream_samples / "natural_questions" / "nq_open"
+    questions = []
+    for name in ("NQ-open.train.jsonl", "NQ-open.dev.jsonl", "NQ-open.efficientqa.dev.1.1.sample.jsonl"):
+        with open(folder / name, "rb") as stream:
+            items = list(paq.read_filtered(stream, name))
+        assert all(isinstance(item, tuple) for item in items), name  # no rejects
+        questions += [question for question, _where in items]
+    assert questions[:2] == ["where did they film hot tub time machine",
+                             "who has the right of way in international waters"]
+    # kept exactly as released: lower case, no question mark
+    assert "who governs in america\u2019s representative democracy (republic) system" in questions
+    assert all(not q.endswith("?") for q in questions)
+
+
+# -- builds -----------------------------------------------------------------------------
+
+def test_sample_build_matches_hand_worked_counts(tmp_path):
+    result = run_build(tmp_path / "out", sample=True, datasets=["paq"])
+    entry = result.manifest["datasets"]["paq"]
+    assert entry["verdict"] == "match", entry.get("problems")
+    pairs = result.pairs("paq")
+    assert RIDEAU in pairs
+    assert {anchor for anchor, _p, _n in pairs} == {
+        "when was the rideau canal opened", "what is the deepest lake in the world",
+        "who was the first woman to win a nobel prize", "when was the treaty of tordesillas signed",
+        "which river does the humber bridge cross"}
+    assert sorted(i["path"] for i in result.manifest["inputs"]) == [
+        "paq/PAQ.metadata.jsonl.gz", "paq/PAQ.tar.gz", "paq/psgs_w100.tsv.gz"]
+
+
+def test_sample_build_with_options(tmp_path):
+    result = run_build(tmp_path / "out", sample=True, datasets=["paq"],
+                       source_options={"paq": {"passages": "all", "filtered_only": "false"}})
+    anchors = sorted(anchor for anchor, _p, _n in result.pairs("paq"))
+    assert anchors.count("what is the deepest lake in the world") == 2
+    assert "what connects ottawa to kingston" in anchors
+    assert len(result.rows["paq"]) == 7
+    assert result.reasons("paq") == {
+        "bad_encoding": 1, "bad_json": 1, "bad_passage_id": 1, "duplicate_passage_id": 1,
+        "malformed_passage": 3, "malformed_question": 1, "no_passage": 1, "passage_missing": 1}
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def _tar_gz(members: dict) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_bad_input_ends_in_counted_rejects(tmp_path):
+    folder = tmp_path / "in" / "paq"
+    folder.mkdir(parents=True)
+    # An archive without the filtered list.
+    (folder / "PAQ.tar.gz").write_bytes(_tar_gz({"PAQ/LICENSE": b"CC BY-SA 3.0\n"}))
+    # The unpacked list next to it is read instead; it holds every kind of bad line.
+    (folder / "PAQ").mkdir()
+    (folder / "PAQ" / "PAQ.filtered.jsonl").write_bytes(b"\n".join([
+        json.dumps({"question": "who wrote hamlet", "answer": ["Shakespeare"]}).encode(),
+        json.dumps({"question": "who wrote hamlet", "answer": "Shakespeare"}).encode(),
+        json.dumps(["who wrote hamlet"]).encode(),
+        b'{"question": "caf\xe9", "answer": []}',
+        b"",
+        b"not json",
+    ]) + b"\n")
+    # Named .gz but not gzip: read as the plain text it is (compression is sniffed).
+    (folder / "PAQ.metadata.jsonl.gz").write_bytes(
+        json.dumps({"question": "who wrote hamlet", "answers": [{"passage_id": "1"}]}).encode() + b"\n")
+    # Named .gz, starts like gzip, then breaks off: the file is unreadable after its header.
+    (folder / "psgs_w100.tsv.gz").write_bytes(_gzip(b"id\ttext\ttitle\n1\tHamlet is a tragedy.\tHamlet\n")[:30])
+    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["paq"])
+    assert result.rows["paq"] == []
+    assert result.reasons("paq") == {
+        "bad_encoding": 1, "bad_json": 1, "duplicate_input": 1, "malformed_question": 1,
+        "not_an_object": 1, "passage_missing": 1, "unreadable_file": 1}
+
+
+def test_missing_file_and_archive_without_list_are_reported(tmp_path):
+    folder = tmp_path / "in" / "paq"
+    folder.mkdir(parents=True)
+    (folder / "psgs_w100.tsv").write_bytes(b"")  # empty files give nothing, and no reject
+    (folder / "PAQ.metadata.jsonl").write_bytes(b"")
+    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["paq"])
+    assert result.rows["paq"] == []
+    assert result.reasons("paq") == {"missing_file": 1}
+    (folder / "PAQ.tar.gz").write_bytes(_tar_gz({"PAQ/LICENSE": b"CC BY-SA 3.0\n"}))
+    result = run_build(tmp_path / "out2", input_root=tmp_path / "in", datasets=["paq"])
+    assert result.rows["paq"] == []
+    assert result.reasons("paq") == {"malformed_file": 1}
+
+
+def test_bad_option_values_are_one_readable_line(tmp_path, capsys):
+    from pipelines.cli import run
+
+    base = ["build", "--sample", "--output", str(tmp_path / "out"), "--datasets", "paq"]
+    assert run(base + ["--source-option", "paq.passages=best"]) == 2
+    assert "paq.passages='best': expected one of first, all" in capsys.readouterr().err
+    assert run(base + ["--source-option", "paq.filtered_only=maybe"]) == 2
+    assert "paq.filtered_only='maybe'" in capsys.readouterr().err

@@ -31,12 +31,16 @@ setup(
         "pyarrow>=14.0.1,<26",
         "lxml>=5",
         "libarchive-c>=5",
+        "ijson>=3.3",
         "smart-open>=7",
+        "requests>=2.31",
     ],
     extras_require={
         "gcp": ["apache-beam[gcp]>=2.77,<3", "google-cloud-storage>=3"],
+        "aws": ["boto3>=1.34"],
         "hub": ["datasets>=5"],
-        "test": ["pytest>=8", "hypothesis>=6", "py7zr>=1"],
+        "test": ["pytest>=8", "hypothesis>=6", "py7zr>=1", "gcp-storage-emulator>=2024",
+                 "moto[server]>=5"],
     },
     entry_points={"console_scripts": ["corpus=pipelines.cli:main"]},
 )

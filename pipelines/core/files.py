@@ -109,6 +109,24 @@ def _decompressing(raw: BinaryIO, kind: str | None, path: str) -> BinaryIO:
     raise BadInputFile(f"{path}: is a {kind} archive, expected a single (possibly compressed) file")
 
 
+def archive_format(path: str) -> str | None:
+    """``"7z"``, ``"zip"`` or ``"tar"`` (plain or gzip/bzip2/xz-compressed) when ``path`` is a
+    multi-member archive, judged from its bytes; ``None`` for a single file."""
+    with open_raw(path) as raw:
+        head = raw.read(512)
+        kind = sniff_compression(head)
+        if kind in ("7z", "zip", "tar"):
+            return kind
+        if kind in ("gzip", "bzip2", "xz"):
+            raw.seek(0)
+            try:
+                inner = _decompressing(raw, kind, path).read(512)
+            except (OSError, EOFError, lzma.LZMAError):
+                return None
+            return "tar" if sniff_compression(inner) == "tar" else None
+    return None
+
+
 @contextlib.contextmanager
 def open_input(path: str) -> Iterator[BinaryIO]:
     """Open ``path`` as a buffered binary stream with its compression undone.

@@ -44,19 +44,32 @@ def text_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, bytes]]:
             yield number, None, raw
 
 
+def text_records(stream: BinaryIO, dataset: str, source_file: str) -> Iterator:
+    """Non-blank lines of a UTF-8 text file, with invalid lines turned into rejects.
+
+    Yields:
+        ``(line_number, text)`` for every line that is valid UTF-8 and not blank, and a
+        tagged ``bad_encoding`` reject (for ``dataset``) for every line that is not.
+    """
+    for number, text, raw in text_lines(stream):
+        if text is None:
+            yield rejected(dataset, "bad_encoding", source_file=source_file,
+                           record_id=f"line {number}", detail="line is not valid UTF-8", excerpt=raw)
+        elif text.strip():
+            yield number, text
+
+
 def json_lines(stream: BinaryIO, dataset: str, source_file: str) -> Iterator:
     """Parsed JSON objects of a JSON-lines file; bad lines become rejects.
 
     Yields ``(line_number, object)`` tuples, or tagged rejects (``bad_encoding``,
     ``bad_json``, ``not_an_object``) for ``dataset``. Blank lines are skipped.
     """
-    for number, text, raw in text_lines(stream):
-        if text is None:
-            yield rejected(dataset, "bad_encoding", source_file=source_file,
-                           record_id=f"line {number}", detail="line is not valid UTF-8", excerpt=raw)
+    for item in text_records(stream, dataset, source_file):
+        if not isinstance(item, tuple):
+            yield item
             continue
-        if not text.strip():
-            continue
+        number, text = item
         try:
             value = json.loads(text)
         except ValueError as exc:
@@ -71,26 +84,70 @@ def json_lines(stream: BinaryIO, dataset: str, source_file: str) -> Iterator:
         yield number, value
 
 
+def json_items(stream: BinaryIO, prefix: str) -> Iterator:
+    """Stream the values found at ``prefix`` of one (possibly huge) JSON document.
+
+    Uses ijson's C parser: memory is bounded by the largest single value, not by the
+    document. ``prefix`` follows ijson: ``"item"`` for the elements of a top-level array,
+    ``"data.item"`` for the elements of the array under the key ``data``.
+
+    Numbers with a fraction come back as ``float`` (not ``Decimal``). A syntax error or a
+    truncated document raises ``ijson.JSONError`` (or ``ijson.IncompleteJSONError``)
+    after the values before it have been yielded.
+    """
+    import ijson
+
+    yield from ijson.items(stream, prefix, use_float=True)
+
+
 class _ReadOneFile(beam.DoFn):
-    def __init__(self, read_file, input_root: str, dataset: str, strict: bool, decompress: bool):
+    def __init__(self, read_file, input_root: str, dataset: str, strict: bool, decompress: bool,
+                 members):
         self.read_file = read_file
         self.input_root = input_root
         self.dataset = dataset
         self.strict = strict
         self.decompress = decompress
+        self.members = members
 
-    def process(self, path):
+    def process(self, element):
+        path, context = element if isinstance(element, tuple) else (element, _NO_CONTEXT)
         relative = files.relative_to(path, self.input_root)
         try:
-            opener = files.open_input(path) if self.decompress else files.open_raw(path)
-            with opener as stream:
-                yield from self.read_file(stream, relative)
+            if self.members is not None and files.archive_format(path):
+                yield from self._read_archive(path, relative, context)
+            else:
+                opener = files.open_input(path) if self.decompress else files.open_raw(path)
+                with opener as stream:
+                    yield from self._read_stream(stream, relative, context)
         except Exception as exc:  # any reader failure fails this file only (unless strict)
             if self.strict:
                 raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
             yield rejected(self.dataset, "unreadable_file", source_file=relative,
                            record_id=_position(exc),
                            detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
+
+    def _read_archive(self, path: str, relative: str, context):
+        found = False
+        for member, stream in files.iter_archive_members(path, wanted=self.members):
+            found = True
+            yield from self._read_stream(stream, f"{relative}!{member}", context)
+        if not found:
+            yield rejected(self.dataset, "no_member", source_file=relative,
+                           detail=f"{relative}: the archive holds none of the expected files")
+
+    def _read_stream(self, stream, source_file: str, context):
+        empty = hasattr(stream, "peek") and not stream.peek(1)[:1]
+        if context is _NO_CONTEXT:
+            yield from self.read_file(stream, source_file)
+        else:
+            yield from self.read_file(stream, source_file, context)
+        if empty:
+            yield rejected(self.dataset, "empty_file", source_file=source_file,
+                           detail=f"{source_file} is empty")
+
+
+_NO_CONTEXT = object()
 
 
 def _position(exc: Exception) -> str:
@@ -104,27 +161,36 @@ class ReadFiles(beam.PTransform):
     """Run ``read_file`` over every file of ``paths``, one file per element.
 
     Args:
-        paths: files to read (local or any Beam filesystem).
-        read_file: generator ``(stream, source_file) -> elements or tagged rejects``;
-            ``stream`` is a buffered binary stream, ``source_file`` the path relative to
-            the input root (use it for provenance).
+        paths: files to read (local or any Beam filesystem), or ``(path, context)``
+            pairs when ``read_file`` needs something per file (a split name, a kind).
+        read_file: generator ``(stream, source_file[, context]) -> elements or tagged
+            rejects``; ``stream`` is a buffered binary stream, ``source_file`` the path
+            relative to the input root (use it for provenance), ``context`` the value
+            paired with the path. A file with no bytes at all is recorded as an
+            ``empty_file`` reject after ``read_file`` has run.
         input_root: the run's input root (for relative names).
         dataset: dataset that file-level rejects are counted under.
         strict: raise on an unreadable file instead of recording it.
         decompress: undo gzip/bzip2/xz/zstd (sniffed); ``False`` hands over raw bytes.
+        members: for inputs that are archives (7z, zip, tar, tar.gz, judged from the
+            bytes): a predicate on member names; each matching member is read with
+            ``read_file`` as ``"<archive>!<member>"``, one after the other in one pass.
+            An archive without any matching member is a ``no_member`` reject. ``None``
+            (the default) reads every file as a single stream.
     Returns:
         A ``DoOutputsTuple``: the main output and ``REJECTED``.
     """
 
-    def __init__(self, paths: list[str], read_file: Callable, *, input_root: str, dataset: str,
-                 strict: bool = False, decompress: bool = True):
+    def __init__(self, paths: list, read_file: Callable, *, input_root: str, dataset: str,
+                 strict: bool = False, decompress: bool = True, members: Callable | None = None):
         super().__init__()
-        self.paths = sorted(paths)
+        self.paths = sorted(paths, key=lambda item: item[0] if isinstance(item, tuple) else item)
         self.read_file = read_file
         self.input_root = input_root
         self.dataset = dataset
         self.strict = strict
         self.decompress = decompress
+        self.members = members
 
     def expand(self, pbegin):
         return (
@@ -132,7 +198,7 @@ class ReadFiles(beam.PTransform):
             | "List" >> beam.Create(self.paths)
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(_ReadOneFile(self.read_file, self.input_root, self.dataset,
-                                                 self.strict, self.decompress))
+                                                 self.strict, self.decompress, self.members))
             .with_outputs(REJECTED, main="records")
         )
 

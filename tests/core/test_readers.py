@@ -1,0 +1,104 @@
+"""The shared readers: compression and archives judged from bytes, line and JSON streaming,
+file-level rejects."""
+import gzip
+import io
+import json
+import tarfile
+import zipfile
+
+import apache_beam as beam
+import py7zr
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+from hypothesis import given, strategies as st
+
+from pipelines.core import files
+from pipelines.core.readers import REJECTED, ReadFiles, json_items, json_lines, text_records
+
+
+def _tagged(items):
+    return [(i.tag, i.value["reason"]) if isinstance(i, beam.pvalue.TaggedOutput) else i for i in items]
+
+
+def test_text_records_skip_blank_lines_and_reject_bad_bytes():
+    data = b"\xef\xbb\xbffirst\r\n\r\nbad \xff byte\nlast"
+    assert _tagged(text_records(io.BytesIO(data), "d", "f")) == [
+        (1, "first"), (REJECTED, "bad_encoding"), (4, "last")]
+
+
+def test_json_lines_reject_bad_json_and_non_objects():
+    data = b'{"a": 1}\n[1, 2]\nnot json\n'
+    assert _tagged(json_lines(io.BytesIO(data), "d", "f")) == [
+        (1, {"a": 1}), (REJECTED, "not_an_object"), (REJECTED, "bad_json")]
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+                max_size=5))
+def test_json_lines_round_trip(records):
+    data = "\n".join(json.dumps(r) for r in records).encode()
+    assert [v for _, v in json_lines(io.BytesIO(data), "d", "f")] == records
+
+
+def test_json_items_streams_a_nested_array():
+    doc = json.dumps({"version": "x", "data": [{"id": i} for i in range(5)]}).encode()
+    assert list(json_items(io.BytesIO(doc), "data.item")) == [{"id": i} for i in range(5)]
+
+
+def test_json_items_truncated_document_raises_after_the_complete_values():
+    doc = json.dumps([{"id": i} for i in range(3)]).encode()[:-12]
+    got = []
+    with pytest.raises(Exception):
+        for value in json_items(io.BytesIO(doc), "item"):
+            got.append(value)
+    assert got == [{"id": 0}, {"id": 1}]
+
+
+def test_archive_format_is_judged_from_the_bytes(tmp_path):
+    plain = tmp_path / "x.tar.gz"
+    plain.write_bytes(b"just text named like an archive")
+    assert files.archive_format(str(plain)) is None
+    tgz = tmp_path / "data.bin"
+    with tarfile.open(tgz, "w:gz") as tar:
+        info = tarfile.TarInfo("a/b.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    assert files.archive_format(str(tgz)) == "tar"
+    zipped = tmp_path / "z.zip"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.writestr("m.txt", "x")
+    assert files.archive_format(str(zipped)) == "zip"
+    seven = tmp_path / "s.7z"
+    with py7zr.SevenZipFile(seven, "w") as z:
+        z.writestr(b"x", "m.txt")
+    assert files.archive_format(str(seven)) == "7z"
+    gz = tmp_path / "g.gz"
+    gz.write_bytes(gzip.compress(b"line\n"))
+    assert files.archive_format(str(gz)) is None
+
+
+def _read_lines(stream, source_file):
+    for item in text_records(stream, "d", source_file):
+        yield item if isinstance(item, beam.pvalue.TaggedOutput) else (source_file, item[1])
+
+
+def test_read_files_reads_members_plain_and_compressed_files_and_records_bad_ones(tmp_path):
+    with tarfile.open(tmp_path / "bundle.tgz", "w:gz") as tar:
+        for name, data in (("dir/keep.txt", b"from tar\n"), ("dir/skip.bin", b"no")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "plain.txt").write_bytes(b"plain\n")
+    (tmp_path / "named.gz").write_bytes(b"not gzip at all\n")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(b"x" * 10000)[:40])
+    paths = sorted(str(p) for p in tmp_path.iterdir())
+    with BeamTestPipeline(runner="FnApiRunner") as p:
+        out = p | ReadFiles(paths, _read_lines, input_root=str(tmp_path), dataset="d",
+                            members=lambda name: name.endswith(".txt"))
+        assert_that(out.records, equal_to([
+            ("bundle.tgz!dir/keep.txt", "from tar"), ("plain.txt", "plain"),
+            ("named.gz", "not gzip at all")]), label="records")
+        reasons = out[REJECTED] | beam.Map(lambda r: (r["source_file"], r["reason"]))
+        assert_that(reasons, equal_to([("empty.txt", "empty_file"), ("cut.gz", "unreadable_file")]),
+                    label="rejects")

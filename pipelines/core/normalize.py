@@ -31,16 +31,13 @@ _BLOCK_TAGS = frozenset(
 )
 _COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
 _SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?(?:</\1\s*>|$)", re.S | re.I)
-# A tag: '<' followed by a name (or '/', '!', '?'), attributes that may quote '>'.
-_TAG = re.compile(r"""<(/?)([A-Za-z][A-Za-z0-9:-]*|[!?])(?:[^>"']|"[^"]*"|'[^']*')*>""")
+# Attributes may quote '>', so a tag is '<', a name, then quoted or plain attribute text.
+_ATTRIBUTES = r"""(?:[^>"']|"[^"]*"|'[^']*')*"""
+_BLOCK_TAG = re.compile(rf"</?(?:{'|'.join(sorted(_BLOCK_TAGS))})\b{_ATTRIBUTES}>", re.I)
+_ANY_TAG = re.compile(rf"</?(?:[A-Za-z][A-Za-z0-9:-]*|[!?]){_ATTRIBUTES}>")
 _WHITESPACE = re.compile(r"\s+")
-# C0/C1 controls except TAB/LF/CR (which become spaces), and the BOM/zero-width no-break space.
+# C0/C1 controls except TAB/LF/CR (which are whitespace), and the BOM/zero-width no-break space.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]")
-
-
-def _replace_tag(match: re.Match) -> str:
-    name = match.group(2).lower()
-    return " " if name in _BLOCK_TAGS else ""
 
 
 def html_to_text(markup: str) -> str:
@@ -57,10 +54,16 @@ def html_to_text(markup: str) -> str:
     """
     if not markup:
         return ""
-    text = _COMMENT.sub(" ", markup)
-    text = _SCRIPT_STYLE.sub(" ", text)
-    text = _TAG.sub(_replace_tag, text)
-    return normalize_text(html.unescape(text))
+    text = markup
+    if "<!--" in text:
+        text = _COMMENT.sub(" ", text)
+    if "<s" in text or "<S" in text:
+        text = _SCRIPT_STYLE.sub(" ", text)
+    if "<" in text:
+        text = _ANY_TAG.sub("", _BLOCK_TAG.sub(" ", text))
+    if "&" in text:
+        text = html.unescape(text)
+    return normalize_text(text)
 
 
 def normalize_text(text: str | None) -> str:
@@ -73,8 +76,13 @@ def normalize_text(text: str | None) -> str:
     """
     if not text:
         return ""
-    text = unicodedata.normalize("NFC", text)
-    text = _CONTROL.sub("", text.replace("\t", " ").replace("\r", " ").replace("\n", " "))
+    printable = text.isprintable()  # no control character, no whitespace but U+0020
+    if not printable:
+        text = _CONTROL.sub("", text)  # before NFC: a removed control may join a mark to a base
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    if printable and "  " not in text and text[0] != " " and text[-1] != " ":
+        return text  # already normalised, as most texts are by the time they reach a row
     return _WHITESPACE.sub(" ", text).strip()
 
 

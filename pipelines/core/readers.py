@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import io
 import json
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.core import files, progress
 from pipelines.core.rejects import REJECTED, rejected
 
 
@@ -42,6 +42,47 @@ def text_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, bytes]]:
             yield number, raw.decode("utf-8"), raw
         except UnicodeDecodeError:
             yield number, None, raw
+
+
+def stream_is_empty(stream: BinaryIO) -> bool:
+    """Whether ``stream`` has no byte left to read; nothing is consumed.
+
+    ``stream`` is buffered (has ``peek``), as :class:`ReadFiles` hands it to ``read_file``,
+    or seekable (``io.BytesIO`` in tests).
+    """
+    if hasattr(stream, "peek"):
+        return not stream.peek(1)[:1]
+    position = stream.tell()
+    empty = not stream.read(1)
+    stream.seek(position)
+    return empty
+
+
+def blank_file(dataset: str, source_file: str):
+    """The tagged ``blank_file`` reject of a file that has bytes but only whitespace, so
+    no record. (A file without any byte is recorded by :class:`ReadFiles` as ``empty_file``.)"""
+    return rejected(dataset, "blank_file", source_file=source_file,
+                    detail=f"{source_file} holds only blank lines: no record")
+
+
+def unless_blank(items: Iterable, stream: BinaryIO, dataset: str, source_file: str) -> Iterator:
+    """Pass on what ``items`` yields, and a :func:`blank_file` reject when it yields nothing
+    although ``stream`` has bytes.
+
+    Args:
+        items: a reader of ``stream`` that has not started yet (a generator such as
+            ``json_lines(stream, ...)``), yielding something for every non-blank line.
+        stream: the file's stream, checked for bytes before ``items`` reads it.
+        dataset: the dataset the reject is counted under.
+        source_file: the file's provenance name.
+    """
+    has_bytes = not stream_is_empty(stream)
+    produced = False
+    for item in items:
+        produced = True
+        yield item
+    if has_bytes and not produced:
+        yield blank_file(dataset, source_file)
 
 
 def text_records(stream: BinaryIO, dataset: str, source_file: str) -> Iterator:
@@ -91,13 +132,25 @@ def json_items(stream: BinaryIO, prefix: str) -> Iterator:
     document. ``prefix`` follows ijson: ``"item"`` for the elements of a top-level array,
     ``"data.item"`` for the elements of the array under the key ``data``.
 
-    Numbers with a fraction come back as ``float`` (not ``Decimal``). A syntax error or a
-    truncated document raises ``ijson.JSONError`` (or ``ijson.IncompleteJSONError``)
-    after the values before it have been yielded.
+    Numbers with a fraction come back as ``float`` (not ``Decimal``). A UTF-8 BOM at the
+    start is skipped, as :func:`text_lines` and :func:`read_json_document` do. A syntax
+    error or a truncated document raises ``ijson.JSONError`` (or
+    ``ijson.IncompleteJSONError``) after the values before it have been yielded.
     """
     import ijson
 
-    yield from ijson.items(stream, prefix, use_float=True)
+    yield from ijson.items(without_bom(stream), prefix, use_float=True)
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def without_bom(stream: BinaryIO) -> BinaryIO:
+    """``stream`` without a leading UTF-8 BOM (byte parsers such as ijson refuse it)."""
+    head = stream.read(len(_BOM))
+    if head == _BOM:
+        return stream
+    return io.BufferedReader(_Chained(head, stream), files.READ_BUFFER)
 
 
 class _ReadOneFile(beam.DoFn):
@@ -113,6 +166,11 @@ class _ReadOneFile(beam.DoFn):
     def process(self, element):
         path, context = element if isinstance(element, tuple) else (element, _NO_CONTEXT)
         relative = files.relative_to(path, self.input_root)
+        # Progress of a local run (pipelines.core.progress); a no-op when none is reported.
+        with progress.reading_file(path, relative) as self._meter:
+            yield from self._meter.count(self._read_file(path, relative, context))
+
+    def _read_file(self, path: str, relative: str, context):
         try:
             if self.members is not None and files.archive_format(path):
                 yield from self._read_archive(path, relative, context)
@@ -137,7 +195,8 @@ class _ReadOneFile(beam.DoFn):
                            detail=f"{relative}: the archive holds none of the expected files")
 
     def _read_stream(self, stream, source_file: str, context):
-        empty = hasattr(stream, "peek") and not stream.peek(1)[:1]
+        empty = hasattr(stream, "peek") and stream_is_empty(stream)
+        self._meter.watch(stream)
         if context is _NO_CONTEXT:
             yield from self.read_file(stream, source_file)
         else:
@@ -216,8 +275,12 @@ class UnsafeXML(ValueError):
 _PROLOG_BYTES = 1 << 16
 
 
-def iter_xml_elements(stream: BinaryIO, tag: str) -> Iterator[dict]:
+def iter_xml_elements(stream: BinaryIO, tag: str,
+                      fields: tuple[str, ...] | None = None) -> Iterator[dict]:
     """Stream the attribute dicts of every ``<tag>`` element of an XML document.
+
+    ``fields`` limits each dict to those attributes (absent ones are left out), which saves
+    copying large attributes nobody reads.
 
     Safe for untrusted input: a document that declares a DTD (``<!DOCTYPE``) is refused
     before parsing, because lxml expands internal entities inside attribute values even with
@@ -241,7 +304,11 @@ def iter_xml_elements(stream: BinaryIO, tag: str) -> Iterator[dict]:
         whole, events=("end",), tag=tag, resolve_entities=False, no_network=True,
         load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
     for _, element in parser:
-        yield dict(element.attrib)
+        if fields is None:
+            yield dict(element.attrib)
+        else:
+            attrib = element.attrib
+            yield {name: attrib[name] for name in fields if name in attrib}
         element.clear(keep_tail=False)
         parent = element.getparent()
         if parent is not None:

@@ -206,13 +206,20 @@ class _WriteShard(beam.DoFn):
     def process(self, element, plan):
         shard, batches = element
         keyed = [item for batch in batches for item in batch]
-        keyed.sort(key=lambda item: (item[0], json.dumps(item[1], sort_keys=True, default=str)))
+        keyed.sort(key=_first)
+        if any(keyed[i][0] == keyed[i + 1][0] for i in range(len(keyed) - 1)):
+            # Equal keys: identical records or (rarely) a hash collision; order them by content.
+            keyed.sort(key=lambda item: (item[0], json.dumps(item[1], sort_keys=True, default=str)))
         records = [record for _, record in keyed]
         path = files.join(self.directory, shard_name(self.prefix, shard, plan["total"], self.format.ext))
         size = _write_atomically(path, lambda stream: self.format.write(records, stream))
         info = {"shard": shard, "path": path, "rows": len(records), "bytes": size}
         info.update(self.format.summarize(records))
         yield info
+
+
+def _first(item):
+    return item[0]
 
 
 def _group_of_shard(plan: dict, shard: int) -> str:

@@ -74,3 +74,8 @@ def test_schema_problems_name_the_record():
     kept, reason, detail = apply_policy(row, TextPolicy())
     assert kept is None and reason == "schema_error"
     assert "d:f#7" in detail and "record_id" in detail
+
+
+def test_a_removed_control_character_does_not_leave_text_unnormalised():
+    # Removing the NUL joins the combining accent to its base: NFC must come after.
+    assert normalize_text("e\x00\u0301") == "\u00e9"

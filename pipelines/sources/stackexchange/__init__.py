@@ -92,10 +92,14 @@ def body_text(body_html: str | None) -> str:
     return html_to_text(_DUPLICATE_NOTICE.sub("", body_html, count=1))
 
 
-def iter_rows(stream) -> Iterator[dict]:
-    """Yield the attribute dict of every ``<row/>`` of a dump table, streaming and safely
-    (see :func:`pipelines.core.readers.iter_xml_elements`)."""
-    return iter_xml_elements(stream, "row")
+POST_FIELDS = ("Id", "PostTypeId", "ParentId", "Score", "Title", "Body", "Tags")
+LINK_FIELDS = ("Id", "PostId", "RelatedPostId", "LinkTypeId")
+
+
+def iter_rows(stream, fields: tuple[str, ...] | None = None) -> Iterator[dict]:
+    """Yield the attribute dict of every ``<row/>`` of a dump table (only ``fields`` when
+    given), streaming and safely (see :func:`pipelines.core.readers.iter_xml_elements`)."""
+    return iter_xml_elements(stream, "row", fields)
 
 
 def _int(value) -> int | None:
@@ -167,6 +171,7 @@ class _ReadDump(beam.DoFn):
     def __init__(self, ctx: SourceContext, want_links: bool, exclude_tags: frozenset):
         self.ctx = ctx
         self.want_links = want_links
+        self.want_answers = TITLE_ANSWER in ctx.datasets
         self.exclude_tags = exclude_tags
         first = [d for d in (TITLE_BODY, TITLE_ANSWER, DUPLICATES) if d in ctx.datasets]
         self.post_dataset = first[0]
@@ -196,16 +201,16 @@ class _ReadDump(beam.DoFn):
 
     def _read_table(self, site, table, stream, source_file):
         if table == "posts":
-            for attrs in iter_rows(stream):
+            for attrs in iter_rows(stream, POST_FIELDS):
                 yield from self._post(site, attrs, source_file)
         elif self.want_links:
-            for attrs in iter_rows(stream):
+            for attrs in iter_rows(stream, LINK_FIELDS):
                 yield from self._link(site, attrs, source_file)
 
     def _post(self, site, attrs, source_file):
         post_type = attrs.get("PostTypeId")
-        if post_type not in (QUESTION, ANSWER):
-            return  # tag wikis, nominations and other post types are not candidates
+        if post_type != QUESTION and (post_type != ANSWER or not self.want_answers):
+            return  # tag wikis and other post types are not candidates; answers only for title_answer
         post_id, score = attrs.get("Id"), _int(attrs.get("Score"))
         if post_type == QUESTION:
             if _int(post_id) is None or score is None or attrs.get("Title") is None:

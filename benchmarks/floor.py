@@ -1,0 +1,97 @@
+"""The floor: the same parsing and Parquet writing as the pipeline, done by a plain
+single-process script with lxml and pyarrow, no Beam.
+
+Each ``floor_*`` function reads the synthetic inputs of one source, applies the same pair
+rule with the package's own rule and normalisation functions, and writes one Parquet file.
+It is the cost of the work itself; the pipeline's extra cost is Beam's (and sharding's).
+"""
+from __future__ import annotations
+
+import gzip
+import heapq
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from lxml import etree
+
+from pipelines.core.normalize import normalize_text
+from pipelines.sources import stackexchange as se
+
+BATCH = 65_536
+
+
+class _Writer:
+    """Buffer rows and write them as Parquet record batches."""
+
+    def __init__(self, path: Path, triplets: bool = False):
+        names = ["anchor", "positive"] + (["negative"] if triplets else [])
+        self.schema = pa.schema([(n, pa.string()) for n in names])
+        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.columns = {n: [] for n in names}
+        self.rows = 0
+
+    def add(self, *texts):
+        for name, text in zip(self.columns, texts):
+            self.columns[name].append(text)
+        self.rows += 1
+        if len(self.columns["anchor"]) >= BATCH:
+            self.flush()
+
+    def flush(self):
+        if self.columns["anchor"]:
+            self.writer.write_table(pa.table(self.columns, schema=self.schema))
+            self.columns = {n: [] for n in self.columns}
+
+    def close(self) -> int:
+        self.flush()
+        self.writer.close()
+        return self.rows
+
+
+def floor_stackexchange_title_body(posts_xml: Path, out: Path) -> int:
+    """stackexchange_title_body from one ``Posts.xml`` (lxml iterparse, cleared elements)."""
+    writer = _Writer(out)
+    with open(posts_xml, "rb") as stream:
+        for _, element in etree.iterparse(stream, events=("end",), tag="row", huge_tree=True,
+                                          resolve_entities=False, no_network=True):
+            if element.get("PostTypeId") == "1":
+                title = normalize_text(element.get("Title"))
+                body = se.body_text(element.get("Body"))
+                if se.question_problem(title, body, int(element.get("Score"))) is None:
+                    writer.add(title, body)
+            element.clear(keep_tail=False)
+            while element.getprevious() is not None:
+                del element.getparent()[0]
+    return writer.close()
+
+
+def _tsv(path: Path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as stream:
+        for line in stream:
+            yield line.rstrip("\n").split("\t")
+
+
+def floor_msmarco_qidpidtriples(folder: Path, out: Path, per_query: int = 35) -> int:
+    """msmarco_triplets from qidpidtriples with the package's per-query cap (the smallest
+    hashes), texts joined from in-memory dicts (what a single process can afford)."""
+    from pipelines.sources import msmarco
+
+    passages = {int(pid): msmarco.repair_mojibake(text) for pid, text in _tsv(folder / "collection.tsv")}
+    queries = {int(qid): text.strip() for qid, text in _tsv(folder / "queries.train.tsv")}
+    kept: dict[int, list] = {}
+    for qid, pos, neg in _tsv(folder / "qidpidtriples.train.full.2.tsv"):
+        triple = (int(qid), int(pos), int(neg))
+        key = -int.from_bytes(hashlib.blake2b(repr(triple).encode(), digest_size=8).digest(), "big")
+        heap = kept.setdefault(triple[0], [])
+        if len(heap) < per_query:
+            heapq.heappush(heap, (key, triple))
+        elif key > heap[0][0]:
+            heapq.heapreplace(heap, (key, triple))
+    writer = _Writer(out, triplets=True)
+    for qid in sorted(kept):
+        for _, (_, pos, neg) in sorted(kept[qid]):
+            writer.add(queries[qid], passages[pos], passages[neg])
+    return writer.close()

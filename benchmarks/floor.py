@@ -8,14 +8,13 @@ It is the cost of the work itself; the pipeline's extra cost is Beam's (and shar
 from __future__ import annotations
 
 import gzip
-import heapq
-import hashlib
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from lxml import etree
 
+from pipelines.core import files
 from pipelines.core.normalize import normalize_text
 from pipelines.sources import stackexchange as se
 
@@ -50,20 +49,26 @@ class _Writer:
         return self.rows
 
 
-def floor_stackexchange_title_body(posts_xml: Path, out: Path) -> int:
-    """stackexchange_title_body from one ``Posts.xml`` (lxml iterparse, cleared elements)."""
+def _title_body_rows(stream, writer: "_Writer") -> None:
+    for _, element in etree.iterparse(stream, events=("end",), tag="row", huge_tree=True,
+                                      resolve_entities=False, no_network=True):
+        if element.get("PostTypeId") == "1":
+            title = normalize_text(element.get("Title"))
+            body = se.body_text(element.get("Body"))
+            if se.question_problem(title, body, int(element.get("Score"))) is None:
+                writer.add(title, body)
+        element.clear(keep_tail=False)
+        while element.getprevious() is not None:
+            del element.getparent()[0]
+
+
+def floor_stackexchange_sites(folder: Path, out: Path) -> int:
+    """stackexchange_title_body from every ``<site>.7z`` of ``folder``: ``Posts.xml``
+    streamed out of the archive with libarchive and parsed with lxml iterparse."""
     writer = _Writer(out)
-    with open(posts_xml, "rb") as stream:
-        for _, element in etree.iterparse(stream, events=("end",), tag="row", huge_tree=True,
-                                          resolve_entities=False, no_network=True):
-            if element.get("PostTypeId") == "1":
-                title = normalize_text(element.get("Title"))
-                body = se.body_text(element.get("Body"))
-                if se.question_problem(title, body, int(element.get("Score"))) is None:
-                    writer.add(title, body)
-            element.clear(keep_tail=False)
-            while element.getprevious() is not None:
-                del element.getparent()[0]
+    for archive in sorted(folder.glob("*.7z")):
+        for _name, stream in files.iter_archive_members(str(archive), wanted=lambda n: n == "Posts.xml"):
+            _title_body_rows(stream, writer)
     return writer.close()
 
 
@@ -74,24 +79,24 @@ def _tsv(path: Path):
             yield line.rstrip("\n").split("\t")
 
 
-def floor_msmarco_qidpidtriples(folder: Path, out: Path, per_query: int = 35) -> int:
-    """msmarco_triplets from qidpidtriples with the package's per-query cap (the smallest
-    hashes), texts joined from in-memory dicts (what a single process can afford)."""
+def floor_msmarco_qidpidtriples(folder: Path, out: Path) -> int:
+    """msmarco_triplets from ``qidpidtriples`` with the package's rule (per query the
+    ``DEFAULT_TRIPLES_PER_QUERY`` triples with the smallest selection keys, negatives judged
+    relevant dropped), texts joined from in-memory dicts: what one process can afford."""
     from pipelines.sources import msmarco
 
     passages = {int(pid): msmarco.repair_mojibake(text) for pid, text in _tsv(folder / "collection.tsv")}
     queries = {int(qid): text.strip() for qid, text in _tsv(folder / "queries.train.tsv")}
-    kept: dict[int, list] = {}
+    judged: dict[int, set] = {}
+    for qid, _zero, pid, _one in _tsv(folder / "qrels.train.tsv"):
+        judged.setdefault(int(qid), set()).add(int(pid))
+    candidates: dict[int, list] = {}
     for qid, pos, neg in _tsv(folder / "qidpidtriples.train.full.2.tsv"):
-        triple = (int(qid), int(pos), int(neg))
-        key = -int.from_bytes(hashlib.blake2b(repr(triple).encode(), digest_size=8).digest(), "big")
-        heap = kept.setdefault(triple[0], [])
-        if len(heap) < per_query:
-            heapq.heappush(heap, (key, triple))
-        elif key > heap[0][0]:
-            heapq.heapreplace(heap, (key, triple))
+        qid, pos, neg = int(qid), int(pos), int(neg)
+        candidates.setdefault(qid, []).append((msmarco.selection_key("", qid, pos, neg), pos, neg))
     writer = _Writer(out, triplets=True)
-    for qid in sorted(kept):
-        for _, (_, pos, neg) in sorted(kept[qid]):
-            writer.add(queries[qid], passages[pos], passages[neg])
+    for qid in sorted(candidates):
+        for _key, pos, neg in msmarco.keep_per_query(candidates[qid], msmarco.DEFAULT_TRIPLES_PER_QUERY):
+            if neg not in judged.get(qid, ()):
+                writer.add(queries[qid], passages[pos], passages[neg])
     return writer.close()

@@ -71,3 +71,45 @@ def write_stackexchange_postlinks(path: Path, questions: int, links: int, seed: 
                       f'PostId="{rng.randint(1, questions * 2)}" RelatedPostId="{rng.randint(1, questions * 2)}" '
                       f'LinkTypeId="{rng.choice((1, 3))}" />\n')
         out.write("</postlinks>")
+
+
+def _mojibake(text: str) -> str:
+    """UTF-8 read as Latin-1, as MS MARCO's collection has it."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def write_msmarco(folder: Path, queries: int, passages_per_query: int = 10,
+                  triples_per_query: int = 40, seed: int = 0) -> dict:
+    """Write ``collection.tsv``, ``queries.train.tsv``, ``qrels.train.tsv`` and
+    ``qidpidtriples.train.full.2.tsv`` in the published formats (TSV, no header).
+
+    Every query has one judged passage; its triples pair that passage with negatives drawn
+    from the whole collection. Returns the file sizes.
+    """
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    passages = queries * passages_per_query
+    with open(folder / "collection.tsv", "w", encoding="utf-8") as out:
+        for pid in range(passages):
+            text = f"{_sentence(rng, 30, 90)} \u2019s {_sentence(rng, 5, 20)}."
+            out.write(f"{pid}\t{_mojibake(text)}\n")
+    with open(folder / "queries.train.tsv", "w", encoding="utf-8") as out:
+        for qid in range(queries):
+            out.write(f"{qid}\t{_sentence(rng, 3, 9).lower()}\n")
+    with open(folder / "qrels.train.tsv", "w", encoding="utf-8") as out:
+        for qid in range(queries):
+            out.write(f"{qid}\t0\t{qid * passages_per_query}\t1\n")
+    with open(folder / "qidpidtriples.train.full.2.tsv", "w", encoding="utf-8") as out:
+        for qid in range(queries):
+            for _ in range(triples_per_query):
+                out.write(f"{qid}\t{qid * passages_per_query}\t{rng.randrange(passages)}\n")
+    return {p.name: p.stat().st_size for p in folder.iterdir()}
+
+
+def pack_7z(folder: Path, archive: Path) -> None:
+    """Pack the files of ``folder`` into a ``.7z`` (LZMA2, fast preset), as the dumps are."""
+    import py7zr
+
+    with py7zr.SevenZipFile(archive, "w", filters=[{"id": py7zr.FILTER_LZMA2, "preset": 1}]) as out:
+        for path in sorted(folder.iterdir()):
+            out.write(path, path.name)

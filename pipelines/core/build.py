@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import pipelines
 from pipelines import registry
-from pipelines.core import cloud, files, mix, verify
+from pipelines.core import cloud, files, mix, progress, verify
 from pipelines.core.normalize import NormalizeRows
 from pipelines.core.rejects import REJECTED
 from pipelines.core.sink import JsonLinesGzipShards, ParquetShards, ShardingConfig, WriteShards
@@ -218,6 +218,7 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
             (normalized.rows
              | f"{dataset_id}/Write" >> WriteShards(
                  files.join(output, dataset_id), dataset_id, ParquetShards(config), config,
+                 spill_dir=files.join(work, "spill", dataset_id),
                  subset_field="subset" if per_subset else None,
                  pool_below=source.pool_below if per_subset else 0,
                  pool_name=source.pool_name if per_subset else "")
@@ -237,7 +238,7 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
         (parts[index[dataset_id]]
          | f"{dataset_id}/WriteRejected" >> WriteShards(
              files.join(output, REJECTED_DIR, dataset_id), "rejected", JsonLinesGzipShards(), config,
-             subset_field=None)
+             spill_dir=files.join(work, "spill", REJECTED_DIR, dataset_id), subset_field=None)
          | f"{dataset_id}/SaveRejectedSummary" >> beam.Map(
              _write_json, files.join(work, f"{dataset_id}.rejected.json")))
 
@@ -464,8 +465,12 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
                 "use --force to replace it, or choose another --output")
         _remove_previous_build(output, previous)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    with beam.Pipeline(options=options) as pipeline:
-        construct_pipeline(pipeline, request, planned)
+    inputs = [progress.InputFile(path, item.source.name, size)
+              for item in planned for path, size in item.source.input_files(item.ctx)]
+    with progress.ProgressReporter(inputs, enabled=progress.is_local_runner(
+            options.view_as(StandardOptions).runner)):
+        with beam.Pipeline(options=options) as pipeline:
+            construct_pipeline(pipeline, request, planned)
     manifest = assemble_manifest(request, planned, status, beam_args, started)
     manifest["fingerprint"] = fingerprint
     _write_json(mix.measured_mix(manifest), files.join(output, DATA_CONFIG))

@@ -1,24 +1,30 @@
 """Deterministic sharded output: the same input gives the same files on every runner.
 
 :class:`WriteShards` writes one dataset (or its rejected records) as
-``<dir>/<prefix>-SSSSS-of-NNNNN.<ext>``:
+``<dir>/<prefix>-SSSSS-of-NNNNN.<ext>`` without ever shuffling the rows themselves:
 
-1. **Plan.** Rows are measured per subset (count and text bytes). Subsets smaller than
+1. **Spill.** Records are keyed by a 128-bit BLAKE2 hash of their content and provenance
+   and buffered per bundle; every ``spill_bytes`` the buffer is sorted by (subset, key)
+   and written as one Parquet *run* under ``spill_dir``, a subset per row group. Only the
+   run's description (row groups with their subset, key range, rows and bytes) travels on.
+   Memory is bounded by the buffer, whatever the input size.
+2. **Plan.** From the runs' descriptions: rows and bytes per subset; subsets smaller than
    ``pool_below`` rows are pooled into one group (StackExchange's small sites); every
    group gets ``ceil(bytes / target_shard_bytes)`` shards of its own, groups in name
    order. A shard therefore never mixes two StackExchange sites, so each site is its own
-   set of files as well as part of its dataset.
-2. **Assign.** Each row's 64-bit BLAKE2 key (over its content and provenance) picks a
-   shard inside its group: ``offset + key % shards``. Rows are batched per shard inside
-   a bundle before the shuffle, which cuts the per-element cost.
-3. **Write.** After ``GroupByKey`` a shard's rows are sorted by key and written to a
-   temporary name, then renamed into place, so a half-written shard is never visible
-   under its final name. Shards the hash left empty are written empty, so ``-of-NNNNN``
-   is always complete, and stale shards of an earlier run with another shard count are
-   removed.
+   set of files as well as part of its dataset. Shard ``j`` of a group with ``n`` shards
+   holds the keys in ``[j, j + 1) * 2**64 / n`` of the key's first 64 bits.
+3. **Write.** One task per shard reads the row groups of every run that overlap its
+   group and key range, sorts the rows by key (pyarrow, vectorised) and writes them to a
+   temporary name that is renamed into place, so a half-written shard is never visible
+   under its final name. Every shard of the plan is written, empty ones included, so
+   ``-of-NNNNN`` is always complete.
+4. **Finalize.** Stale shards of an earlier run with another shard count and the spill
+   runs are removed; a summary (plan, per shard rows, bytes, subsets or reasons) is
+   returned.
 
-The content of a shard depends only on the rows, never on bundle boundaries or on the
-order a runner delivers them in.
+A shard's bytes depend only on the records, never on bundle boundaries or on the order
+a runner delivers them in. Memory is bounded by one shard (``target_shard_bytes``).
 """
 from __future__ import annotations
 
@@ -29,23 +35,24 @@ import json
 import math
 import posixpath
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.core import files
-from pipelines.core.schema import row_arrow_schema
+from pipelines.core.schema import load_schema_document, row_arrow_schema
 
 MiB = 1 << 20
 # Fixed per-row overhead added to the text length when estimating a row's size.
 ROW_OVERHEAD_BYTES = 64
-# Rows buffered per shard inside a bundle before they are emitted as one element.
-ASSIGN_BATCH_ROWS = 2000
+KEY = "_key"
+KEY_BYTES = 16
+_KEY_SPACE = 1 << 64
 
 
 @dataclass(frozen=True)
@@ -57,21 +64,27 @@ class ShardingConfig:
             gives Parquet shards of roughly 128-256 MB with zstd.
         row_group_bytes: text bytes per Parquet row group; 64 MiB keeps a row group
             large enough for fast scans and small enough to stream.
-        compression: Parquet codec.
+        compression: Parquet codec of the shards.
+        spill_bytes: text bytes buffered per bundle before a sorted run is spilled; bounds
+            the memory of the writing step.
+        spill_row_group_bytes: text bytes per row group of a spilled run; a shard reads
+            whole row groups, so smaller ones mean less reading outside its key range.
     """
 
     target_shard_bytes: int = 384 * MiB
     row_group_bytes: int = 64 * MiB
     compression: str = "zstd"
+    spill_bytes: int = 32 * MiB
+    spill_row_group_bytes: int = 1 * MiB
 
 
-def row_key(record: dict) -> int:
-    """64-bit BLAKE2b key of a record's values, in field order (stable across runs)."""
-    digest = hashlib.blake2b(digest_size=8)
+def row_key(record: dict) -> bytes:
+    """128-bit BLAKE2b key of a record's values, in field order (stable across runs)."""
+    digest = hashlib.blake2b(digest_size=KEY_BYTES)
     for value in record.values():
         digest.update(b"\x00" if value is None else str(value).encode("utf-8", "surrogatepass"))
         digest.update(b"\x1f")
-    return int.from_bytes(digest.digest(), "big")
+    return digest.digest()
 
 
 def record_size(record: dict) -> int:
@@ -118,6 +131,15 @@ def plan_shards(subset_stats, target_shard_bytes: int, pool_below: int = 0,
     }
 
 
+def _key_bound(numerator: int, denominator: int) -> bytes | None:
+    """The 16-byte key at ``numerator / denominator`` of the key space (None at the end)."""
+    if numerator >= denominator:
+        return None
+    return (numerator * _KEY_SPACE // denominator).to_bytes(8, "big") + bytes(KEY_BYTES - 8)
+
+
+# -- shard formats --------------------------------------------------------------------------
+
 class ParquetShards:
     """Shards of corpus rows as Parquet, in the schema of ``schemas/corpus_row.json``."""
 
@@ -126,17 +148,20 @@ class ParquetShards:
     def __init__(self, config: ShardingConfig):
         self.config = config
 
-    def write(self, records: list[dict], stream) -> None:
-        schema = row_arrow_schema()
-        table = pa.Table.from_pylist(records, schema=schema)
-        avg = max(1, sum(record_size(r) for r in records[:1000]) // max(1, min(len(records), 1000)))
-        row_group_rows = max(1, self.config.row_group_bytes // avg)
-        pq.write_table(table, stream, row_group_size=row_group_rows,
+    @staticmethod
+    def schema() -> pa.Schema:
+        return row_arrow_schema()
+
+    def write(self, table: pa.Table, stream) -> None:
+        size = sum(pc.sum(pc.binary_length(table[name])).as_py() or 0
+                   for name in ("anchor", "positive", "negative"))
+        avg = max(1, size // max(1, table.num_rows) + ROW_OVERHEAD_BYTES)
+        pq.write_table(table, stream, row_group_size=max(1, self.config.row_group_bytes // avg),
                        compression=self.config.compression)
 
     @staticmethod
-    def summarize(records: list[dict]) -> dict:
-        return {"subsets": dict(sorted(Counter(r["subset"] for r in records).items()))}
+    def summarize(table: pa.Table) -> dict:
+        return {"subsets": _value_counts(table, "subset")}
 
 
 class JsonLinesGzipShards:
@@ -145,47 +170,143 @@ class JsonLinesGzipShards:
 
     ext = "jsonl.gz"
 
-    def write(self, records: list[dict], stream) -> None:
+    @staticmethod
+    def schema() -> pa.Schema:
+        doc = load_schema_document("rejected_record")
+        return pa.schema([pa.field(f["name"], pa.string()) for f in doc["fields"]])
+
+    def write(self, table: pa.Table, stream) -> None:
         with gzip.GzipFile(fileobj=stream, mode="wb", mtime=0) as gz:
             text = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
-            for record in records:
+            for record in table.to_pylist():
                 text.write(json.dumps(record, ensure_ascii=False, sort_keys=True))
                 text.write("\n")
             text.flush()
             text.detach()
 
     @staticmethod
-    def summarize(records: list[dict]) -> dict:
-        return {
-            "subsets": {},
-            "reasons": dict(sorted(Counter(r["reason"] for r in records).items())),
-        }
+    def summarize(table: pa.Table) -> dict:
+        return {"subsets": {}, "reasons": _value_counts(table, "reason")}
 
 
-class _AssignShard(beam.DoFn):
-    """Key each record, pick its shard from the plan, emit per-shard batches."""
+def _value_counts(table: pa.Table, column: str) -> dict:
+    if table.num_rows == 0:
+        return {}
+    counts = pc.value_counts(table[column]).to_pylist()
+    return dict(sorted((item["values"], item["counts"]) for item in counts))
 
-    def __init__(self, subset_field: str | None):
+
+# -- step 1: spill sorted runs ----------------------------------------------------------------
+
+class _SpillRuns(beam.DoFn):
+    """Buffer records, spill them as Parquet runs sorted by (subset, key), emit the runs'
+    descriptions."""
+
+    def __init__(self, spill_dir: str, subset_field: str | None, shard_format, config: ShardingConfig):
+        self.spill_dir = spill_dir
         self.subset_field = subset_field
+        self.format = shard_format
+        self.config = config
+
+    def setup(self):
+        self._schema = self.format.schema().append(pa.field(KEY, pa.binary(KEY_BYTES)))
 
     def start_bundle(self):
-        self._buffers: dict[int, list] = {}
+        self._buffer: list[dict] = []
+        self._keys: list[bytes] = []
+        self._bytes = 0
 
-    def process(self, record, plan):
-        subset = record.get(self.subset_field, "") if self.subset_field else ""
-        offset, count = plan["groups"][plan["subset_group"][subset]]
-        key = row_key(record)
-        shard = offset + key % count
-        buffer = self._buffers.setdefault(shard, [])
-        buffer.append((key, record))
-        if len(buffer) >= ASSIGN_BATCH_ROWS:
-            del self._buffers[shard]
-            yield shard, buffer
+    def process(self, record):
+        self._buffer.append(record)
+        self._keys.append(row_key(record))
+        self._bytes += record_size(record)
+        if self._bytes >= self.config.spill_bytes:
+            yield self._spill()
 
     def finish_bundle(self):
-        for shard, buffer in sorted(self._buffers.items()):
-            yield GlobalWindows.windowed_value((shard, buffer))
-        self._buffers = {}
+        if self._buffer:
+            yield GlobalWindows.windowed_value(self._spill())
+
+    def _spill(self) -> dict:
+        columns = {name: [r.get(name) for r in self._buffer] for name in self._schema.names[:-1]}
+        columns[KEY] = self._keys
+        table = pa.table(columns, schema=self._schema)
+        subset_column = self.subset_field if self.subset_field else None
+        order = [(KEY, "ascending")] if subset_column is None else [(subset_column, "ascending"), (KEY, "ascending")]
+        table = table.sort_by(order)
+        avg = max(1, self._bytes // len(self._buffer))
+        rows_per_group = max(1, self.config.spill_row_group_bytes // avg)
+        path = files.join(self.spill_dir, f"run-{uuid.uuid4().hex}.parquet")
+        row_groups = []
+        with FileSystems.create(path) as stream:
+            writer = pq.ParquetWriter(stream, self._schema, compression="lz4")
+            for subset, start, length in _subset_slices(table, subset_column):
+                for offset in range(start, start + length, rows_per_group):
+                    chunk = table.slice(offset, min(rows_per_group, start + length - offset))
+                    writer.write_table(chunk, row_group_size=chunk.num_rows)
+                    keys = chunk[KEY]
+                    row_groups.append([subset, keys[0].as_py(), keys[-1].as_py(), chunk.num_rows,
+                                       avg * chunk.num_rows])
+            writer.close()
+        self.start_bundle()
+        return {"path": path, "row_groups": row_groups}
+
+
+def _subset_slices(table: pa.Table, subset_column: str | None):
+    """``(subset, start, length)`` of each run of equal subsets in a sorted table."""
+    if subset_column is None:
+        yield "", 0, table.num_rows
+        return
+    values = table[subset_column].to_pylist()
+    start = 0
+    for index in range(1, len(values) + 1):
+        if index == len(values) or values[index] != values[start]:
+            yield values[start] or "", start, index - start
+            start = index
+
+
+# -- step 2: plan ------------------------------------------------------------------------------
+
+def _plan_tasks(runs: list[dict], config: ShardingConfig, pool_below: int, pool_name: str):
+    """The shard plan and, per shard, the run row groups it must read."""
+    stats: dict[str, list[int]] = {}
+    for run in runs:
+        for subset, _first, _last, rows, size in run["row_groups"]:
+            acc = stats.setdefault(subset, [0, 0])
+            acc[0] += rows
+            acc[1] += size
+    plan = plan_shards(((s, tuple(v)) for s, v in stats.items()), config.target_shard_bytes,
+                       pool_below, pool_name)
+    tasks = []
+    for group, (offset, count) in plan["groups"].items():
+        for j in range(count):
+            low, high = _key_bound(j, count), _key_bound(j + 1, count)
+            reads = sorted(
+                (run["path"], index)
+                for run in runs
+                for index, (subset, first, last, _rows, _size) in enumerate(run["row_groups"])
+                if plan["subset_group"][subset] == group
+                and last >= low and (high is None or first < high))
+            tasks.append({"shard": offset + j, "group": group, "low": low, "high": high, "reads": reads})
+    return plan, tasks
+
+
+# -- step 3: write one shard -------------------------------------------------------------------
+
+def _read_slice(reads: list, low: bytes, high: bytes | None) -> list[pa.Table]:
+    tables, by_path = [], {}
+    for path, index in reads:
+        by_path.setdefault(path, []).append(index)
+    for path, indices in sorted(by_path.items()):
+        with files.open_raw(path) as stream:
+            parquet = pq.ParquetFile(stream)
+            for index in indices:
+                table = parquet.read_row_group(index)
+                mask = pc.greater_equal(table[KEY], pa.scalar(low, pa.binary(KEY_BYTES)))
+                if high is not None:
+                    mask = pc.and_(mask, pc.less(table[KEY], pa.scalar(high, pa.binary(KEY_BYTES))))
+                tables.append(table.filter(mask))
+    return tables
 
 
 def _write_atomically(path: str, write) -> int:
@@ -203,64 +324,51 @@ class _WriteShard(beam.DoFn):
         self.prefix = prefix
         self.format = shard_format
 
-    def process(self, element, plan):
-        shard, batches = element
-        keyed = [item for batch in batches for item in batch]
-        keyed.sort(key=_first)
-        if any(keyed[i][0] == keyed[i + 1][0] for i in range(len(keyed) - 1)):
-            # Equal keys: identical records or (rarely) a hash collision; order them by content.
-            keyed.sort(key=lambda item: (item[0], json.dumps(item[1], sort_keys=True, default=str)))
-        records = [record for _, record in keyed]
-        path = files.join(self.directory, shard_name(self.prefix, shard, plan["total"], self.format.ext))
-        size = _write_atomically(path, lambda stream: self.format.write(records, stream))
-        info = {"shard": shard, "path": path, "rows": len(records), "bytes": size}
-        info.update(self.format.summarize(records))
+    def process(self, task, plan):
+        schema = self.format.schema()
+        key_schema = schema.append(pa.field(KEY, pa.binary(KEY_BYTES)))
+        parts = _read_slice(task["reads"], task["low"], task["high"])
+        table = pa.concat_tables(parts) if parts else key_schema.empty_table()
+        # Equal keys are identical records (128-bit hashes do not collide in practice), so
+        # sorting by key alone fixes the order.
+        table = table.sort_by([(KEY, "ascending")]).drop_columns([KEY]).cast(schema)
+        path = files.join(self.directory, shard_name(self.prefix, task["shard"], plan["total"],
+                                                     self.format.ext))
+        size = _write_atomically(path, lambda stream: self.format.write(table, stream))
+        info = {"shard": task["shard"], "path": path, "rows": table.num_rows, "bytes": size,
+                "group": task["group"]}
+        info.update(self.format.summarize(table))
         yield info
 
 
-def _first(item):
-    return item[0]
-
-
-def _group_of_shard(plan: dict, shard: int) -> str:
-    for group, (offset, count) in plan["groups"].items():
-        if offset <= shard < offset + count:
-            return group
-    raise ValueError(f"shard {shard} outside the plan")
-
+# -- step 4: finalize --------------------------------------------------------------------------
 
 class _Finalize(beam.DoFn):
-    """Write the shards the hash left empty, remove stale ones, return the summary."""
+    """Remove stale shards and the spill runs; return the summary."""
 
-    def __init__(self, directory: str, prefix: str, shard_format):
+    def __init__(self, directory: str, prefix: str, shard_format, spill_dir: str):
         self.directory = directory
         self.prefix = prefix
         self.format = shard_format
+        self.spill_dir = spill_dir
 
     def process(self, _, plan, infos):
-        by_shard = {info["shard"]: info for info in infos}
-        for shard in range(plan["total"]):
-            if shard not in by_shard:
-                path = files.join(self.directory, shard_name(self.prefix, shard, plan["total"], self.format.ext))
-                size = _write_atomically(path, lambda stream: self.format.write([], stream))
-                by_shard[shard] = {"shard": shard, "path": path, "rows": 0, "bytes": size,
-                                   **self.format.summarize([])}
-        wanted = {info["path"] for info in by_shard.values()}
+        wanted = {info["path"] for info in infos}
         pattern = files.join(self.directory, f"{self.prefix}-*-of-*.{self.format.ext}*")
         stale = [m.path for m in FileSystems.match([pattern])[0].metadata_list if m.path not in wanted]
-        if stale:
-            FileSystems.delete(stale)
+        spilled = [path for path, _ in files.list_files(files.join(self.spill_dir, "**"))]
+        if stale or spilled:
+            FileSystems.delete(stale + spilled)
         shards = []
-        for shard in sorted(by_shard):
-            info = dict(by_shard[shard])
-            info["group"] = _group_of_shard(plan, shard)
+        for info in sorted(infos, key=lambda i: i["shard"]):
+            info = dict(info)
             info["file"] = posixpath.basename(info.pop("path"))
             shards.append(info)
         yield {"prefix": self.prefix, "directory": self.directory, "plan": plan, "shards": shards}
 
 
 class WriteShards(beam.PTransform):
-    """Write a PCollection of dict records as deterministic shards.
+    """Write a PCollection of dict records as deterministic shards (see the module doc).
 
     Args:
         directory: output folder (local or any Beam filesystem).
@@ -270,13 +378,16 @@ class WriteShards(beam.PTransform):
         subset_field: record field whose value groups shards (``"subset"``), or ``None``.
         pool_below, pool_name: subsets with fewer rows share one group (see
             :func:`plan_shards`).
+        spill_dir: folder for the temporary sorted runs, outside ``directory``; its files
+            are removed when the shards are written.
     Returns:
         A PCollection with one summary dict: the plan and per shard its file name,
         rows, bytes, group and per-subset (or per-reason) counts.
     """
 
-    def __init__(self, directory: str, prefix: str, shard_format, config: ShardingConfig,
-                 subset_field: str | None = "subset", pool_below: int = 0, pool_name: str = ""):
+    def __init__(self, directory: str, prefix: str, shard_format, config: ShardingConfig, *,
+                 spill_dir: str, subset_field: str | None = "subset", pool_below: int = 0,
+                 pool_name: str = ""):
         super().__init__()
         self.directory = directory
         self.prefix = prefix
@@ -285,28 +396,29 @@ class WriteShards(beam.PTransform):
         self.subset_field = subset_field
         self.pool_below = pool_below
         self.pool_name = pool_name
+        self.spill_dir = spill_dir
 
     def expand(self, records):
-        subset_field = self.subset_field
-        plan = (
+        runs = (
             records
-            | "MeasureSubsets" >> beam.Map(
-                lambda r: (r.get(subset_field, "") if subset_field else "", (1, record_size(r))))
-            | "SumSubsets" >> beam.CombinePerKey(lambda values: tuple(map(sum, zip(*values))) or (0, 0))
-            | "CollectSubsets" >> beam.combiners.ToList()
-            | "PlanShards" >> beam.Map(plan_shards, self.config.target_shard_bytes,
-                                       self.pool_below, self.pool_name)
+            | "SpillSortedRuns" >> beam.ParDo(
+                _SpillRuns(self.spill_dir, self.subset_field, self.format, self.config))
+            | "CollectRuns" >> beam.combiners.ToList()
         )
+        planned = runs | "PlanShards" >> beam.Map(
+            lambda all_runs: _plan_tasks(sorted(all_runs, key=lambda r: r["path"]), self.config,
+                                         self.pool_below, self.pool_name))
+        plan = planned | "Plan" >> beam.Map(lambda item: item[0])
         plan_side = beam.pvalue.AsSingleton(plan)
         written = (
-            records
-            | "AssignShards" >> beam.ParDo(_AssignShard(subset_field), plan_side)
-            | "GroupByShard" >> beam.GroupByKey()
+            planned
+            | "Tasks" >> beam.FlatMap(lambda item: item[1])
+            | "SpreadTasks" >> beam.Reshuffle()
             | "WriteShard" >> beam.ParDo(_WriteShard(self.directory, self.prefix, self.format), plan_side)
         )
         return (
             records.pipeline
             | "FinalizeSeed" >> beam.Create([None])
-            | "Finalize" >> beam.ParDo(_Finalize(self.directory, self.prefix, self.format),
+            | "Finalize" >> beam.ParDo(_Finalize(self.directory, self.prefix, self.format, self.spill_dir),
                                        plan_side, beam.pvalue.AsList(written))
         )

@@ -35,14 +35,19 @@ def _rows(n):
 
 
 def _write(rows, directory, config):
+    spill = directory.parent / f"{directory.name}-spill"
     with BeamTestPipeline(runner="FnApiRunner") as p:
         _ = (p | beam.Create(rows, reshuffle=True)
-             | WriteShards(str(directory), "d", ParquetShards(config), config, subset_field="subset"))
+             | WriteShards(str(directory), "d", ParquetShards(config), config, spill_dir=str(spill),
+                           subset_field="subset"))
+    assert not [f for f in spill.rglob("*") if f.is_file()], "spill runs are removed"
 
 
 def test_same_rows_in_any_order_give_byte_identical_shards(tmp_path):
     rows = _rows(500)
-    config = ShardingConfig(target_shard_bytes=4_000, row_group_bytes=1_000)
+    # Small spills and row groups: many runs per shard, several row groups per shard.
+    config = ShardingConfig(target_shard_bytes=4_000, row_group_bytes=1_000, spill_bytes=3_000,
+                            spill_row_group_bytes=500)
     shuffled = rows[:]
     random.Random(7).shuffle(shuffled)
     _write(rows, tmp_path / "a", config)

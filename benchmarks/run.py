@@ -1,0 +1,234 @@
+"""Benchmark the build against the floor, in one run, on generated upstream-format inputs.
+
+    python -m benchmarks.run                       # default size, a few minutes on 2 cores
+    python -m benchmarks.run --scale 8             # 8x the inputs (multi-GB at --scale 30)
+    python -m benchmarks.run --sources stackexchange --keep /tmp/bench
+
+For each source it generates inputs in the upstream format, then measures, each in a
+process of its own (wall time, peak RSS from ``wait4``, rows and output bytes):
+
+* ``floor``      the same parsing, pair rule and Parquet writing in a plain single-process
+                 script (lxml, pyarrow, no Beam): :mod:`benchmarks.floor`;
+* ``1 worker``   ``corpus build`` on the DirectRunner, in memory, one worker;
+* ``2 workers``  the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``;
+* ``1 worker 4x`` one worker on inputs four times as large, for the growth of peak memory.
+
+The builds use ``--target-shard-mb 32``: the writing step holds at most one shard and one
+spill buffer (32 MB of text) in memory, so memory stops growing with the input once the
+input is larger than a shard. With the default 384 MB shards that point lies beyond the
+benchmark's default input size; the small shards make the bound visible here.
+
+It prints rows/s per core for each, the pipeline/floor throughput ratio, the speed-up of
+two workers over one, and the peak-memory growth from 1x to 4x input. Nothing is asserted:
+the figures are what this machine measured in this run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import synthetic
+
+REPO = Path(__file__).resolve().parent.parent
+SHARD_MB = 32
+
+
+@dataclass
+class Measurement:
+    label: str
+    rows: int
+    seconds: float
+    peak_rss_mb: float
+    output_bytes: int
+    cores: int
+
+    @property
+    def rows_per_core_second(self) -> float:
+        return self.rows / self.seconds / self.cores if self.seconds else 0.0
+
+
+_MEASURE = """
+import json, os, resource, subprocess, sys, time
+started = time.perf_counter()
+result = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+seconds = time.perf_counter() - started
+peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"seconds": seconds, "peak_kb": peak_kb, "code": result.returncode,
+                  "stdout": result.stdout[-4000:], "stderr": result.stderr[-4000:]}))
+"""
+
+
+def measure(command: list[str]) -> tuple[float, float, str]:
+    """Run ``command`` under a small wrapper process; return (wall s, peak RSS MB, stdout).
+
+    Peak RSS is the largest resident size of any process the command ran (for
+    multi-processing runs, the largest single worker or the runner, not their sum).
+    """
+    out = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True,
+                         text=True, cwd=REPO, check=True)
+    result = json.loads(out.stdout)
+    if result["code"] != 0:
+        raise RuntimeError(f"{' '.join(command[:6])} failed:\n{result['stderr']}")
+    return result["seconds"], result["peak_kb"] / 1024, result["stdout"]
+
+
+def _tree_bytes(folder: Path, suffix: str = ".parquet") -> int:
+    return sum(p.stat().st_size for p in folder.rglob(f"*{suffix}"))
+
+
+# -- sources -------------------------------------------------------------------------------
+
+@dataclass
+class Bench:
+    name: str
+    dataset: str
+    floor_function: str
+
+    def generate(self, root: Path, scale: float) -> None:
+        raise NotImplementedError
+
+    def floor_args(self, root: Path, out: Path) -> list[str]:
+        raise NotImplementedError
+
+
+class StackExchangeBench(Bench):
+    SITES = 4
+    QUESTIONS_PER_SITE = 25_000
+
+    def generate(self, root: Path, scale: float) -> None:
+        folder = root / "stackexchange"
+        folder.mkdir(parents=True, exist_ok=True)
+        questions = max(100, int(self.QUESTIONS_PER_SITE * scale))
+        for n in range(self.SITES):
+            site = f"site{n}.stackexchange.com"
+            staging = root / "_staging" / site
+            staging.mkdir(parents=True, exist_ok=True)
+            synthetic.write_stackexchange_posts(staging / "Posts.xml", questions, seed=n)
+            synthetic.write_stackexchange_postlinks(staging / "PostLinks.xml", questions,
+                                                    questions // 5, seed=n)
+            synthetic.pack_7z(staging, folder / f"{site}.7z")
+        shutil.rmtree(root / "_staging")
+
+    def floor_args(self, root: Path, out: Path) -> list[str]:
+        return [str(root / "stackexchange"), str(out)]
+
+
+class MsMarcoBench(Bench):
+    QUERIES = 10_000
+
+    def generate(self, root: Path, scale: float) -> None:
+        synthetic.write_msmarco(root / "msmarco", max(100, int(self.QUERIES * scale)))
+
+    def floor_args(self, root: Path, out: Path) -> list[str]:
+        return [str(root / "msmarco"), str(out)]
+
+
+BENCHES = {
+    "stackexchange": StackExchangeBench("stackexchange", "stackexchange_title_body",
+                                        "floor_stackexchange_sites"),
+    "msmarco": MsMarcoBench("msmarco", "msmarco_triplets", "floor_msmarco_qidpidtriples"),
+}
+
+_FLOOR = """
+import sys
+from pathlib import Path
+from benchmarks import floor
+print(getattr(floor, sys.argv[1])(*map(Path, sys.argv[2:])))
+"""
+
+
+def run_floor(bench: Bench, root: Path, out: Path) -> Measurement:
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "floor.parquet"
+    seconds, peak, stdout = measure([sys.executable, "-c", _FLOOR, bench.floor_function,
+                                     *bench.floor_args(root, target)])
+    return Measurement("floor", int(stdout.strip().splitlines()[-1]), seconds, peak,
+                       target.stat().st_size, 1)
+
+
+def run_pipeline(bench: Bench, root: Path, out: Path, workers: int, label: str) -> Measurement:
+    mode = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
+            if workers > 1 else ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "pipelines", "build", "--input-root", str(root),
+               "--output", str(out), "--datasets", bench.dataset, "--no-input-checksums",
+               "--target-shard-mb", str(SHARD_MB),
+               "--runner=DirectRunner", *mode]
+    seconds, peak, _ = measure(command)
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = manifest["datasets"][bench.dataset]["rows"]
+    return Measurement(label, rows, seconds, peak, _tree_bytes(out / bench.dataset), workers)
+
+
+def _line(m: Measurement) -> str:
+    return (f"  {m.label:<12} {m.rows:>10,} rows  {m.seconds:>7.1f} s  "
+            f"{m.rows_per_core_second:>9,.0f} rows/s/core  peak {m.peak_rss_mb:>7,.0f} MB  "
+            f"output {m.output_bytes / 1e6:>8.1f} MB")
+
+
+def benchmark(bench: Bench, work: Path, scale: float, memory: bool, parallel: bool) -> dict:
+    root, big = work / f"{bench.name}-1x", work / f"{bench.name}-4x"
+    print(f"{bench.name}: generating inputs (scale {scale})...", flush=True)
+    bench.generate(root, scale)
+    input_bytes = sum(p.stat().st_size for p in (root / bench.name).rglob("*") if p.is_file())
+    print(f"{bench.name}: {input_bytes / 1e6:.0f} MB of input", flush=True)
+    results = {"floor": run_floor(bench, root, work / f"{bench.name}-floor")}
+    print(_line(results["floor"]), flush=True)
+    results["1 worker"] = run_pipeline(bench, root, work / f"{bench.name}-out1", 1, "1 worker")
+    print(_line(results["1 worker"]), flush=True)
+    if parallel:
+        results["2 workers"] = run_pipeline(bench, root, work / f"{bench.name}-out2", 2, "2 workers")
+        print(_line(results["2 workers"]), flush=True)
+    if memory:
+        bench.generate(big, scale * 4)
+        results["1 worker 4x"] = run_pipeline(bench, big, work / f"{bench.name}-out4", 1, "1 worker 4x")
+        print(_line(results["1 worker 4x"]), flush=True)
+    one, floor = results["1 worker"], results["floor"]
+    summary = {"input_mb": input_bytes / 1e6,
+               "throughput_ratio": one.rows_per_core_second / floor.rows_per_core_second}
+    print(f"  pipeline / floor throughput per core: {summary['throughput_ratio']:.2f}")
+    if parallel:
+        summary["speedup_2_workers"] = one.seconds / results["2 workers"].seconds
+        print(f"  2 workers / 1 worker speed-up: {summary['speedup_2_workers']:.2f}x")
+    if memory:
+        summary["peak_rss_growth_4x"] = results["1 worker 4x"].peak_rss_mb / one.peak_rss_mb - 1
+        print(f"  peak memory growth for 4x input: {summary['peak_rss_growth_4x']:+.0%}")
+    summary["measurements"] = {k: vars(v) for k, v in results.items()}
+    return summary
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="input size multiplier")
+    parser.add_argument("--sources", default=",".join(BENCHES), help="comma-separated sources")
+    parser.add_argument("--keep", help="work folder to keep (default: a temporary one)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the 4x memory run")
+    parser.add_argument("--no-parallel", action="store_true", help="skip the 2-worker run")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="corpus-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; work folder {work}")
+    results = {}
+    try:
+        for name in [s.strip() for s in args.sources.split(",") if s.strip()]:
+            results[name] = benchmark(BENCHES[name], work, args.scale,
+                                      memory=not args.no_memory, parallel=not args.no_parallel)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

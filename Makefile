@@ -10,7 +10,7 @@ SAMPLE_OUT ?= sample-corpus
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-test.txt setup.py
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-train.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt -e .

@@ -4,6 +4,7 @@
     corpus build --sample --output OUT
     corpus verify OUT
     corpus fetch --sources a,b --to DEST   mirror upstream files (local, gs://, s3://)
+    corpus report OUT [--to FILE]   write a self-contained HTML report of a build
     corpus mix                      print the reference mix (the repository's data_config.json)
     corpus datasets                 list every dataset, its documented total and status
 
@@ -83,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     v = commands.add_parser("verify", help="re-read a build's shards and print its count table")
     v.add_argument("output", help="the output folder of a build")
 
+    r = commands.add_parser("report", help="write a self-contained HTML report of a build")
+    r.add_argument("output", help="the output folder of a build")
+    r.add_argument("--to", help="the HTML file to write (default: OUT/report.html)")
+
     commands.add_parser("mix", help="print the reference mix this package builds")
     commands.add_parser("datasets", help="list every dataset and whether it is implemented")
     return parser
@@ -144,6 +149,10 @@ def run(argv: list[str] | None = None) -> int:
             return _build(args, beam_args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "report":
+            from pipelines import report
+            print(f"Wrote {report.write(args.output, args.to)}")
+            return 0
         if args.command == "fetch":
             from pipelines.core import fetch
             return fetch.run_from_args(args)

@@ -21,6 +21,8 @@ from typing import BinaryIO, Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.core import progress
+
 READ_BUFFER = 1 << 20
 
 # Magic numbers of the single-stream compressions we undo transparently.
@@ -136,10 +138,11 @@ def open_input(path: str) -> Iterator[BinaryIO]:
     """
     raw = open_raw(path)
     try:
-        buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, READ_BUFFER)
-        head = buffered.peek(512)[:512]
-        stream = _decompressing(buffered, sniff_compression(head), path)
-        yield io.BufferedReader(stream, READ_BUFFER) if stream is not buffered else stream
+        with progress.reading_file(path, raw):
+            buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, READ_BUFFER)
+            head = buffered.peek(512)[:512]
+            stream = _decompressing(buffered, sniff_compression(head), path)
+            yield io.BufferedReader(stream, READ_BUFFER) if stream is not buffered else stream
     finally:
         raw.close()
 
@@ -180,7 +183,7 @@ def _archive_stream(path: str):
 
     raw = open_raw(path)
     try:
-        with libarchive.stream_reader(raw, block_size=READ_BUFFER) as archive:
+        with progress.reading_file(path, raw), libarchive.stream_reader(raw, block_size=READ_BUFFER) as archive:
             yield archive
     finally:
         raw.close()

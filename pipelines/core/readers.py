@@ -35,6 +35,7 @@ def text_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, bytes]]:
         A UTF-8 BOM on the first line is dropped.
     """
     for number, raw in enumerate(stream, start=1):
+        progress.count_record()
         raw = raw.rstrip(b"\r\n")
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
@@ -139,7 +140,9 @@ def json_items(stream: BinaryIO, prefix: str) -> Iterator:
     """
     import ijson
 
-    yield from ijson.items(without_bom(stream), prefix, use_float=True)
+    for value in ijson.items(without_bom(stream), prefix, use_float=True):
+        progress.count_record()
+        yield value
 
 
 _BOM = b"\xef\xbb\xbf"
@@ -166,11 +169,6 @@ class _ReadOneFile(beam.DoFn):
     def process(self, element):
         path, context = element if isinstance(element, tuple) else (element, _NO_CONTEXT)
         relative = files.relative_to(path, self.input_root)
-        # Progress of a local run (pipelines.core.progress); a no-op when none is reported.
-        with progress.reading_file(path, relative) as self._meter:
-            yield from self._meter.count(self._read_file(path, relative, context))
-
-    def _read_file(self, path: str, relative: str, context):
         try:
             if self.members is not None and files.archive_format(path):
                 yield from self._read_archive(path, relative, context)
@@ -196,7 +194,6 @@ class _ReadOneFile(beam.DoFn):
 
     def _read_stream(self, stream, source_file: str, context):
         empty = hasattr(stream, "peek") and stream_is_empty(stream)
-        self._meter.watch(stream)
         if context is _NO_CONTEXT:
             yield from self.read_file(stream, source_file)
         else:
@@ -304,6 +301,7 @@ def iter_xml_elements(stream: BinaryIO, tag: str,
         whole, events=("end",), tag=tag, resolve_entities=False, no_network=True,
         load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
     for _, element in parser:
+        progress.count_record()
         if fields is None:
             yield dict(element.attrib)
         else:

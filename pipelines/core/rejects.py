@@ -72,3 +72,25 @@ def rejected(dataset: str, reason: str, *, source_file: str, record_id: str = ""
                          detail=detail, excerpt=excerpt)
     count_reject(reject)
     return beam.pvalue.TaggedOutput(REJECTED, reject)
+
+
+def layout_rejects(pipeline, label: str, rejects: list[dict]):
+    """Rejects decided while a source lists its inputs (a required file missing, a second
+    copy of an input left out), as a PCollection for ``SourceOutput.rejects``.
+
+    Args:
+        pipeline: the pipeline they are added to.
+        label: a unique transform label, prefixed with the source name.
+        rejects: dicts from :func:`make_reject`; each is counted (Beam metrics) when the
+            pipeline runs.
+    """
+    import apache_beam as beam
+
+    return (pipeline
+            | label >> beam.Create(rejects)
+            | f"{label}/Count" >> beam.Map(_counted))
+
+
+def _counted(reject: dict) -> dict:
+    count_reject(reject)
+    return reject

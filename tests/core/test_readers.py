@@ -14,7 +14,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, strategies as st
 
 from pipelines.core import files
-from pipelines.core.readers import REJECTED, ReadFiles, json_items, json_lines, text_records
+from pipelines.core.readers import (REJECTED, ReadFiles, json_items, json_lines, stream_is_empty,
+                                    text_records, unless_blank)
+from pipelines.core.rejects import layout_rejects, make_reject
 
 
 def _tagged(items):
@@ -102,3 +104,34 @@ def test_read_files_reads_members_plain_and_compressed_files_and_records_bad_one
         reasons = out[REJECTED] | beam.Map(lambda r: (r["source_file"], r["reason"]))
         assert_that(reasons, equal_to([("empty.txt", "empty_file"), ("cut.gz", "unreadable_file")]),
                     label="rejects")
+
+
+def test_stream_is_empty_consumes_nothing():
+    for stream in (io.BytesIO(b"x"), io.BufferedReader(io.BytesIO(b"x"))):
+        assert not stream_is_empty(stream)
+        assert stream.read() == b"x"
+    assert stream_is_empty(io.BytesIO(b"")) and stream_is_empty(io.BufferedReader(io.BytesIO(b"")))
+
+
+def test_unless_blank_rejects_a_file_of_blank_lines_only():
+    def read(data):
+        stream = io.BufferedReader(io.BytesIO(data))
+        return _tagged(unless_blank(text_records(stream, "d", "f"), stream, "d", "f"))
+
+    assert read(b"\n  \r\n") == [(REJECTED, "blank_file")]
+    assert read(b"") == []  # no byte at all: ReadFiles records empty_file
+    assert read(b"\nx\n") == [(2, "x")]
+    assert read(b"\xff\n") == [(REJECTED, "bad_encoding")]
+
+
+def test_json_items_skips_a_bom():
+    assert list(json_items(io.BytesIO(b"\xef\xbb\xbf[1, 2]"), "item")) == [1, 2]
+    assert list(json_items(io.BytesIO(b"[3]"), "item")) == [3]
+
+
+def test_layout_rejects_are_counted_elements():
+    reject = make_reject("d", "missing_file", source_file="src", detail="no file")
+    with BeamTestPipeline(runner="FnApiRunner") as p:
+        out = layout_rejects(p, "src/Missing", [reject])
+        assert_that(out | beam.Map(lambda r: (r["source_file"], r["reason"])),
+                    equal_to([("src", "missing_file")]))

@@ -4,6 +4,7 @@ import gzip
 import io
 import json
 
+import ijson
 import pytest
 
 from pipelines.sources import eli5
@@ -14,8 +15,18 @@ def _answer(score, rank, text="t", a_id=None):
     return {"a_id": a_id or f"a{rank}", "text": text, "score": score, "rank": rank}
 
 
-def _array(text: str, read_chars=4):
-    return list(eli5.iter_json_array(io.BufferedReader(io.BytesIO(text.encode())), read_chars=read_chars))
+OPTIONS = {"min_relative_score": 0.5, "max_answers": 2, "url_tokens": "drop"}
+
+
+def _read(data: bytes, sink: list):
+    """Read ``data`` as one ELI5 file into ``sink`` (kept when reading raises)."""
+    for item in eli5._RecordReader(OPTIONS)(io.BufferedReader(io.BytesIO(data)), "eli5/train.json"):
+        sink.append(item)
+    return sink
+
+
+def _reasons(items):
+    return [item.value["reason"] for item in items if not isinstance(item, tuple)]
 
 
 # -- rule functions ---------------------------------------------------------------------
@@ -80,22 +91,29 @@ def test_evaluate_question_rejects():
         "deleted_answer", "duplicate_answer", "empty_answer", "malformed_record"]
 
 
-# -- the streaming array reader -----------------------------------------------------------
+# -- reading files --------------------------------------------------------------------------
 
-def test_array_reader_streams_elements_across_small_reads():
-    records = [{"q_id": str(n), "text": "x" * 300 + "]" + "," * n} for n in range(20)]
-    assert [value for _, value in _array(json.dumps(records))] == records
-    assert _array(" [ ] ") == []
-    assert _array("[1, 22222, [3]]") == [(0, 1), (1, 22222), (2, [3])]
+def _hf(q_id: str) -> dict:
+    return {"q_id": q_id, "title": f"Why {q_id}?", "subreddit": "explainlikeimfive",
+            "answers": {"a_id": ["a"], "text": ["Because."], "score": [3]}}
 
 
-@pytest.mark.parametrize("text, element", [
-    ('{"a": 1}', 0), ('[{"a": 1}, {"a": 2', 1), ('[{"a": 1} {"a": 2}]', 1), ("[1,", 1),
-    ("[1] trailing", 1), ("", 0)])
-def test_array_reader_reports_where_it_stopped(text, element):
-    with pytest.raises(eli5.JsonArrayError) as info:
-        _array(text)
-    assert info.value.element == element
+def test_array_file_is_streamed_and_a_break_raises_after_the_elements_before_it():
+    data = json.dumps([_hf("q1"), "oops", _hf("q2")]).encode()
+    items = _read(data, [])
+    assert [item[0] for item in items if isinstance(item, tuple)] == ["q1", "q2"]
+    assert _reasons(items) == ["not_an_object"]
+    items = []
+    with pytest.raises(ijson.JSONError):
+        _read(data[:data.index(b'"q2"')], items)
+    assert [item[0] for item in items if isinstance(item, tuple)] == ["q1"]
+
+
+def test_layout_of_empty_blank_and_other_files():
+    assert _read(b"", []) == []  # no byte at all: ReadFiles records empty_file
+    assert _reasons(_read(b" \n\n", [])) == ["blank_file"]
+    assert _reasons(_read(b"<html>", [])) == ["malformed_file"]
+    assert [item[0] for item in _read(b"\xef\xbb\xbf" + json.dumps([_hf("q3")]).encode(), [])] == ["q3"]
 
 
 # -- builds -------------------------------------------------------------------------------
@@ -159,5 +177,5 @@ def test_bad_inputs_become_counted_rejects(tmp_path):
     result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["eli5"])
     assert result.pairs("eli5") == {("Why?", "Because.", None)}
     assert result.reasons("eli5") == {
-        "bad_encoding": 2, "bad_json": 1, "empty_file": 1, "malformed_file": 1,
-        "malformed_record": 1, "unreadable_file": 1}
+        "bad_encoding": 1, "bad_json": 1, "empty_file": 1, "malformed_file": 1,
+        "malformed_record": 1, "unreadable_file": 2}

@@ -2,6 +2,7 @@
 import io
 import json
 
+import ijson
 import pytest
 
 from pipelines.core.rejects import REJECTED
@@ -22,11 +23,8 @@ def test_split_entries_of_the_real_shape():
     assert _entries(document) == [("dev", 3880119), ("test", 2022145), ("train", [2302335, 0.5])]
 
 
-def test_split_entries_across_chunk_boundaries(monkeypatch):
-    # Tiny chunks put every number and bracket on a buffer boundary at some point.
-    monkeypatch.setattr(gooaq._JsonScanner, "CHUNK", 7)
-    monkeypatch.setattr(gooaq._JsonScanner, "LOOKAHEAD", 40)
-    split = {"dev": list(range(1000, 1100)), "test": [], "meta": {"v": 1},
+def test_split_entries_of_every_list_and_nothing_else():
+    split = {"dev": list(range(1000, 1100)), "test": [], "meta": {"v": 1, "item": [9]}, "version": 2,
              "train": [[i * 7919, round(i / 977, 6)] for i in range(2000)]}
     document = json.dumps(split, indent=1).encode("utf-8")
     expected = [(name, entry) for name, values in split.items() if isinstance(values, list)
@@ -37,17 +35,22 @@ def test_split_entries_across_chunk_boundaries(monkeypatch):
 @pytest.mark.parametrize("document", [b"", b"[1, 2]", b'{"train": [[1, 0.5], [2', b'{"train": [1 2]}',
                                       b'{"train": [1]} trailing', b'{"train": [1],}'])
 def test_malformed_split_documents_raise_after_the_good_entries(document):
-    with pytest.raises(gooaq.SplitFileError):
+    with pytest.raises((gooaq.SplitFileError, ijson.JSONError)):
         _entries(document)
 
 
-def test_read_split_file_keeps_entries_before_a_break_and_rejects_the_file():
-    out = list(gooaq.read_split_file(io.BytesIO(b'{"dev": [5], "train": [[1, 0.5], [true, 1], [2'), "gooaq/split.json"))
+def test_read_split_file_yields_the_entries_before_a_break_then_raises():
+    out = []
+    with pytest.raises(ijson.JSONError):
+        for item in gooaq.read_split_file(io.BytesIO(b'{"dev": [5], "train": [[1, 0.5], [true, 1], [2'),
+                                          "gooaq/split.json"):
+            out.append(item)
     ids = [item for item in out if isinstance(item, tuple)]
-    rejects = [item.value for item in out if not isinstance(item, tuple)]
+    rejects = [item for item in out if not isinstance(item, tuple)]
     assert ids == [(5, "dev"), (1, "train")]
-    assert [r["reason"] for r in rejects] == ["bad_split_entry", "malformed_file"]
-    assert all(item.tag == REJECTED for item in out if not isinstance(item, tuple))
+    assert [r.value["reason"] for r in rejects] == ["bad_split_entry"]
+    assert all(r.tag == REJECTED for r in rejects)
+    assert list(gooaq.read_split_file(io.BytesIO(b""), "gooaq/split.json")) == []
 
 
 @pytest.mark.parametrize("entry, expected", [(7, 7), ([7, 0.5], 7), ([7], 7), ("7", None), (True, None),
@@ -208,7 +211,7 @@ def test_bad_input_ends_in_counted_rejects(tmp_path):
     assert result.pairs(DATASET) == {("good row?", "Yes.", None)}
     assert result.reasons(DATASET) == {
         "bad_encoding": 1, "bad_field": 2, "bad_id": 1, "bad_json": 3, "bad_split_entry": 1,
-        "empty_file": 1, "malformed_file": 1, "not_in_split": 1}
+        "empty_file": 1, "not_in_split": 1, "unreadable_file": 1}
 
 
 def test_missing_split_file_is_a_counted_reject(tmp_path):

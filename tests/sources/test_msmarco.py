@@ -6,8 +6,8 @@ import io
 import random
 import shutil
 
+import apache_beam as beam
 import pytest
-
 
 from pipelines.core.source import OptionError, SourceContext, SourceError
 from pipelines.sources import msmarco
@@ -17,13 +17,13 @@ from pipelines.sources.msmarco import (
 from tests.helpers import run_build
 
 
-def _outputs(items):
-    """(tag, value) of everything a reader yields."""
-    return [(item.tag, item.value) for item in items]
+def _values(items):
+    """What a reader yields for the main output (rejects left out)."""
+    return [item for item in items if not isinstance(item, beam.pvalue.TaggedOutput)]
 
 
 def _reasons(items):
-    return [value["reason"] for tag, value in _outputs(items) if tag == "rejected"]
+    return [item.value["reason"] for item in items if isinstance(item, beam.pvalue.TaggedOutput)]
 
 
 # -- mojibake repair -----------------------------------------------------------------------
@@ -70,15 +70,14 @@ def test_read_collection_repairs_and_rejects_bad_lines():
             b"3\tbroken \xff byte\n"
             b"4\ttab\tinside text stays\n")
     items = list(read_collection(io.BytesIO(data), "msmarco/collection.tsv"))
-    passages = [value for tag, value in _outputs(items) if tag == "passages"]
-    assert passages == [(0, "We don’t know"), (4, "tab\tinside text stays")]
+    assert _values(items) == [(0, "We don’t know"), (4, "tab\tinside text stays")]
     assert _reasons(items) == ["malformed_line", "malformed_line", "bad_encoding"]
 
 
 def test_read_queries_strips_and_checks_ids():
     data = b"121352\tdefine extreme\n5\t term service agreement definition\nabc\tq\n"
     items = list(read_queries(io.BytesIO(data), "q"))
-    assert [v for t, v in _outputs(items) if t == "queries"] == [
+    assert _values(items) == [
         (121352, "define extreme"), (5, "term service agreement definition")]
     assert _reasons(items) == ["malformed_line"]
 
@@ -86,7 +85,7 @@ def test_read_queries_strips_and_checks_ids():
 def test_read_qrels_accepts_tabs_or_spaces_and_skips_non_relevant():
     data = b"1185869\t0\t0\t1\n7 0 16 1\n8 0 17 0\n9\t0\t18\n"
     items = list(read_qrels(io.BytesIO(data), "qrels"))
-    assert [v for t, v in _outputs(items) if t == "qrels"] == [(1185869, 0), (7, 16)]
+    assert _values(items) == [(1185869, 0), (7, 16)]
     assert _reasons(items) == ["malformed_line"]
 
 
@@ -215,7 +214,7 @@ def test_bad_options_and_missing_inputs_are_build_errors(tmp_path):
         SOURCE.input_files(_ctx(folder))
     with pytest.raises(SourceError, match="hard_negatives"):
         SOURCE.input_files(_ctx(folder, negatives="hard_negatives"))
-    with pytest.raises(SourceError, match="expected auto"):
+    with pytest.raises(OptionError, match="expected one of auto"):
         SOURCE.input_files(_ctx(folder, negatives="bm25"))
     with pytest.raises(OptionError, match="triples_per_query='many'"):
         msmarco._positive_option(_ctx(folder, triples_per_query="many"), "triples_per_query", 35)
@@ -234,16 +233,20 @@ def _tar_gz(path, members):
             tar.addfile(info, io.BytesIO(data))
 
 
-def test_archive_without_the_member_and_empty_file_are_rejects(tmp_path):
-    folder = tmp_path / "msmarco"
-    folder.mkdir()
+def test_archive_without_the_member_empty_and_blank_files_are_rejects(tmp_path):
+    folder = tmp_path / "in" / "msmarco"
+    folder.mkdir(parents=True)
     _tar_gz(folder / "queries.tar.gz", [("queries.dev.tsv", b"1\tdev query\n")])
+    (folder / "collection.tsv").write_bytes(b"\n  \n")
     (folder / "qrels.train.tsv").write_bytes(b"")
-    read = msmarco._ReadInput(_ctx(folder))
-    out = _outputs(read.process(("queries", str(folder / "queries.tar.gz"))))
-    assert [v["reason"] for t, v in out] == ["malformed_file"]
-    out = _outputs(read.process(("qrels", str(folder / "qrels.train.tsv"))))
-    assert [v["reason"] for t, v in out] == ["empty_file"]
+    (folder / "msmarco-hard-negatives.jsonl").write_bytes(b'{"qid": 1, "pos": [2], "neg": {"bm25": [3]}}\n')
+    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    assert result.rows[DATASET] == []
+    by_file = {(r["source_file"], r["reason"]) for r in result.rejects[DATASET]}
+    assert {("msmarco/queries.tar.gz", "no_member"), ("msmarco/qrels.train.tsv", "empty_file"),
+            ("msmarco/collection.tsv", "blank_file")} <= by_file
+    assert result.reasons(DATASET) == {"blank_file": 1, "empty_file": 1, "no_member": 1,
+                                       "query_missing": 1}
 
 
 # -- builds: the bundled sample -------------------------------------------------------------------

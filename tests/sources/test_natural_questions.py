@@ -159,9 +159,10 @@ def test_bad_input_ends_in_counted_rejects(upstream_samples, tmp_path):
         json.dumps(simplify(toy) | {"example_id": 15, "question_text": 7}).encode() + b"\n")
     # Starts like gzip, then breaks off.
     (folder / "v1.0" / "train" / "nq-train-02.jsonl.gz").write_bytes(gzip.compress(b'{"a": 1}\n' * 50)[:12])
-    (folder / "simplified-nq-train.jsonl").write_bytes(b"")  # empty: gives nothing
+    (folder / "simplified-nq-train.jsonl").write_bytes(b"")  # empty: the core's empty_file
     (folder / "nq-dev-00.jsonl.gz").write_bytes(b"not even read")
     result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["natural_questions"])
     assert sorted(r["record_id"] for r in result.rows["natural_questions"]) == ["12", "797803103760793766"]
     assert result.reasons("natural_questions") == {
-        "bad_encoding": 1, "malformed_example": 3, "not_an_object": 1, "unreadable_file": 1}
+        "bad_encoding": 1, "empty_file": 1, "malformed_example": 3, "not_an_object": 1,
+        "unreadable_file": 1}

@@ -173,7 +173,7 @@ def test_bad_input_ends_in_counted_rejects(tmp_path):
 def test_missing_file_and_archive_without_list_are_reported(tmp_path):
     folder = tmp_path / "in" / "paq"
     folder.mkdir(parents=True)
-    (folder / "psgs_w100.tsv").write_bytes(b"")  # empty files give nothing, and no reject
+    (folder / "psgs_w100.tsv").write_bytes(b"")  # not read while a required file is missing
     (folder / "PAQ.metadata.jsonl").write_bytes(b"")
     result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["paq"])
     assert result.rows["paq"] == []
@@ -181,7 +181,7 @@ def test_missing_file_and_archive_without_list_are_reported(tmp_path):
     (folder / "PAQ.tar.gz").write_bytes(_tar_gz({"PAQ/LICENSE": b"CC BY-SA 3.0\n"}))
     result = run_build(tmp_path / "out2", input_root=tmp_path / "in", datasets=["paq"])
     assert result.rows["paq"] == []
-    assert result.reasons("paq") == {"malformed_file": 1}
+    assert result.reasons("paq") == {"empty_file": 2, "no_member": 1}
 
 
 def test_bad_option_values_are_one_readable_line(tmp_path, capsys):

@@ -51,7 +51,7 @@ def test_reader_uses_csv_quoting_and_keeps_multiline_fields():
 
 
 def test_reader_rejects_a_file_without_the_header():
-    assert [_reason(r) for r in _pairs(b"")] == ["malformed_file"]
+    assert _pairs(b"") == []  # no byte at all: ReadFiles records empty_file
     assert [_reason(r) for r in _pairs(b"0\t1\t2\tA?\tB?\t0\n")] == ["malformed_file"]
 
 
@@ -150,10 +150,13 @@ def test_sample_with_question1_direction(tmp_path):
 def test_bad_files_are_counted_not_fatal(tmp_path):
     folder = tmp_path / "in" / "quora"
     folder.mkdir(parents=True)
-    (folder / "quora_duplicate_questions.tsv").write_bytes(b"")  # empty
+    (folder / "quora_duplicate_questions.tsv").write_bytes(b"")  # empty: the core's empty_file
+    (folder / "sub").mkdir()
+    (folder / "sub" / "quora_duplicate_questions.tsv").write_bytes(b"id,qid1\n")  # no TSV header
     good = HEADER + "0\t1\t2\tA?\tB?\t1\n1\t1\t3\tA?\tC?\t0\n"
     (folder / "quora_duplicate_questions.tsv.bz2").write_text(good)  # named .bz2, plain text
     (folder / "quora_duplicate_questions.tsv.gz").write_bytes(gzip.compress(good.encode())[:30])
     result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.pairs(DATASET) == {("A?", "B?", "C?")}
-    assert result.reasons(DATASET) == {"malformed_file": 1, "no_negative": 1, "unreadable_file": 1}
+    assert result.reasons(DATASET) == {"empty_file": 1, "malformed_file": 1, "no_negative": 1,
+                                       "unreadable_file": 1}

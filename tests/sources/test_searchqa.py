@@ -46,7 +46,8 @@ def test_parse_clue_rejects():
     def reason(data):
         item = sq.parse_clue(data, "f.json", 5)
         return item["id"] if isinstance(item, dict) else item.value["reason"]
-    assert reason(b"") == "empty_file"
+    assert reason(b" \n") == "blank_file"
+    assert list(sq.read_clue(io.BytesIO(b""), "f.json", 5)) == []  # ReadFiles records empty_file
     assert reason(b'{"id": 1, "question": "caf\xe9"}') == "bad_encoding"
     assert reason(b'{"id": 1, "question": ') == "bad_json"
     assert reason(b"[]") == "not_an_object"
@@ -124,4 +125,4 @@ def test_bad_inputs_become_counted_rejects(tmp_path):
     (root / "test.zip").write_bytes(buffer.getvalue())
     result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["searchqa"])
     assert result.pairs("searchqa") == {("Q", "S", None), ("not gzip", "T", None)}
-    assert result.reasons("searchqa") == {"no_clues_in_archive": 1, "unreadable_file": 2}
+    assert result.reasons("searchqa") == {"no_member": 1, "unreadable_file": 2}

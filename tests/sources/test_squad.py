@@ -5,7 +5,7 @@ import lzma
 
 import pytest
 
-from pipelines.core.source import SourceContext
+from pipelines.core.source import OptionError, SourceContext
 from pipelines.sources import squad
 from tests.helpers import run_build
 
@@ -81,8 +81,10 @@ def test_version_choice(tmp_path):
     assert names() == ["train-v1.1.json"]
     assert names(version="v2.0") == ["train-v2.0.json"]
     assert names(version="v2.0", splits="train,dev") == ["dev-v2.0.json", "train-v2.0.json"]
-    with pytest.raises(ValueError):
+    with pytest.raises(OptionError, match="expected one of auto, v1.1, v2.0"):
         names(version="v3")
+    with pytest.raises(OptionError, match="subset of train, dev"):
+        names(splits="test")
 
 
 # -- real excerpt -------------------------------------------------------------------------
@@ -140,4 +142,4 @@ def test_v11_is_read_and_bad_files_are_counted(tmp_path):
     result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET],
                        source_options={"squad": {"splits": "train,dev"}})
     assert result.pairs(DATASET) == {("What is the capital of France?", "Paris is the capital of France.", None)}
-    assert result.reasons(DATASET) == {"unreadable_file": 4}
+    assert result.reasons(DATASET) == {"empty_file": 1, "unreadable_file": 3}

@@ -166,8 +166,25 @@ def test_flat_layout_and_bad_files(tmp_path):
     result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET],
                        source_options={"trivia_qa": {"splits": "train,dev"}})
     assert result.pairs(DATASET) == {("Which river flows through Paris?", "Paris lies on the Seine.", None)}
-    # empty file and compact (not pretty-printed) JSON: malformed_file; cut gzip: unreadable_file
-    assert result.reasons(DATASET) == {"malformed_file": 2, "unreadable_file": 1}
+    # empty file: the core's empty_file; compact (not pretty-printed) JSON: malformed_file;
+    # cut gzip: unreadable_file
+    assert result.reasons(DATASET) == {"empty_file": 1, "malformed_file": 1, "unreadable_file": 1}
+
+
+def test_truncated_file_keeps_the_records_before_the_break(tmp_path):
+    folder = tmp_path / "in" / "triviaqa" / "qa"
+    folder.mkdir(parents=True)
+    records = [{"Answer": {"Aliases": ["Seine"]}, "EntityPages": [], "Question": f"Question {n}?",
+                "QuestionId": f"q{n}", "SearchResults": []} for n in (1, 2)]
+    text = _qa_file(records)
+    (folder / "web-train.json").write_text(text[:text.index('"q2"')])
+    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    # q1 is read (and has no evidence); the file is unreadable_file where q2 starts.
+    assert result.reasons(DATASET) == {"no_evidence": 1, "unreadable_file": 1}
+    unreadable = [r for r in result.rejects[DATASET] if r["reason"] == "unreadable_file"][0]
+    assert unreadable["source_file"] == "triviaqa/qa/web-train.json"
+    record_starts = [n for n, line in enumerate(text.splitlines(), start=1) if line == "        {"]
+    assert unreadable["record_id"] == f"line {record_starts[1]}"
 
 
 def test_bad_records_are_rejects():

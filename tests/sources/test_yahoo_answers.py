@@ -46,6 +46,12 @@ def test_rows_that_are_not_yahoo_rows_are_malformed(line):
     assert records == [] and [r["reason"] for r in rejects] == ["malformed_row"]
 
 
+def test_file_of_blank_lines_is_a_blank_file_reject():
+    records, rejects = _parse(b"\n  \n")
+    assert records == [] and [r["reason"] for r in rejects] == ["blank_file"]
+    assert _parse(b"") == ([], [])  # no byte at all: ReadFiles records empty_file
+
+
 def test_pair_problem_order_and_identical_texts():
     assert ya.pair_problem("title", "", "answer", "") == "empty_title"
     assert ya.pair_problem("title", "t", "answer", "") == "empty_answer"
@@ -129,7 +135,7 @@ def test_archive_without_csv_is_counted(tmp_path):
         info.size = 6
         tar.addfile(info, io.BytesIO(b"Health"))
     result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[ya.TITLE_ANSWER])
-    assert result.reasons(ya.TITLE_ANSWER) == {"no_csv_in_archive": 1}
+    assert result.reasons(ya.TITLE_ANSWER) == {"no_member": 1}
 
 
 def test_sample_archive_is_a_real_tgz():

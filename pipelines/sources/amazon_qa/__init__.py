@@ -25,7 +25,8 @@ Strict-JSON copies of the files also circulate, so a line that starts like a JSO
 as JSON means them), and each parser is the other's fallback. A line that is not valid
 UTF-8 is a reject ``bad_encoding``; a value that is not a dict ``not_an_object``; a dict
 of neither shape ``unknown_record_shape``; missing or non-string question/answer
-``missing_field`` / ``bad_field``; a file with no line at all ``empty_file``.
+``missing_field`` / ``bad_field``; a file without any byte is the core reader's
+``empty_file``.
 
 Text (:func:`clean_text`): HTML entities are decoded (``&#39;``, ``&amp;``), and text
 written by Python 2 as escaped UTF-8 bytes (``'I\\xe2\\x80\\x99m'``, which reads back as
@@ -56,8 +57,8 @@ import warnings
 import apache_beam as beam
 
 from pipelines.core import files
-from pipelines.core.readers import ReadFiles, text_lines
-from pipelines.core.rejects import REJECTED, count_reject, make_reject, rejected
+from pipelines.core.readers import ReadFiles, text_records
+from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
 
@@ -217,16 +218,12 @@ def record_pairs(record, source_file: str, record_id: str):
 
 def read_category_file(stream, source_file: str):
     """Read one category file: yield its rows and rejects."""
-    seen = False
-    for number, text, raw in text_lines(stream):
-        seen = True
+    for item in text_records(stream, DATASET, source_file):
+        if isinstance(item, beam.pvalue.TaggedOutput):
+            yield item
+            continue
+        number, text = item
         line_id = f"line {number}"
-        if text is None:
-            yield rejected(DATASET, "bad_encoding", source_file=source_file, record_id=line_id,
-                           detail="line is not valid UTF-8", excerpt=raw)
-            continue
-        if not text.strip():
-            continue
         try:
             record = parse_record(text)
         except ValueError as exc:
@@ -236,17 +233,12 @@ def read_category_file(stream, source_file: str):
         asin = record.get("asin") if isinstance(record, dict) else None
         record_id = f"{asin} {line_id}" if isinstance(asin, str) and asin else line_id
         yield from record_pairs(record, source_file, record_id)
-    if not seen:
-        yield rejected(DATASET, "empty_file", source_file=source_file,
-                       detail=f"{source_file} holds no line")
 
 
-def _duplicate_file_reject(item):
-    duplicate, kept = item
-    reject = make_reject(DATASET, "duplicate_file", source_file=duplicate,
-                         detail=f"another copy of the same release and category is read: {kept}")
-    count_reject(reject)
-    return reject
+def duplicate_file_reject(duplicate: str, kept: str) -> dict:
+    """The reject of a second copy of a category file, which is not read."""
+    return make_reject(DATASET, "duplicate_file", source_file=duplicate,
+                       detail=f"another copy of the same release and category is read: {kept}")
 
 
 class AmazonQA(Source):
@@ -274,8 +266,8 @@ class AmazonQA(Source):
             paths, read_category_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
         rejects = [read[REJECTED]]
         if duplicates:
-            rejects.append(pipeline | "amazon_qa/ListDuplicateFiles" >> beam.Create(duplicates)
-                           | "amazon_qa/RejectDuplicateFiles" >> beam.Map(_duplicate_file_reject))
+            rejects.append(layout_rejects(pipeline, "amazon_qa/DuplicateFiles",
+                                          [duplicate_file_reject(*pair) for pair in duplicates]))
         return SourceOutput(rows={DATASET: read.records}, rejects=rejects)
 
 

@@ -15,9 +15,9 @@ Files (under ``IN/eli5/``, any folder depth), three published record formats:
 Files whose names end in ``.json`` or ``.jsonl`` (optionally ``.gz``/``.bz2``/``.xz``/
 ``.zst``) are read; others are not. Compression is sniffed from the bytes (the
 ELI5-Category mirror ships plain JSON named ``.json.gz``), and so is the layout: a file
-whose first character is ``[`` is a JSON array, streamed element by element with
-``json.JSONDecoder.raw_decode`` over a sliding buffer (see :func:`iter_json_array`), never
-loaded whole; a file starting with ``{`` is JSON lines. The record format is recognised
+whose first character is ``[`` is a JSON array, streamed element by element with ijson
+(:func:`pipelines.core.readers.json_items`), never loaded whole; a file starting with
+``{`` is JSON lines. The record format is recognised
 per record (``input``/``output`` is KILT, ``q_id``/``answers`` the HF shape).
 
 Splits: a file's split comes from its name (``test`` -> test; ``dev``, ``val``,
@@ -56,8 +56,10 @@ r/askscience and r/AskHistorians records; only ``explainlikeimfive`` counts).
 
 Other rejects: ``bad_encoding``, ``bad_json``, ``not_an_object`` (a line or array element),
 ``malformed_record`` (fields of the wrong type, answer lists of different lengths),
-``malformed_file`` (an array that breaks off or a file that is neither an array nor JSON
-lines; the records before the problem are kept), ``empty_file``, ``unreadable_file``.
+``malformed_file`` (a file that is neither an array nor JSON lines), ``blank_file`` (only
+whitespace); from the core's reader ``empty_file`` (no byte at all) and
+``unreadable_file`` (among others an array that breaks off or is not UTF-8; the records
+before the problem are kept).
 
 Source options (``--source-option eli5.<key>=<value>``):
     ``splits``              comma-separated, of ``train``, ``validation``, ``test``
@@ -70,8 +72,6 @@ Source options (``--source-option eli5.<key>=<value>``):
 from __future__ import annotations
 
 import html
-import io
-import json
 import posixpath
 import re
 
@@ -79,7 +79,7 @@ import apache_beam as beam
 
 from pipelines.core import files
 from pipelines.core.normalize import normalize_text
-from pipelines.core.readers import ReadFiles, json_lines
+from pipelines.core.readers import ReadFiles, blank_file, json_items, json_lines
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
@@ -87,20 +87,16 @@ from pipelines.core.source import Source, SourceContext, SourceOutput
 DATASET = "eli5"
 SUBREDDIT = "explainlikeimfive"
 SPLITS = ("train", "validation", "test")
-DEFAULT_SPLITS = "train"
+DEFAULT_SPLITS = frozenset({"train"})
 DEFAULT_MIN_RELATIVE_SCORE = 0.5
 DEFAULT_MAX_ANSWERS = 2
 URL_TOKEN_MODES = ("drop", "keep")
 DELETED_MARKERS = frozenset({"[deleted]", "[removed]"})
 # Format preference when one question comes in several files.
 FORMATS = ("hf", "category", "kilt")
-# One array element (a question with all its answers) larger than this is not ELI5.
-MAX_ELEMENT_CHARS = 64 << 20
-READ_CHARS = 1 << 16
 EXCERPT_CHARS = 300
 
 _JSON_NAME = re.compile(r"\.jsonl?(?:\.(?:gz|bz2|xz|zst))?$", re.I)
-_WHITESPACE = re.compile(r"\s*")
 _QUOTE_MARKER = re.compile(r"^[ \t]*(?:>[ \t]*)+", re.M)
 _URL_LINK = re.compile(r"\[([^\]\n]*)\]\(\s*_?URL_\d+_?\s*\)")
 _URL_TOKEN = re.compile(
@@ -121,94 +117,6 @@ def split_of(basename: str) -> str:
 
 def is_record_file(basename: str) -> bool:
     return bool(_JSON_NAME.search(basename)) and not basename.startswith(".")
-
-
-class JsonArrayError(ValueError):
-    """A JSON array that breaks off or is not well-formed; ``position`` is the element."""
-
-    def __init__(self, message: str, element: int):
-        super().__init__(message)
-        self.element = element
-
-
-class _ArrayReader:
-    """A sliding text buffer over a stream, for :func:`iter_json_array`."""
-
-    def __init__(self, text_stream, read_chars: int):
-        self.stream = text_stream
-        self.read_chars = read_chars
-        self.buffer = ""
-        self.pos = 0
-        self.eof = False
-
-    def fill(self) -> None:
-        # Read at least as much as is pending, so a large element costs few re-parses.
-        pending = len(self.buffer) - self.pos
-        chunk = self.stream.read(max(self.read_chars, pending))
-        self.buffer = self.buffer[self.pos:] + chunk
-        self.pos = 0
-        self.eof = not chunk
-
-    def skip_whitespace(self) -> str:
-        """The next non-whitespace character ("" at the end of the stream)."""
-        while True:
-            self.pos = _WHITESPACE.match(self.buffer, self.pos).end()
-            if self.pos < len(self.buffer):
-                return self.buffer[self.pos]
-            if self.eof:
-                return ""
-            self.fill()
-
-
-def iter_json_array(stream, read_chars: int = READ_CHARS, max_element_chars: int = MAX_ELEMENT_CHARS):
-    """Stream the elements of a JSON array document without loading it whole.
-
-    Each element is decoded with ``json.JSONDecoder.raw_decode`` from a sliding buffer;
-    when the buffer ends inside an element, more text is read and the element decoded
-    again. Memory is bounded by the largest element.
-
-    Yields:
-        ``(index, value)`` for each element.
-    Raises:
-        JsonArrayError: the document is not an array, breaks off, or an element is
-            malformed or larger than ``max_element_chars``; elements before it were
-            yielded.
-        UnicodeDecodeError: the text is not UTF-8.
-    """
-    decoder = json.JSONDecoder()
-    reader = _ArrayReader(io.TextIOWrapper(stream, encoding="utf-8-sig"), read_chars)
-    if reader.skip_whitespace() != "[":
-        raise JsonArrayError("the document is not a JSON array", 0)
-    reader.pos += 1
-    index = 0
-    if reader.skip_whitespace() == "]":
-        return
-    while True:
-        if not reader.skip_whitespace():
-            raise JsonArrayError("the array breaks off", index)
-        while True:
-            try:
-                value, end = decoder.raw_decode(reader.buffer, reader.pos)
-            except ValueError as exc:
-                if reader.eof or len(reader.buffer) - reader.pos > max_element_chars:
-                    raise JsonArrayError(f"element {index} is not valid JSON: {exc}", index) from exc
-                reader.fill()
-                continue
-            if end < len(reader.buffer) or reader.eof:
-                break
-            reader.fill()  # a number could go on in the next chunk
-        reader.pos = end
-        yield index, value
-        index += 1
-        following = reader.skip_whitespace()
-        if following == "]":
-            reader.pos += 1
-            if reader.skip_whitespace():
-                raise JsonArrayError("text after the end of the array", index)
-            return
-        if following != ",":
-            raise JsonArrayError(f"expected ',' or ']' after element {index - 1}", index)
-        reader.pos += 1
 
 
 # -- records --------------------------------------------------------------------------------
@@ -389,26 +297,34 @@ def evaluate_question(question: dict, options: dict) -> dict:
 # -- reading --------------------------------------------------------------------------------
 
 def _sniff_layout(stream) -> str:
-    """``array``, ``lines`` or ``empty`` from the first non-whitespace byte; ``other``
-    for anything else."""
+    """``array``, ``lines``, ``blank`` (only whitespace) or ``empty`` (no byte) from the
+    first non-whitespace byte; ``other`` for anything else."""
     head = stream.peek(4096)[:4096]
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if not head:
+        return "empty"
     if not text:
-        # Blank lines only: empty, unless the blank run is too long to see past.
-        return "empty" if len(head) < 4096 else "lines"
+        # Blank lines only, unless the blank run is too long to see past.
+        return "blank" if len(head) < 4096 else "lines"
     return {b"[": "array", b"{": "lines"}.get(text[:1], "other")
 
 
 class _RecordReader:
-    """``read_file`` for :class:`ReadFiles`: every record of one file, evaluated."""
+    """``read_file`` for :class:`ReadFiles`: every record of one file, evaluated.
+
+    A JSON array is streamed with the core's :func:`json_items`: an array that breaks off
+    (or is not UTF-8) raises after its elements so far, and ReadFiles keeps them and
+    records the file as ``unreadable_file``. A file without any byte gives nothing here:
+    ReadFiles records it as ``empty_file``.
+    """
 
     def __init__(self, options: dict):
         self.options = options
 
     def __call__(self, stream, source_file: str):
         layout = _sniff_layout(stream)
-        if layout == "empty":
-            yield rejected(DATASET, "empty_file", source_file=source_file, detail="the file is empty")
+        if layout == "blank":
+            yield blank_file(DATASET, source_file)
         elif layout == "other":
             yield rejected(DATASET, "malformed_file", source_file=source_file,
                            detail="neither a JSON array nor JSON lines", excerpt=stream.peek(200)[:200])
@@ -419,24 +335,17 @@ class _RecordReader:
                     yield self._record(record, source_file, f"line {number}", number)
                 else:
                     yield item  # a bad line, already a reject
-        else:
+        elif layout == "array":
             yield from self._array(stream, source_file)
 
     def _array(self, stream, source_file):
-        try:
-            for index, value in iter_json_array(stream):
-                position = f"element {index}"
-                if not isinstance(value, dict):
-                    yield rejected(DATASET, "not_an_object", source_file=source_file, record_id=position,
-                                   detail="array element is JSON but not an object", excerpt=value)
-                    continue
-                yield self._record(value, source_file, position, index)
-        except JsonArrayError as exc:
-            yield rejected(DATASET, "malformed_file", source_file=source_file,
-                           record_id=f"element {exc.element}", detail=f"reading stopped: {exc}")
-        except UnicodeDecodeError as exc:
-            yield rejected(DATASET, "bad_encoding", source_file=source_file,
-                           detail=f"reading stopped: the file is not UTF-8: {exc}")
+        for index, value in enumerate(json_items(stream, "item")):
+            position = f"element {index}"
+            if not isinstance(value, dict):
+                yield rejected(DATASET, "not_an_object", source_file=source_file, record_id=position,
+                               detail="array element is JSON but not an object", excerpt=value)
+                continue
+            yield self._record(value, source_file, position, index)
 
     def _record(self, record: dict, source_file: str, position: str, order: int):
         try:
@@ -470,22 +379,18 @@ def emit_kept_copy(element):
 # -- options and the source ------------------------------------------------------------------
 
 def parse_splits(value: str) -> frozenset:
+    """The ``splits`` option: comma-separated names of :data:`SPLITS`."""
     splits = frozenset(s.strip() for s in value.split(",") if s.strip())
-    if not splits or splits - set(SPLITS):
-        raise ValueError(f"eli5.splits: expected some of {', '.join(SPLITS)}, got {value!r}")
+    if not splits or not splits <= set(SPLITS):
+        raise ValueError(f"expected a comma-separated subset of {', '.join(SPLITS)}")
     return splits
 
 
-def parse_url_tokens(value: str) -> str:
-    if value not in URL_TOKEN_MODES:
-        raise ValueError(f"eli5.url_tokens: expected one of {', '.join(URL_TOKEN_MODES)}, got {value!r}")
-    return value
-
-
-def parse_max_answers(value) -> int:
+def parse_max_answers(value: str) -> int:
+    """The ``max_answers`` option: a whole number of at least 1."""
     number = int(value)
     if number < 1:
-        raise ValueError(f"eli5.max_answers must be at least 1, got {value!r}")
+        raise ValueError("expected a whole number of at least 1")
     return number
 
 
@@ -493,7 +398,7 @@ def rule_options(ctx: SourceContext) -> dict:
     return {
         "min_relative_score": ctx.option("min_relative_score", DEFAULT_MIN_RELATIVE_SCORE, float),
         "max_answers": ctx.option("max_answers", DEFAULT_MAX_ANSWERS, parse_max_answers),
-        "url_tokens": ctx.option("url_tokens", "drop", parse_url_tokens),
+        "url_tokens": ctx.option("url_tokens", "drop", choices=URL_TOKEN_MODES),
     }
 
 
@@ -505,7 +410,7 @@ class Eli5(Source):
 
     def find_files(self, ctx: SourceContext) -> list[tuple[str, int]]:
         """The record files of the selected splits, as ``(path, size)``."""
-        splits = parse_splits(ctx.option("splits", DEFAULT_SPLITS))
+        splits = ctx.option("splits", DEFAULT_SPLITS, parse_splits)
         return [(path, size) for path, size in files.list_dir(ctx.source_dir)
                 if is_record_file(posixpath.basename(path)) and split_of(posixpath.basename(path)) in splits]
 

@@ -14,11 +14,12 @@ copy) is harmless: repeated ids are rejected as ``duplicate_id``.
 Parse: ``gooaq.jsonl`` line by line (``bad_encoding``, ``bad_json``, ``not_an_object``
 rejects from :func:`pipelines.core.readers.json_lines`); a row needs an integer ``id``
 (``bad_id``), a string ``question`` and an ``answer`` that is a string or null
-(``bad_field``). ``split.json`` is one document of ~3.1M entries; it is parsed
-incrementally (:func:`iter_split_entries`), never loaded whole, and every entry becomes a
-keyed element. An entry that is not an integer id (or ``[id, similarity]``) is a reject
-``bad_split_entry``; a document that breaks off is a reject ``malformed_file`` (the
-entries before the problem are kept).
+(``bad_field``); a file of blank lines only is a reject ``blank_file``. ``split.json`` is
+one document of ~3.1M entries; it is streamed with ijson (:func:`iter_split_entries`),
+never loaded whole, and every entry becomes a keyed element. An entry that is not an
+integer id (or ``[id, similarity]``) is a reject ``bad_split_entry``. From the core's
+reader: a file without any byte is ``empty_file``, and one that breaks off (or is not a
+JSON object) ``unreadable_file``, the entries before the problem being kept.
 
 The split (:func:`split_decision`), a Beam join keyed by id (``CoGroupByKey``), never a
 dict of ids: a row is a candidate when its id is listed under ``train`` and under no other
@@ -52,8 +53,6 @@ Source options: none.
 from __future__ import annotations
 
 import ast
-import io
-import json
 import posixpath
 import re
 
@@ -61,8 +60,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.core import files
-from pipelines.core.readers import ReadFiles, json_lines
-from pipelines.core.rejects import REJECTED, count_reject, make_reject, rejected
+from pipelines.core.readers import ReadFiles, json_lines, stream_is_empty, unless_blank, without_bom
+from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
 
@@ -79,113 +78,55 @@ EXCERPT_FIELDS = ("id", "question", "answer_type")
 # -- split.json ------------------------------------------------------------------------
 
 class SplitFileError(ValueError):
-    """``split.json`` is not the expected ``{"name": [entries], ...}`` document."""
-
-
-class _JsonScanner:
-    """Incremental reader of a JSON document from a text stream, one token at a time.
-
-    It keeps at least :attr:`LOOKAHEAD` characters ahead of the read position, so every
-    value shorter than that is decoded whole; split entries are a few characters long.
-    """
-
-    CHUNK = 1 << 16
-    LOOKAHEAD = 4096
-    WHITESPACE = " \t\r\n"
-
-    def __init__(self, text_stream):
-        self.stream = text_stream
-        self.buffer = ""
-        self.pos = 0
-        self.consumed = 0  # characters dropped from the front of the buffer
-        self.eof = False
-        self.decoder = json.JSONDecoder()
-
-    @property
-    def offset(self) -> int:
-        return self.consumed + self.pos
-
-    def _fill(self) -> None:
-        while not self.eof and len(self.buffer) - self.pos < self.LOOKAHEAD:
-            chunk = self.stream.read(self.CHUNK)
-            if not chunk:
-                self.eof = True
-            self.consumed += self.pos
-            self.buffer = self.buffer[self.pos:] + chunk
-            self.pos = 0
-
-    def peek(self) -> str:
-        """The next non-whitespace character, or ``""`` at the end of the document."""
-        while True:
-            self._fill()
-            while self.pos < len(self.buffer) and self.buffer[self.pos] in self.WHITESPACE:
-                self.pos += 1
-            if self.pos < len(self.buffer) or self.eof:
-                return self.buffer[self.pos] if self.pos < len(self.buffer) else ""
-
-    def expect(self, char: str) -> None:
-        found = self.peek()
-        if found != char:
-            raise SplitFileError(f"expected {char!r} at character {self.offset}, "
-                                 f"found {found or 'the end of the file'!r}")
-        self.pos += 1
-
-    def value(self):
-        self.peek()
-        try:
-            value, end = self.decoder.raw_decode(self.buffer, self.pos)
-        except json.JSONDecodeError as exc:
-            raise SplitFileError(f"bad JSON value at character {self.offset}: {exc.msg}") from None
-        self.pos = end
-        return value
+    """``split.json`` is not a JSON object."""
 
 
 def iter_split_entries(stream):
-    """Entries of ``split.json`` as ``(split_name, entry)``, read incrementally.
+    """Entries of ``split.json`` as ``(split_name, entry)``, streamed in one pass.
+
+    The document is one object holding a list per split. The core's
+    :func:`~pipelines.core.readers.json_items` streams the values of one prefix only
+    (``"train.item"``), while the held-out rule needs the list of every split, so the
+    same ijson parser is used here on its parse events: the events inside each top-level
+    list are handed on as the items of one array (:func:`_list_item_events`), and ijson
+    builds each entry as ``json_items`` would. Values that are not lists are skipped.
 
     Args:
         stream: binary stream of the document ``{"name": [entry, ...], ...}``.
     Yields:
-        One tuple per list item, in file order; values that are not lists are skipped.
+        One tuple per list item, in file order.
     Raises:
-        SplitFileError: the document is not of that shape (entries before the problem
-            have been yielded); UnicodeDecodeError: it is not UTF-8.
+        SplitFileError: the document is not an object. ``ijson.JSONError``: it breaks
+            off or is not JSON; the entries before the problem have been yielded.
     """
-    scanner = _JsonScanner(io.TextIOWrapper(stream, encoding="utf-8-sig"))
-    scanner.expect("{")
-    if scanner.peek() == "}":
-        scanner.pos += 1
-    else:
-        while True:
-            name = scanner.value()
-            if not isinstance(name, str):
-                raise SplitFileError(f"object key at character {scanner.offset} is not a string")
-            scanner.expect(":")
-            if scanner.peek() == "[":
-                yield from _list_items(scanner, name)
-            else:
-                scanner.value()
-            if scanner.peek() == ",":
-                scanner.pos += 1
-                continue
-            scanner.expect("}")
-            break
-    if scanner.peek():
-        raise SplitFileError(f"extra data after the document at character {scanner.offset}")
+    import ijson
+
+    current = {"split": None}
+    events = ijson.parse(without_bom(stream), use_float=True)
+    for entry in ijson.items(_list_item_events(events, current), "item"):
+        yield current["split"], entry
 
 
-def _list_items(scanner: _JsonScanner, name: str):
-    scanner.expect("[")
-    if scanner.peek() == "]":
-        scanner.pos += 1
-        return
-    while True:
-        yield name, scanner.value()
-        if scanner.peek() == ",":
-            scanner.pos += 1
+def _list_item_events(events, current: dict):
+    """The parse events inside the top-level lists of the document, re-prefixed as the
+    items of one array (``"train.item.item"`` becomes ``"item.item"``); ``current["split"]``
+    names the list they come from."""
+    in_list = False
+    for prefix, event, value in events:
+        if prefix == "":
+            if event == "map_key":
+                current["split"] = value
+            elif event not in ("start_map", "end_map"):
+                raise SplitFileError("split.json is not a JSON object of split lists")
             continue
-        scanner.expect("]")
-        return
+        if prefix == current["split"]:
+            if event == "start_array":
+                in_list = True
+            elif event == "end_array":
+                in_list = False
+            continue
+        if in_list:
+            yield prefix[len(current["split"]) + 1:], event, value
 
 
 def split_entry_id(entry) -> int | None:
@@ -198,22 +139,19 @@ def split_entry_id(entry) -> int | None:
 
 
 def read_split_file(stream, source_file: str):
-    """Read one ``split.json``: yield ``(id, split_name)`` and the rejects."""
-    seen = 0
-    try:
-        for number, (name, entry) in enumerate(iter_split_entries(stream), start=1):
-            seen = number
-            entry_id = split_entry_id(entry)
-            if entry_id is None:
-                yield rejected(DATASET, "bad_split_entry", source_file=source_file,
-                               record_id=f"{name}[{number}]", excerpt=entry,
-                               detail="split entry is not an integer id or [id, similarity]")
-                continue
-            yield entry_id, name
-    except (SplitFileError, UnicodeDecodeError) as exc:
-        yield rejected(DATASET, "malformed_file", source_file=source_file,
-                       record_id=f"after entry {seen}",
-                       detail=f"{source_file}: reading stopped: {type(exc).__name__}: {exc}")
+    """Read one ``split.json``: yield ``(id, split_name)`` and the rejects. A document that
+    breaks off raises after its entries so far; :class:`ReadFiles` keeps them and records
+    the file as ``unreadable_file``."""
+    if stream_is_empty(stream):
+        return  # ReadFiles records the file as empty_file
+    for number, (name, entry) in enumerate(iter_split_entries(stream), start=1):
+        entry_id = split_entry_id(entry)
+        if entry_id is None:
+            yield rejected(DATASET, "bad_split_entry", source_file=source_file,
+                           record_id=f"{name}[{number}]", excerpt=entry,
+                           detail="split entry is not an integer id or [id, similarity]")
+            continue
+        yield entry_id, name
 
 
 # -- gooaq.jsonl -----------------------------------------------------------------------
@@ -239,10 +177,13 @@ def record_problem(record: dict) -> tuple[str, str] | None:
 
 
 def read_data_file(stream, source_file: str):
-    """Read one ``gooaq.jsonl``: yield ``(id, row candidate)`` and the rejects."""
-    seen = False
+    """Read one ``gooaq.jsonl``: yield ``(id, row candidate)`` and the rejects; a file of
+    blank lines only is a ``blank_file`` reject."""
+    return unless_blank(_data_rows(stream, source_file), stream, DATASET, source_file)
+
+
+def _data_rows(stream, source_file: str):
     for item in json_lines(stream, DATASET, source_file):
-        seen = True
         if isinstance(item, beam.pvalue.TaggedOutput):
             yield item
             continue
@@ -256,9 +197,6 @@ def read_data_file(stream, source_file: str):
         yield record["id"], {
             "id": record["id"], "question": record["question"], "answer": record.get("answer"),
             "answer_type": record.get("answer_type") or "", "source_file": source_file, "line": number}
-    if not seen:
-        yield rejected(DATASET, "empty_file", source_file=source_file,
-                       detail=f"{source_file} holds no row")
 
 
 # -- pair rules ------------------------------------------------------------------------
@@ -352,13 +290,6 @@ def _join_split(element):
         yield gooaq_pair(first, text)
 
 
-def _missing_file_reject(item):
-    reason, source_dir, detail = item
-    reject = make_reject(DATASET, reason, source_file=source_dir, detail=detail)
-    count_reject(reject)
-    return reject
-
-
 class GooAQ(Source):
     name = "gooaq"
     folder = "gooaq"
@@ -393,14 +324,14 @@ class GooAQ(Source):
             | "gooaq/Pair" >> beam.FlatMap(_join_split).with_outputs(REJECTED, main="rows")
         )
         rejects = [rows[REJECTED], split[REJECTED], joined[REJECTED]]
-        missing = [(reason, ctx.relative(ctx.source_dir), detail) for reason, found, detail in (
+        missing = [make_reject(DATASET, reason, source_file=ctx.relative(ctx.source_dir), detail=detail)
+                   for reason, found, detail in (
             ("missing_data_file", data, "no gooaq.jsonl below the folder: nothing to read"),
             ("missing_split_file", splits, "no split.json below the folder: no row is in the train "
                                            "split, every row is rejected as not_in_split"),
         ) if not found]
         if missing:
-            rejects.append(pipeline | "gooaq/ListMissingFiles" >> beam.Create(missing)
-                           | "gooaq/RejectMissingFiles" >> beam.Map(_missing_file_reject))
+            rejects.append(layout_rejects(pipeline, "gooaq/MissingFiles", missing))
         return SourceOutput(rows={DATASET: joined.rows}, rejects=rejects)
 
 

@@ -80,7 +80,8 @@ second hard-negatives line for one qid; the first in the file is used),
 ``query_missing``, ``positive_missing``, ``negative_missing`` (an id not found in
 queries / collection), ``duplicate_query_id`` / ``duplicate_passage_id`` (an id given
 twice with different texts: the triplets using it are rejected rather than guessing),
-``empty_file``, ``malformed_file`` (an archive without the expected member) and
+``blank_file`` (a file of blank lines only); and from the core's reader ``empty_file`` (no
+byte at all), ``no_member`` (an archive without the expected member) and
 ``unreadable_file``. Candidates beyond the per-query or per-positive cap are not
 rejects: the rule makes them non-candidates (for the triples files the Beam counters
 ``msmarco/triples_read`` and ``msmarco/triples_kept`` show how many). A triple repeated
@@ -101,6 +102,7 @@ Source options (``--source-option msmarco.<key>=<value>``):
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import posixpath
 import re
@@ -109,7 +111,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.core import files
-from pipelines.core.readers import json_lines, text_lines
+from pipelines.core.readers import ReadFiles, json_lines, text_records, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput
@@ -141,8 +143,6 @@ _MEMBER_NAMES = {
     TRIPLES_SMALL: "triples.train.small.tsv",
 }
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".7z")
-_ARCHIVE_KINDS = ("tar", "zip", "7z")
-_STREAM_KINDS = ("gzip", "bzip2", "xz", "zstd")
 _EXCERPT_CHARS = 300
 
 
@@ -180,17 +180,18 @@ def _malformed(source_file, number, detail, excerpt):
                     detail=detail, excerpt=excerpt[:_EXCERPT_CHARS])
 
 
+def _is_reject(item) -> bool:
+    return isinstance(item, beam.pvalue.TaggedOutput)
+
+
 def _tsv_lines(stream, source_file: str, columns: int, max_split: int = -1):
     """``(line_number, fields)`` of a TSV file with ``columns`` columns; blank lines are
     skipped, bad lines become rejects."""
-    for number, text, raw in text_lines(stream):
-        if text is None:
-            yield rejected(DATASET, "bad_encoding", source_file=source_file,
-                           record_id=f"line {number}", detail="line is not valid UTF-8",
-                           excerpt=raw[:_EXCERPT_CHARS])
+    for item in text_records(stream, DATASET, source_file):
+        if _is_reject(item):
+            yield item
             continue
-        if not text.strip():
-            continue
+        number, text = item
         fields = text.split("\t", max_split)
         if len(fields) != columns:
             yield _malformed(source_file, number, f"expected {columns} TAB-separated columns, "
@@ -199,46 +200,42 @@ def _tsv_lines(stream, source_file: str, columns: int, max_split: int = -1):
         yield number, fields
 
 
-def read_collection(stream, source_file: str):
-    """Passages ``(pid, repaired text)`` of ``collection.tsv``."""
+def _id_texts(stream, source_file: str, what: str):
+    """``(id, text)`` of a two-column ``id \\t text`` file; an id that is not an integer
+    makes the line a ``malformed_line`` reject (``what`` names the id in its detail)."""
     for item in _tsv_lines(stream, source_file, 2, max_split=1):
-        if isinstance(item, beam.pvalue.TaggedOutput):
+        if _is_reject(item):
             yield item
             continue
-        number, (pid, passage) = item
-        pid = parse_int(pid)
-        if pid is None:
-            yield _malformed(source_file, number, "passage id is not an integer", passage)
+        number, (identifier, text) = item
+        parsed = parse_int(identifier)
+        if parsed is None:
+            yield _malformed(source_file, number, f"{what} id is not an integer", text)
             continue
-        yield beam.pvalue.TaggedOutput("passages", (pid, repair_mojibake(passage)))
+        yield parsed, text
+
+
+def read_collection(stream, source_file: str):
+    """Passages ``(pid, repaired text)`` of ``collection.tsv``."""
+    for item in _id_texts(stream, source_file, "passage"):
+        yield item if _is_reject(item) else (item[0], repair_mojibake(item[1]))
 
 
 def read_queries(stream, source_file: str):
     """Queries ``(qid, text)`` of ``queries.train.tsv``; the text is stripped."""
-    for item in _tsv_lines(stream, source_file, 2, max_split=1):
-        if isinstance(item, beam.pvalue.TaggedOutput):
-            yield item
-            continue
-        number, (qid, query) = item
-        qid = parse_int(qid)
-        if qid is None:
-            yield _malformed(source_file, number, "query id is not an integer", query)
-            continue
-        yield beam.pvalue.TaggedOutput("queries", (qid, query.strip()))
+    for item in _id_texts(stream, source_file, "query"):
+        yield item if _is_reject(item) else (item[0], item[1].strip())
 
 
 def read_qrels(stream, source_file: str):
     """Judged relevant ``(qid, pid)`` pairs of ``qrels.train.tsv`` (TREC ``qid 0 pid rel``;
     TAB or space separated). Lines with relevance 0 are judgements of non-relevance, not
     candidates, and are skipped."""
-    for number, text, raw in text_lines(stream):
-        if text is None:
-            yield rejected(DATASET, "bad_encoding", source_file=source_file,
-                           record_id=f"line {number}", detail="line is not valid UTF-8",
-                           excerpt=raw[:_EXCERPT_CHARS])
+    for item in text_records(stream, DATASET, source_file):
+        if _is_reject(item):
+            yield item
             continue
-        if not text.strip():
-            continue
+        number, text = item
         fields = text.split()
         ids = [parse_int(f) for f in fields]
         if len(fields) != 4 or any(i is None for i in ids):
@@ -246,7 +243,7 @@ def read_qrels(stream, source_file: str):
             continue
         qid, _iteration, pid, relevance = ids
         if relevance > 0:
-            yield beam.pvalue.TaggedOutput("qrels", (qid, pid))
+            yield qid, pid
 
 
 def hard_negative_problem(record: dict) -> tuple[str, str] | None:
@@ -270,7 +267,7 @@ def hard_negative_problem(record: dict) -> tuple[str, str] | None:
 def read_hard_negatives(stream, source_file: str):
     """Lines of the hard-negatives file, keyed by qid, with their line number."""
     for item in json_lines(stream, DATASET, source_file):
-        if isinstance(item, beam.pvalue.TaggedOutput):
+        if _is_reject(item):
             yield item
             continue
         number, record = item
@@ -280,14 +277,14 @@ def read_hard_negatives(stream, source_file: str):
             yield rejected(DATASET, reason, source_file=source_file, record_id=f"line {number}",
                            detail=detail, excerpt=record)
             continue
-        yield beam.pvalue.TaggedOutput("hard_negatives", (record["qid"], {
-            "pos": record["pos"], "neg": record["neg"], "source_file": source_file, "line": number}))
+        yield record["qid"], {
+            "pos": record["pos"], "neg": record["neg"], "source_file": source_file, "line": number}
 
 
 def read_id_triples(stream, source_file: str):
     """``(qid, (pos, neg, source_file))`` of ``qidpidtriples.train.full.2.tsv``."""
     for item in _tsv_lines(stream, source_file, 3):
-        if isinstance(item, beam.pvalue.TaggedOutput):
+        if _is_reject(item):
             yield item
             continue
         number, fields = item
@@ -297,19 +294,18 @@ def read_id_triples(stream, source_file: str):
                              "\t".join(fields))
             continue
         qid, pos, neg = ids
-        yield beam.pvalue.TaggedOutput("id_triples", (qid, (pos, neg, source_file)))
+        yield qid, (pos, neg, source_file)
 
 
 def read_text_triples(stream, source_file: str):
     """``(query, (positive, negative, source_file, line))`` of ``triples.train.small.tsv``;
     both passages repaired, the query stripped."""
     for item in _tsv_lines(stream, source_file, 3):
-        if isinstance(item, beam.pvalue.TaggedOutput):
+        if _is_reject(item):
             yield item
             continue
         number, (query, positive, negative) = item
-        yield beam.pvalue.TaggedOutput("text_triples", (query.strip(), (
-            repair_mojibake(positive), repair_mojibake(negative), source_file, number)))
+        yield query.strip(), (repair_mojibake(positive), repair_mojibake(negative), source_file, number)
 
 
 _READERS = {
@@ -320,6 +316,18 @@ _READERS = {
     QIDPIDTRIPLES: read_id_triples,
     TRIPLES_SMALL: read_text_triples,
 }
+
+
+def read_input(stream, source_file: str, kind: str):
+    """``read_file`` for :class:`ReadFiles`: one input (or archive member) read by the
+    reader of its ``kind``; a file of blank lines only is a ``blank_file`` reject."""
+    return unless_blank(_READERS[kind](stream, source_file), stream, DATASET, source_file)
+
+
+def is_member_of(kind: str, member: str) -> bool:
+    """Whether an archive member is the file ``kind`` reads (``queries.train.tsv`` of
+    ``queries.tar.gz``; its dev and eval queries are skipped unread)."""
+    return posixpath.basename(member) == _MEMBER_NAMES[kind]
 
 
 # -- pair rules ------------------------------------------------------------------------
@@ -382,82 +390,6 @@ def triplet_row(triplet: dict) -> dict:
 
 
 # -- Beam transforms --------------------------------------------------------------------
-
-def _is_tar(head: bytes) -> bool:
-    return len(head) > 262 and head[257:262] == b"ustar"
-
-
-def _read_head(path: str, decompress: bool) -> bytes:
-    opener = files.open_input(path) if decompress else files.open_raw(path)
-    with opener as stream:
-        head = b""
-        while len(head) < 512:
-            chunk = stream.read(512 - len(head))
-            if not chunk:
-                break
-            head += chunk
-        return head
-
-
-def is_archive(path: str) -> bool:
-    """Whether ``path`` is a tar/zip/7z archive (possibly gzip-compressed), from its bytes."""
-    kind = files.sniff_compression(_read_head(path, decompress=False))
-    if kind in _ARCHIVE_KINDS:
-        return True
-    return kind in _STREAM_KINDS and _is_tar(_read_head(path, decompress=True))
-
-
-class _MemberMissing(Exception):
-    """An archive that does not hold the member its kind reads."""
-
-
-def _open_streams(path: str, relative: str, kind: str):
-    """``(source_file, stream)`` of the text to read: the file itself, or the member of
-    an archive (e.g. ``queries.train.tsv`` in ``queries.tar.gz``)."""
-    if not is_archive(path):
-        with files.open_input(path) as stream:
-            yield relative, stream
-    else:
-        member_name = _MEMBER_NAMES[kind]
-        for member, stream in files.iter_archive_members(
-                path, wanted=lambda name: posixpath.basename(name) == member_name):
-            yield f"{relative}!{member}", stream
-            break  # one member per kind
-        else:
-            raise _MemberMissing(f"{relative}: the archive holds no {member_name}")
-
-
-class _ReadInput(beam.DoFn):
-    """Read one input file (or the wanted member of an archive) with its kind's reader."""
-
-    OUTPUTS = ("passages", "queries", "qrels", "hard_negatives", "id_triples", "text_triples")
-
-    def __init__(self, ctx: SourceContext):
-        self.ctx = ctx
-
-    def process(self, element):
-        kind, path = element
-        relative = self.ctx.relative(path)
-        count, failure = 0, None
-        try:
-            for source_file, stream in _open_streams(path, relative, kind):
-                for item in _READERS[kind](stream, source_file):
-                    count += 1
-                    yield item
-        except _MemberMissing as exc:
-            failure = rejected(DATASET, "malformed_file", source_file=relative, detail=str(exc))
-        except Exception as exc:  # gzip, libarchive and the filesystems raise their own types
-            if self.ctx.strict:
-                raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
-            failure = rejected(DATASET, "unreadable_file", source_file=relative,
-                               detail=f"{relative}: reading stopped after {count} records: "
-                                      f"{type(exc).__name__}: {exc}")
-        if failure is not None:
-            yield failure
-        elif count == 0:
-            yield rejected(DATASET, "empty_file", source_file=relative,
-                           detail=f"{relative}: no records")
-
 
 class _SmallestDistinct(beam.CombineFn):
     """Keep the ``limit`` smallest distinct candidates of a key (see :func:`keep_per_query`).
@@ -625,7 +557,7 @@ class MsMarco(Source):
 
     def negatives_input(self, ctx: SourceContext, found: dict[str, str]) -> str:
         """The negatives input this run reads (option ``negatives``)."""
-        choice = ctx.option("negatives", "auto")
+        choice = ctx.option("negatives", "auto", choices=("auto", *NEGATIVE_INPUTS))
         if choice == "auto":
             present = [kind for kind in NEGATIVE_INPUTS if kind in found]
             if not present:
@@ -633,9 +565,6 @@ class MsMarco(Source):
                                    "msmarco-hard-negatives.jsonl.gz, qidpidtriples.train.full.2.tsv(.gz) "
                                    "or triples.train.small.tsv (or .tar.gz)")
             choice = present[0]
-        elif choice not in NEGATIVE_INPUTS:
-            raise SourceError(f"--source-option msmarco.negatives={choice!r}: expected auto or one "
-                               f"of {', '.join(NEGATIVE_INPUTS)}")
         elif choice not in found:
             raise SourceError(f"msmarco.negatives={choice}: its file is not under {ctx.source_dir}/")
         if choice != TRIPLES_SMALL:
@@ -662,17 +591,12 @@ class MsMarco(Source):
         choice, plan = self._read_plan(ctx)
         seed = ctx.option("seed", "")
         per_query = _positive_option(ctx, "triples_per_query", DEFAULT_TRIPLES_PER_QUERY)
-        read = (
-            pipeline
-            | "msmarco/ListInputs" >> beam.Create(sorted(plan))
-            | "msmarco/SpreadInputs" >> beam.Reshuffle()
-            | "msmarco/Read" >> beam.ParDo(_ReadInput(ctx)).with_outputs(*_ReadInput.OUTPUTS, REJECTED)
-        )
-        rejects = [read[REJECTED]]
+        read = {kind: self._read(pipeline, ctx, kind, path) for kind, path in plan}
+        rejects = [result[REJECTED] for result in read.values()]
 
         if choice == TRIPLES_SMALL:
             rows = (
-                read.text_triples
+                read[TRIPLES_SMALL].records
                 | "msmarco/KeyTextTriples" >> beam.ParDo(_KeyCandidates(seed))
                 | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinct(per_query))
                 | "msmarco/CountKept" >> beam.Map(_count_kept)
@@ -681,11 +605,13 @@ class MsMarco(Source):
             )
             return SourceOutput(rows={DATASET: rows}, rejects=rejects)
 
+        judged = (read[QRELS].records if QRELS in read
+                  else pipeline | "msmarco/NoQrels" >> beam.Create([]))
         if choice == HARD_NEGATIVES:
             systems = _systems_option(ctx)
             per_positive = _positive_option(ctx, "negatives_per_positive", DEFAULT_NEGATIVES_PER_POSITIVE)
             selected = (
-                {"line": read.hard_negatives, "judged": read.qrels}
+                {"line": read[HARD_NEGATIVES].records, "judged": judged}
                 | "msmarco/JoinQrels" >> beam.CoGroupByKey()
                 | "msmarco/SelectNegatives" >> beam.FlatMap(
                     _hard_negative_triplets, systems, per_positive, seed)
@@ -693,13 +619,13 @@ class MsMarco(Source):
             )
         else:
             kept = (
-                read.id_triples
+                read[QIDPIDTRIPLES].records
                 | "msmarco/KeyIdTriples" >> beam.ParDo(_KeyCandidates(seed))
                 | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinct(per_query))
                 | "msmarco/CountKept" >> beam.Map(_count_kept)
             )
             selected = (
-                {"kept": kept, "judged": read.qrels}
+                {"kept": kept, "judged": judged}
                 | "msmarco/JoinQrels" >> beam.CoGroupByKey()
                 | "msmarco/DropJudgedNegatives" >> beam.FlatMap(_id_triplets)
                 .with_outputs(REJECTED, main="triplets")
@@ -707,8 +633,8 @@ class MsMarco(Source):
         rejects.append(selected[REJECTED])
 
         triplets = selected.triplets
-        for step, texts in (("query", read.queries), ("positive", read.passages),
-                            ("negative", read.passages)):
+        for step, texts in (("query", read[QUERIES].records), ("positive", read[COLLECTION].records),
+                            ("negative", read[COLLECTION].records)):
             id_field = _JOINS[step][0]
             label = step.capitalize()
             joined = (
@@ -722,6 +648,13 @@ class MsMarco(Source):
             triplets = joined.triplets
         rows = triplets | "msmarco/Row" >> beam.Map(triplet_row)
         return SourceOutput(rows={DATASET: rows}, rejects=rejects)
+
+    @staticmethod
+    def _read(pipeline, ctx: SourceContext, kind: str, path: str):
+        """Read the file of one ``kind`` (its member when it is an archive)."""
+        return pipeline | f"msmarco/Read{kind.title().replace('_', '')}" >> ReadFiles(
+            [(path, kind)], read_input, input_root=ctx.input_root, dataset=DATASET,
+            strict=ctx.strict, members=functools.partial(is_member_of, kind))
 
 
 def _positive_int(value: str) -> int:

@@ -46,7 +46,8 @@ rejects.
 
 Other rejects: ``bad_encoding``, ``bad_json``, ``not_an_object`` (unparseable lines),
 ``malformed_example`` (missing or mistyped fields, e.g. a token without ``token``),
-``bad_span`` (a long answer outside the page).
+``bad_span`` (a long answer outside the page); from the core's reader ``empty_file`` (a
+file without any byte) and ``unreadable_file``.
 
 This source has no options.
 """
@@ -58,10 +59,10 @@ import re
 import apache_beam as beam
 
 from pipelines.core import files
-from pipelines.core.readers import json_lines
-from pipelines.core.rejects import REJECTED, make_reject, rejected
+from pipelines.core.readers import ReadFiles, json_lines
+from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput
 
 DATASET = "natural_questions"
 SIMPLIFIED, FULL = "simplified", "full"
@@ -257,7 +258,8 @@ def example_outcome(example: dict, source_file: str) -> tuple[str, dict]:
 
 
 def read_train_file(stream, source_file: str, rank: int):
-    """Outcomes of one train file keyed by example id:
+    """``read_file`` for :class:`ReadFiles`, with the file's ``rank`` (0 for the simplified
+    file, 1 for the full parts) as context. Outcomes of one train file keyed by example id:
     ``(example_id, (rank, source_file, line, outcome))``; lines without an id that fail
     to parse are yielded as counted rejects."""
     for item in json_lines(stream, DATASET, source_file):
@@ -270,25 +272,6 @@ def read_train_file(stream, source_file: str, rank: int):
         if outcome[0] == "reject" and not outcome[1]["record_id"]:
             outcome[1]["record_id"] = f"line {number}"
         yield key, (rank, source_file, number, outcome)
-
-
-class _ReadTrainFile(beam.DoFn):
-    def __init__(self, input_root: str, strict: bool):
-        self.input_root = input_root
-        self.strict = strict
-
-    def process(self, element):
-        kind, path = element
-        relative = files.relative_to(path, self.input_root)
-        rank = 0 if kind == SIMPLIFIED else 1
-        try:
-            with files.open_input(path) as stream:
-                yield from read_train_file(stream, relative, rank)
-        except Exception as exc:  # any reader failure fails this file only (unless strict)
-            if self.strict:
-                raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
-            yield rejected(DATASET, "unreadable_file", source_file=relative,
-                           detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
 
 
 def _emit(outcome):
@@ -328,32 +311,31 @@ class NaturalQuestions(Source):
     def expand(self, pipeline, ctx: SourceContext) -> SourceOutput:
         train = self.train_files(ctx)
         if not train:
-            detail = (f"no Natural Questions train file under {ctx.relative(ctx.source_dir)}/ "
-                      "(expected v1.0-simplified_simplified-nq-train.jsonl.gz or "
-                      "nq-train-XX.jsonl.gz; NQ-open, KILT and dev files are not inputs)")
-            if ctx.strict:
-                raise files.BadInputFile(detail)
-            missing = (pipeline
-                       | "natural_questions/NoTrainFile" >> beam.Create([detail])
-                       | "natural_questions/MissingFile" >> beam.FlatMap(lambda d: [rejected(
-                           DATASET, "missing_file", source_file=ctx.relative(ctx.source_dir), detail=d)])
-                       .with_outputs(REJECTED, main="none"))
-            rows = pipeline | "natural_questions/NoRows" >> beam.Create([])
-            return SourceOutput(rows={DATASET: rows}, rejects=[missing[REJECTED]])
-        read = (
-            pipeline
-            | "natural_questions/ListTrainFiles" >> beam.Create(train)
-            | "natural_questions/Spread" >> beam.Reshuffle()
-            | "natural_questions/Read" >> beam.ParDo(_ReadTrainFile(ctx.input_root, ctx.strict))
-            .with_outputs(REJECTED, main="outcomes")
-        )
+            return self._no_train_file(pipeline, ctx)
+        ranked = [(path, 0 if kind == SIMPLIFIED else 1) for kind, path in train]
+        read = pipeline | "natural_questions/Read" >> ReadFiles(
+            ranked, read_train_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
         kept = (
-            read.outcomes
+            read.records
             | "natural_questions/GroupByExample" >> beam.GroupByKey()
             | "natural_questions/FirstPerExample" >> beam.FlatMap(_first_per_example)
             .with_outputs(REJECTED, main="rows")
         )
         return SourceOutput(rows={DATASET: kept.rows}, rejects=[read[REJECTED], kept[REJECTED]])
+
+    @staticmethod
+    def _no_train_file(pipeline, ctx: SourceContext) -> SourceOutput:
+        """No rows and one ``missing_file`` reject (with ``--strict`` the run stops)."""
+        detail = (f"no Natural Questions train file under {ctx.relative(ctx.source_dir)}/ "
+                  "(expected v1.0-simplified_simplified-nq-train.jsonl.gz or "
+                  "nq-train-XX.jsonl.gz; NQ-open, KILT and dev files are not inputs)")
+        if ctx.strict:
+            raise SourceError(detail)
+        missing = make_reject(DATASET, "missing_file", source_file=ctx.relative(ctx.source_dir),
+                              detail=detail)
+        rows = pipeline | "natural_questions/NoRows" >> beam.Create([])
+        return SourceOutput(rows={DATASET: rows},
+                            rejects=[layout_rejects(pipeline, "natural_questions/MissingFile", [missing])])
 
 
 SOURCE = NaturalQuestions()

@@ -63,6 +63,8 @@ passage), ``passage_missing`` (the id is not in psgs_w100.tsv). Lines that canno
 parsed are rejected where they are read (``bad_json``, ``bad_encoding``,
 ``malformed_question``, ``malformed_passage``), and a passage id that occurs twice in
 psgs_w100.tsv is used with its first line, the later ones being ``duplicate_passage_id``.
+Whole files are judged by the core's reader: ``no_member`` (a ``PAQ.tar.gz`` without
+``PAQ.filtered.jsonl``), ``empty_file`` (no byte at all), ``unreadable_file``.
 
 Source options (``--source-option paq.<key>=<value>``):
     ``filtered_only``   ``true`` (default): keep only metadata questions listed in
@@ -82,10 +84,10 @@ from dataclasses import dataclass, field
 import apache_beam as beam
 
 from pipelines.core import files
-from pipelines.core.readers import json_lines, text_lines
-from pipelines.core.rejects import REJECTED, rejected
+from pipelines.core.readers import ReadFiles, json_lines, text_records
+from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput, parse_bool
+from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput, parse_bool
 
 DATASET = "paq"
 
@@ -332,13 +334,11 @@ def _excerpt(record: dict) -> str:
 def read_passages(stream, source_file: str):
     """Passages as ``(passage id, {"text", "line"})``; the header line is skipped."""
     columns = dict(zip(PASSAGE_COLUMNS, range(len(PASSAGE_COLUMNS))))
-    for number, text, raw in text_lines(stream):
-        if text is None:
-            yield rejected(DATASET, "bad_encoding", source_file=source_file, record_id=f"line {number}",
-                           detail="passage line is not valid UTF-8", excerpt=raw[:EXCERPT_CHARS])
+    for item in text_records(stream, DATASET, source_file):
+        if _is_reject(item):
+            yield item
             continue
-        if not text.strip():
-            continue
+        number, text = item
         if number == 1:
             header = passage_header(text.split("\t"))
             if header is not None:
@@ -353,42 +353,10 @@ def read_passages(stream, source_file: str):
         yield passage_id, {"text": passage_text, "line": number}
 
 
-_READERS = {FILTERED: read_filtered, METADATA: read_metadata, PASSAGES: read_passages}
-
-
-class _ReadInput(beam.DoFn):
-    """Read one PAQ file (or the filtered list inside ``PAQ.tar.gz``) with its reader."""
-
-    def __init__(self, input_root: str, strict: bool):
-        self.input_root = input_root
-        self.strict = strict
-
-    def process(self, element):
-        kind, path = element
-        relative = files.relative_to(path, self.input_root)
-        try:
-            if kind == ARCHIVE:
-                yield from self._read_archive(path, relative)
-            else:
-                with files.open_input(path) as stream:
-                    yield from _READERS[kind](stream, relative)
-        except Exception as exc:  # any reader or archive failure fails this file only
-            if self.strict:
-                raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
-            position = getattr(exc, "position", None) or getattr(exc, "lineno", None)
-            yield rejected(DATASET, "unreadable_file", source_file=relative,
-                           record_id=f"line {position}" if isinstance(position, int) else "",
-                           detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
-
-    def _read_archive(self, path, relative):
-        found = False
-        for member, stream in files.iter_archive_members(
-                path, wanted=lambda name: posixpath.basename(name) == FILTERED_MEMBER):
-            found = True
-            yield from read_filtered(stream, f"{relative}!{member}")
-        if not found:
-            yield rejected(DATASET, "malformed_file", source_file=relative,
-                           detail=f"{relative}: the archive has no {FILTERED_MEMBER} member")
+def is_filtered_member(member: str) -> bool:
+    """Whether a member of ``PAQ.tar.gz`` is the question list (``PAQ/PAQ.filtered.jsonl``);
+    ``PAQ/LICENSE`` and the rest are skipped unread."""
+    return posixpath.basename(member) == FILTERED_MEMBER
 
 
 # -- joins ------------------------------------------------------------------------------
@@ -472,48 +440,45 @@ class Paq(Source):
         return sorted((path, sizes[path]) for _kind, path in plan)
 
     def _layout_rejects(self, ctx: SourceContext, missing: list[str]) -> list[dict]:
-        found = self.find(ctx)
+        """``missing_file`` for each required file that is absent (with ``--strict`` the
+        run stops instead) and ``duplicate_input`` for each copy of an input not read."""
         notes = []
         for name in missing:
             detail = (f"{name} not found under {ctx.relative(ctx.source_dir)}/; "
                       "PAQ pairs need the metadata, the passages and (unless "
                       "paq.filtered_only=false) the filtered question list")
             if ctx.strict:
-                raise files.BadInputFile(detail)
-            notes.append(("missing_file", f"{self.folder}/{name}", detail))
-        for ignored, chosen in found.duplicates:
-            notes.append(("duplicate_input", ctx.relative(ignored),
-                          f"{ctx.relative(ignored)} is another copy of an input; only "
-                          f"{ctx.relative(chosen)} is read"))
+                raise SourceError(detail)
+            notes.append(make_reject(DATASET, "missing_file", source_file=f"{self.folder}/{name}",
+                                     detail=detail))
+        for ignored, chosen in self.find(ctx).duplicates:
+            notes.append(make_reject(DATASET, "duplicate_input", source_file=ctx.relative(ignored),
+                                     detail=f"{ctx.relative(ignored)} is another copy of an input; "
+                                            f"only {ctx.relative(chosen)} is read"))
         return notes
 
     def expand(self, pipeline, ctx: SourceContext) -> SourceOutput:
         filtered_only = ctx.option("filtered_only", True, parse_bool)
         rule = ctx.option("passages", "first", choices=PASSAGE_RULES)
         plan, missing = self._read_plan(ctx, filtered_only)
-        notes = (pipeline
-                 | "paq/ListLayoutProblems" >> beam.Create(self._layout_rejects(ctx, missing))
-                 | "paq/LayoutRejects" >> beam.FlatMap(
-                     lambda note: [rejected(DATASET, note[0], source_file=note[1], detail=note[2])])
-                 .with_outputs(REJECTED, main="none"))
-        rejects = [notes[REJECTED]]
+        rejects = [layout_rejects(pipeline, "paq/LayoutRejects", self._layout_rejects(ctx, missing))]
         if missing:
             rows = pipeline | "paq/NoRows" >> beam.Create([])
             return SourceOutput(rows={DATASET: rows}, rejects=rejects)
+        paths = dict(plan)
 
-        def read(label, kinds):
-            result = (pipeline
-                      | f"paq/List{label}" >> beam.Create([item for item in plan if item[0] in kinds])
-                      | f"paq/Spread{label}" >> beam.Reshuffle()
-                      | f"paq/Read{label}" >> beam.ParDo(_ReadInput(ctx.input_root, ctx.strict))
-                      .with_outputs(REJECTED, main="records"))
+        def read(label, kind, read_file):
+            result = pipeline | f"paq/Read{label}" >> ReadFiles(
+                [paths[kind]], read_file, input_root=ctx.input_root, dataset=DATASET,
+                strict=ctx.strict, members=is_filtered_member)
             rejects.append(result[REJECTED])
             return result.records
 
-        metadata = read("Metadata", {METADATA})
-        passages = read("Passages", {PASSAGES})
+        metadata = read("Metadata", METADATA, read_metadata)
+        passages = read("Passages", PASSAGES, read_passages)
         if filtered_only:
-            listed = read("Filtered", {FILTERED, ARCHIVE})
+            questions_kind = FILTERED if FILTERED in paths else ARCHIVE
+            listed = read("Filtered", questions_kind, read_filtered)
             restricted = (
                 {"listed": listed, "metadata": metadata}
                 | "paq/JoinFilteredList" >> beam.CoGroupByKey()

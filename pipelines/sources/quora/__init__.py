@@ -19,7 +19,8 @@ the record holding them is rejected (``bad_encoding``). Each record is checked:
     ``missing_question``   ``question1`` or ``question2`` empty
     ``bad_is_duplicate``   ``is_duplicate`` not ``0`` or ``1``
     ``same_question``      ``qid1`` equals ``qid2``
-A file whose first record is not that header is rejected whole (``malformed_file``).
+A file whose first record is not that header is rejected whole (``malformed_file``); a
+file without any byte is the core reader's ``empty_file``.
 
 Pair rules (``docs/corpus-spec.md``; the negative is a **project rule**), one function
 each:
@@ -109,6 +110,8 @@ def read_pairs(stream, source_file: str):
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     reader = csv.reader(text, delimiter="\t")
     header = next(reader, None)
+    if header is None:
+        return  # a file without any byte: ReadFiles records it as empty_file
     if header != HEADER:
         yield rejected(DATASET, "malformed_file", source_file=source_file, record_id="line 1",
                        detail=f"expected the header {HEADER}, found {header!a}",
@@ -268,9 +271,7 @@ class Quora(Source):
         return [(p, s) for p, s in files.list_dir(ctx.source_dir) if p in wanted]
 
     def expand(self, pipeline, ctx: SourceContext) -> SourceOutput:
-        directions = ctx.option("directions", DEFAULT_DIRECTIONS)
-        if directions not in DIRECTIONS:
-            raise ValueError(f"quora.directions must be one of {DIRECTIONS}, not {directions!r}")
+        directions = ctx.option("directions", DEFAULT_DIRECTIONS, choices=DIRECTIONS)
         seed = ctx.option("negative_seed", DEFAULT_NEGATIVE_SEED)
         read = pipeline | "quora/ReadPairs" >> ReadFiles(
             self.find_files(ctx), read_pairs, input_root=ctx.input_root, dataset=DATASET,

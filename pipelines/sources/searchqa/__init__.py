@@ -16,10 +16,11 @@ Parse: each file is a small JSON object (pretty-printed or on one line, key orde
 varies): ``id`` (int), ``question`` (the clue), ``answer``, ``category``, ``air_date``,
 ``round``, ``value``, ``show_number`` and ``search_results`` (list of ``{url, snippet,
 title, related_links}`` in rank order, up to ~50). Rejects while parsing:
-``bad_encoding`` (not UTF-8), ``bad_json``, ``not_an_object``, ``malformed_record`` (no usable id, a clue
-that is not a string, ``search_results`` that is not a list), ``empty_file``;
-``unreadable_file`` for a zip that cannot be read, ``no_clues_in_archive`` for a zip
-without any clue of a selected split.
+``bad_encoding`` (not UTF-8), ``bad_json``, ``not_an_object``, ``malformed_record`` (no
+usable id, a clue that is not a string, ``search_results`` that is not a list),
+``blank_file`` (only whitespace); from the core's reader ``empty_file`` (no byte at all),
+``unreadable_file`` (a file or zip that cannot be read) and ``no_member`` (a zip without
+any clue of a selected split). Every file and every zip is one element of the read.
 
 Duplicates: the same clue can arrive more than once (the layouts overlap, and in the
 published fixture ``val`` and ``test`` hold the same files). Clues are keyed by ``id``
@@ -57,6 +58,7 @@ import apache_beam as beam
 
 from pipelines.core import files
 from pipelines.core.normalize import normalize_text
+from pipelines.core.readers import ReadFiles, blank_file
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
@@ -65,9 +67,6 @@ DATASET = "searchqa"
 SPLITS = ("train", "val", "test", "jeopardy")
 RAW_SPLIT = "jeopardy"
 DEFAULT_TOP_K = 5
-# Loose clue files are read this many to an element: 200k+ tiny files would otherwise
-# spend more time in per-element overhead than in parsing.
-FILES_PER_BATCH = 256
 # A clue file is a few KB; anything far larger is not a SearchQA clue.
 MAX_CLUE_BYTES = 16 << 20
 RULE_REJECT_EXCERPT_CHARS = 300
@@ -132,7 +131,7 @@ def parse_clue(data: bytes, file_name: str, top_k: int):
     :func:`merge_top_snippets`), so only two short texts travel through the shuffle.
     """
     if not data.strip():
-        return rejected(DATASET, "empty_file", source_file=file_name, detail="the clue file is empty")
+        return blank_file(DATASET, file_name)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -197,78 +196,36 @@ def pair_or_reject(clue: dict):
 
 # -- Beam transforms --------------------------------------------------------------------
 
-class _ReadClues(beam.DoFn):
-    """Read a batch of loose clue files, or every clue member of one zip."""
+def read_clue(stream, source_file: str, top_k: int):
+    """``read_file`` for :class:`ReadFiles`: one clue file, or one clue member of a zip.
+    A file without any byte gives nothing here: ReadFiles records it as ``empty_file``."""
+    data = stream.read(MAX_CLUE_BYTES + 1)
+    if len(data) > MAX_CLUE_BYTES:
+        yield rejected(DATASET, "malformed_record", source_file=source_file,
+                       detail=f"over {MAX_CLUE_BYTES} bytes: not a clue file")
+    elif data:
+        yield parse_clue(data, source_file, top_k)
 
-    def __init__(self, ctx: SourceContext, splits: frozenset, top_k: int):
-        self.ctx = ctx
-        self.splits = splits
-        self.top_k = top_k
 
-    def process(self, element):
-        kind, paths = element
-        if kind == "zip":
-            yield from self._read_zip(paths[0])
-        else:
-            for path in paths:
-                yield from self._read_file(path)
-
-    def _read_file(self, path):
-        relative = self.ctx.relative(path)
-        try:
-            with files.open_input(path) as stream:
-                data = stream.read(MAX_CLUE_BYTES + 1)
-        except Exception as exc:  # the filesystems and decompressors raise their own types
-            yield self._unreadable(relative, exc)
-            return
-        if len(data) > MAX_CLUE_BYTES:
-            yield rejected(DATASET, "malformed_record", source_file=relative,
-                           detail=f"over {MAX_CLUE_BYTES} bytes: not a clue file")
-            return
-        yield parse_clue(data, relative, self.top_k)
-
-    def _read_zip(self, path):
-        relative = self.ctx.relative(path)
-        members = 0
-        try:
-            for member, stream in files.iter_archive_members(
-                    path, wanted=functools.partial(self._member_wanted, relative)):
-                members += 1
-                data = stream.read(MAX_CLUE_BYTES + 1)
-                name = f"{relative}!{member}"
-                if len(data) > MAX_CLUE_BYTES:
-                    yield rejected(DATASET, "malformed_record", source_file=name,
-                                   detail=f"over {MAX_CLUE_BYTES} bytes: not a clue file")
-                    continue
-                yield parse_clue(data, name, self.top_k)
-        except Exception as exc:  # libarchive raises its own types
-            yield self._unreadable(relative, exc)
-            return
-        if not members:
-            yield rejected(DATASET, "no_clues_in_archive", source_file=relative,
-                           detail=f"{relative}: no .json member of a selected split")
-
-    def _member_wanted(self, zip_name: str, member: str) -> bool:
-        return is_clue_name(member) and split_of(f"{zip_name}!{member}") in self.splits
-
-    def _unreadable(self, relative, exc):
-        if self.ctx.strict:
-            raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
-        return rejected(DATASET, "unreadable_file", source_file=relative,
-                        detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
+def is_wanted_member(splits: frozenset, zip_split: str, member: str) -> bool:
+    """Whether a zip member is a clue of a selected split; its split is the one of its
+    folder inside the zip, else ``zip_split`` (that of the zip's own path)."""
+    return is_clue_name(member) and split_of(f"{zip_split}!{member}") in splits
 
 
 def parse_splits(value: str) -> frozenset:
+    """The ``splits`` option: comma-separated names of :data:`SPLITS`."""
     splits = frozenset(s.strip() for s in value.split(",") if s.strip())
-    if not splits or splits - set(SPLITS):
-        raise ValueError(f"searchqa.splits: expected some of {', '.join(SPLITS)}, got {value!r}")
+    if not splits or not splits <= set(SPLITS):
+        raise ValueError(f"expected a comma-separated subset of {', '.join(SPLITS)}")
     return splits
 
 
-def parse_top_k(value) -> int:
+def parse_top_k(value: str) -> int:
+    """The ``top_k`` option: a whole number of at least 1."""
     top_k = int(value)
     if top_k < 1:
-        raise ValueError(f"searchqa.top_k must be at least 1, got {value!r}")
+        raise ValueError("expected a whole number of at least 1")
     return top_k
 
 
@@ -278,11 +235,12 @@ class SearchQA(Source):
     datasets = (DATASET,)
     description = "SearchQA: Jeopardy! clues with Google search snippets (Dunn et al. 2017)"
 
-    def find_inputs(self, ctx: SourceContext) -> tuple[list[str], list[str]]:
-        """The zips and the loose clue files to read (loose files of unselected splits
-        are left out here; zip members are filtered while streaming)."""
-        splits = parse_splits(ctx.option("splits", ",".join(SPLITS)))
-        zips, loose = [], []
+    def find_inputs(self, ctx: SourceContext) -> tuple[dict[str, list[str]], list[str]]:
+        """The zips to read, grouped by the split of their own path (``jeopardy`` when it
+        names none), and the loose clue files to read. Loose files of unselected splits
+        are left out here; zip members are filtered while streaming."""
+        splits = ctx.option("splits", frozenset(SPLITS), parse_splits)
+        zips, loose = {}, []
         for path, _size in files.list_dir(ctx.source_dir):
             relative = files.relative_to(path, ctx.source_dir)
             if relative.lower().endswith(".zip"):
@@ -290,32 +248,30 @@ class SearchQA(Source):
                 # other zip is opened and its members are filtered by their own paths.
                 zip_split = split_of(relative + "!member")
                 if zip_split in splits or zip_split == RAW_SPLIT:
-                    zips.append(path)
+                    zips.setdefault(zip_split, []).append(path)
             elif is_clue_name(relative) and split_of(relative) in splits:
                 loose.append(path)
-        return sorted(zips), sorted(loose)
+        return zips, loose
 
     def input_files(self, ctx: SourceContext) -> list[tuple[str, int]]:
         zips, loose = self.find_inputs(ctx)
-        wanted = set(zips) | set(loose)
+        wanted = {path for paths in zips.values() for path in paths} | set(loose)
         return [(path, size) for path, size in files.list_dir(ctx.source_dir) if path in wanted]
 
     def expand(self, pipeline, ctx: SourceContext) -> SourceOutput:
-        splits = parse_splits(ctx.option("splits", ",".join(SPLITS)))
-        top_k = ctx.option("top_k", DEFAULT_TOP_K, parse_top_k)
+        splits = ctx.option("splits", frozenset(SPLITS), parse_splits)
+        read_file = functools.partial(read_clue, top_k=ctx.option("top_k", DEFAULT_TOP_K, parse_top_k))
         zips, loose = self.find_inputs(ctx)
-        work = [("zip", [path]) for path in zips] + [
-            ("files", loose[start:start + FILES_PER_BATCH])
-            for start in range(0, len(loose), FILES_PER_BATCH)]
-        read = (
-            pipeline
-            | "searchqa/ListInputs" >> beam.Create(work)
-            | "searchqa/SpreadInputs" >> beam.Reshuffle()
-            | "searchqa/Parse" >> beam.ParDo(_ReadClues(ctx, splits, top_k))
-            .with_outputs(REJECTED, main="clues")
-        )
+        reads = [pipeline | "searchqa/ReadFiles" >> ReadFiles(
+            loose, read_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)]
+        for zip_split, paths in sorted(zips.items()):
+            # One read per split of the zips' paths: a member's split falls back to it.
+            reads.append(pipeline | f"searchqa/ReadZips/{zip_split}" >> ReadFiles(
+                paths, read_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
+                members=functools.partial(is_wanted_member, splits, zip_split)))
+        clues = tuple(read.records for read in reads) | "searchqa/AllClues" >> beam.Flatten()
         unique = (
-            read.clues
+            clues
             | "searchqa/KeyById" >> beam.Map(lambda clue: (clue["id"], clue))
             | "searchqa/GroupCopies" >> beam.GroupByKey()
             | "searchqa/KeepFirstCopy" >> beam.FlatMap(keep_first_copy).with_outputs(REJECTED, main="clues")
@@ -323,7 +279,7 @@ class SearchQA(Source):
         pairs = unique.clues | "searchqa/Pair" >> beam.FlatMap(pair_or_reject).with_outputs(
             REJECTED, main="rows")
         return SourceOutput(rows={DATASET: pairs.rows},
-                            rejects=[read[REJECTED], unique[REJECTED], pairs[REJECTED]])
+                            rejects=[read[REJECTED] for read in reads] + [unique[REJECTED], pairs[REJECTED]])
 
 
 SOURCE = SearchQA()

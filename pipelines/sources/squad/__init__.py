@@ -13,8 +13,10 @@ version only (option ``version``). By default (``auto``) that is v1.1 when its t
 is present, because the documented count (87,599) is v1.1 train, and v2.0 otherwise.
 
 Parse: one file is one element: it is parsed whole (:func:`read_json_document`), which is
-fine at ~40 MB; a file that is not JSON, truncated or empty becomes an
-``unreadable_file`` reject. Then ``data[].paragraphs[].qas[]`` is walked:
+fine at ~40 MB and lets a document without a ``data`` list be told apart; a file that is
+not JSON or truncated becomes an ``unreadable_file`` reject, one without any byte an
+``empty_file`` reject (both from the core's reader). Then ``data[].paragraphs[].qas[]``
+is walked:
     ``malformed_file``       the document has no ``data`` list
     ``malformed_article``    an article is not an object or has no ``paragraphs`` list
     ``malformed_paragraph``  a paragraph is not an object, its ``context`` is not a
@@ -47,7 +49,7 @@ from __future__ import annotations
 import re
 
 from pipelines.core import files
-from pipelines.core.readers import ReadFiles, read_json_document
+from pipelines.core.readers import ReadFiles, read_json_document, stream_is_empty
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
@@ -55,7 +57,7 @@ from pipelines.core.source import Source, SourceContext, SourceOutput
 DATASET = "squad"
 VERSIONS = ("auto", "v1.1", "v2.0")
 SPLITS = ("train", "dev")
-DEFAULT_SPLITS = "train"
+DEFAULT_SPLITS = frozenset({"train"})
 
 _FILE_NAME = re.compile(
     r"^(?P<split>train|dev)-v(?P<version>1\.1|2\.0)\.json(?:\.(?:gz|bz2|xz|zst))?$")
@@ -66,6 +68,14 @@ def parse_file_name(name: str) -> tuple[str, str] | None:
     "v2.0")``), or ``None`` for any other file."""
     match = _FILE_NAME.match(name)
     return (match.group("split"), "v" + match.group("version")) if match else None
+
+
+def parse_splits(value: str) -> frozenset:
+    """The ``splits`` option: comma-separated names of :data:`SPLITS`."""
+    splits = frozenset(s.strip() for s in value.split(",") if s.strip())
+    if not splits or not splits <= set(SPLITS):
+        raise ValueError(f"expected a comma-separated subset of {', '.join(SPLITS)}")
+    return splits
 
 
 # -- pair rule -------------------------------------------------------------------------
@@ -129,6 +139,8 @@ def _paragraph_rows(paragraph, source_file: str, where: str):
 
 def read_squad_file(stream, source_file: str):
     """``read_file`` for :class:`ReadFiles`: rows and rejects of one SQuAD document."""
+    if stream_is_empty(stream):
+        return  # ReadFiles records the file as empty_file
     document = read_json_document(stream)
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         yield _reject("malformed_file", source_file, "",
@@ -151,12 +163,8 @@ class Squad(Source):
 
     def find_files(self, ctx: SourceContext) -> list[tuple[str, int]]:
         """The SQuAD files of the chosen version and splits, as ``(path, size)``."""
-        version = ctx.option("version", "auto")
-        if version not in VERSIONS:
-            raise ValueError(f"squad.version must be one of {VERSIONS}, not {version!r}")
-        splits = {s.strip() for s in ctx.option("splits", DEFAULT_SPLITS).split(",") if s.strip()}
-        if not splits or not splits <= set(SPLITS):
-            raise ValueError(f"squad.splits must be a comma-separated subset of {SPLITS}")
+        version = ctx.option("version", "auto", choices=VERSIONS)
+        splits = ctx.option("splits", DEFAULT_SPLITS, parse_splits)
         found = []
         for path, size in files.list_dir(ctx.source_dir):
             parsed = parse_file_name(path.replace("\\", "/").rsplit("/", 1)[-1])

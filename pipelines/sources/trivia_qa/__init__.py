@@ -22,9 +22,11 @@ its own (:func:`iter_record_texts`). Record problems are rejects: ``bad_encoding
 ``bad_json``, ``not_an_object``, ``malformed_record`` (``QuestionId`` or ``Question``
 not a string, ``EntityPages``/``SearchResults`` not lists), ``missing_answer`` (a train
 or dev record without ``Answer``), ``no_answer_aliases`` (no alias left after
-normalisation). A record cut off by the end of the file is ``truncated_file``; a file with
-no record line at all (not the release layout) is ``malformed_file``. Evidence entries
-without a string ``Filename`` are not references and are left out.
+normalisation). A file that has bytes but no record line at all (not the release
+layout) is ``malformed_file``; from the core's reader, a file without any byte is
+``empty_file`` and one that ends inside a record ``unreadable_file`` (the records before
+it are kept). Evidence entries without a string ``Filename`` are not references and are
+left out.
 
 Evidence: ``EntityPages[].Filename`` is relative to ``evidence/wikipedia``,
 ``SearchResults[].Filename`` to ``evidence/web``. The same question (same ``QuestionId``)
@@ -69,6 +71,7 @@ Source options (``--source-option trivia_qa.<key>=<value>``):
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -76,7 +79,7 @@ import unicodedata
 import apache_beam as beam
 
 from pipelines.core import files
-from pipelines.core.readers import ReadFiles, text_lines
+from pipelines.core.readers import ReadFiles, stream_is_empty, text_lines
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
@@ -85,8 +88,8 @@ DATASET = "trivia_qa"
 WIKIPEDIA, WEB = "wikipedia", "web"
 SPLITS = ("train", "dev")
 RELEASES = ("rc", "unfiltered")
-DEFAULT_SPLITS = "train"
-DEFAULT_RELEASES = "rc"
+DEFAULT_SPLITS = frozenset({"train"})
+DEFAULT_RELEASES = frozenset({"rc"})
 DEFAULT_PREFER = WIKIPEDIA
 DEFAULT_PASSAGE_WORDS = 100
 
@@ -103,11 +106,17 @@ _ARTICLES = frozenset({"a", "an", "the"})
 def iter_record_texts(stream):
     """The records of a pretty-printed TriviaQA question file, one at a time.
 
+    Not :func:`pipelines.core.readers.json_items` (``"Data.item"``): that parses the file
+    as one document, so a single record with a JSON error or a bad byte would end the
+    file there, while here each record is parsed on its own and only that record is
+    rejected (``bad_json``, ``bad_encoding``); the records after it are still read.
+
     Yields:
         ``(first_line_number, raw_bytes)`` for each record (without the trailing comma).
     Raises:
         EOFError: a record is still open at the end of the file; its ``lineno`` attribute
-            is the line where it started.
+            is the line where it started. The records before it have been yielded, and
+            :class:`ReadFiles` records the file as ``unreadable_file`` at that line.
     """
     lines, start = None, 0
     for number, _text, raw in text_lines(stream):
@@ -191,16 +200,12 @@ class ReadQuestionFile:
     def __call__(self, stream, source_file: str):
         evidence_root = self.evidence_roots[source_file]
         split = "dev" if "-dev." in source_file.rsplit("/", 1)[-1] else "train"
-        seen = 0
-        try:
-            for line, raw in iter_record_texts(stream):
-                seen += 1
-                yield from self._record(line, raw, source_file, split, evidence_root)
-        except EOFError as exc:
-            yield rejected(DATASET, "truncated_file", source_file=source_file,
-                           record_id=f"line {exc.lineno}", detail=str(exc))
-            return
-        if not seen:
+        has_bytes = not stream_is_empty(stream)
+        records = 0
+        for line, raw in iter_record_texts(stream):
+            records += 1
+            yield from self._record(line, raw, source_file, split, evidence_root)
+        if has_bytes and not records:
             yield rejected(DATASET, "malformed_file", source_file=source_file,
                            detail="no line of exactly 8 spaces and '{' starts a record: "
                                   "not the pretty-printed TriviaQA release layout")
@@ -359,6 +364,12 @@ class _MatchEvidence(beam.DoFn):
     Emits, per citing question, ``(qid, outcome)`` where the outcome is a passage or the
     reason there is none (``missing`` / ``no_match``); file problems are rejects, once
     per file.
+
+    Not :class:`ReadFiles`: the evidence files to open are known only once the question
+    files are read (they come out of a GroupByKey), each one is read together with the
+    questions that cite it, and a file that cannot be read is not a reading failure of
+    the run but an outcome for those questions (``missing_evidence_file``,
+    ``unreadable_evidence_file``, then ``no_evidence_file``), never stopped by ``--strict``.
     """
 
     def __init__(self, input_root: str, passage_words: int):
@@ -428,19 +439,12 @@ class TriviaQA(Source):
     description = "TriviaQA rc (question files and evidence texts), question/evidence passages"
 
     def _options(self, ctx: SourceContext) -> dict:
-        splits = {s.strip() for s in ctx.option("splits", DEFAULT_SPLITS).split(",") if s.strip()}
-        releases = {s.strip() for s in ctx.option("releases", DEFAULT_RELEASES).split(",") if s.strip()}
-        prefer = ctx.option("prefer", DEFAULT_PREFER)
-        passage_words = ctx.option("passage_words", DEFAULT_PASSAGE_WORDS, int)
-        if not splits or not splits <= set(SPLITS):
-            raise ValueError(f"trivia_qa.splits must be a comma-separated subset of {SPLITS}")
-        if not releases or not releases <= set(RELEASES):
-            raise ValueError(f"trivia_qa.releases must be a comma-separated subset of {RELEASES}")
-        if prefer not in (WIKIPEDIA, WEB):
-            raise ValueError(f"trivia_qa.prefer must be {WIKIPEDIA!r} or {WEB!r}, not {prefer!r}")
-        if passage_words < 1:
-            raise ValueError("trivia_qa.passage_words must be a positive number of words")
-        return {"splits": splits, "releases": releases, "prefer": prefer, "passage_words": passage_words}
+        return {
+            "splits": ctx.option("splits", DEFAULT_SPLITS, functools.partial(parse_names, SPLITS)),
+            "releases": ctx.option("releases", DEFAULT_RELEASES, functools.partial(parse_names, RELEASES)),
+            "prefer": ctx.option("prefer", DEFAULT_PREFER, choices=(WIKIPEDIA, WEB)),
+            "passage_words": ctx.option("passage_words", DEFAULT_PASSAGE_WORDS, _positive_int),
+        }
 
     def find_question_files(self, ctx: SourceContext) -> list[tuple[str, int, str]]:
         """The question files to read, as ``(path, size, evidence folder)``."""
@@ -497,6 +501,21 @@ class TriviaQA(Source):
         )
         return SourceOutput(rows={DATASET: pairs.rows},
                             rejects=[read[REJECTED], merged[REJECTED], matched[REJECTED], pairs[REJECTED]])
+
+
+def parse_names(allowed: tuple[str, ...], value: str) -> frozenset:
+    """Option cast: comma-separated names, each one of ``allowed``, as a frozenset."""
+    names = frozenset(s.strip() for s in value.split(",") if s.strip())
+    if not names or not names <= set(allowed):
+        raise ValueError(f"expected a comma-separated subset of {', '.join(allowed)}")
+    return names
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return number
 
 
 SOURCE = TriviaQA()

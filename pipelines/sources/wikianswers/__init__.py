@@ -17,8 +17,8 @@ clusters have one, some several) are not used by this dataset and are skipped wi
 reject. Empty items (two TABs in a row, a trailing TAB, ``q:`` with nothing after it)
 carry nothing and are ignored. An item without a ``q:``/``a:`` prefix is a reject
 ``malformed_item`` and the rest of the cluster is still used. Blank lines are skipped; a
-line that is not valid UTF-8 is a reject ``bad_encoding``; a file with no line at all is a
-reject ``empty_file``.
+line that is not valid UTF-8 is a reject ``bad_encoding``; a file without any byte is the
+core reader's ``empty_file``.
 
 Pair rule (**project rule**, ``docs/corpus-spec.md``), one function each:
     :func:`distinct_questions`  duplicates inside a cluster removed: questions equal
@@ -68,7 +68,7 @@ from apache_beam.metrics import Metrics
 
 from pipelines.core import files
 from pipelines.core.normalize import normalize_text
-from pipelines.core.readers import ReadFiles, text_lines
+from pipelines.core.readers import ReadFiles, text_records
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
@@ -162,35 +162,31 @@ class ReadClusters:
 
     def __call__(self, stream, source_file: str):
         removed = Metrics.counter(DATASET, "duplicate_questions_removed")
-        seen_line = False
-        for number, text, raw in text_lines(stream):
-            seen_line = True
-            record = f"line {number}"
-            if text is None:
-                yield rejected(DATASET, "bad_encoding", source_file=source_file, record_id=record,
-                               detail="line is not valid UTF-8", excerpt=raw)
+        for item in text_records(stream, DATASET, source_file):
+            if isinstance(item, beam.pvalue.TaggedOutput):
+                yield item
                 continue
-            if not text.strip():
-                continue
-            questions, _answers, malformed = parse_cluster(text)
-            for item_number, item in malformed:
-                yield rejected(DATASET, "malformed_item", source_file=source_file,
-                               record_id=f"{record} item {item_number}", excerpt=item,
-                               detail="cluster item without a 'q:' or 'a:' prefix")
-            distinct = distinct_questions(questions)
-            removed.inc(len(questions) - len(distinct))
-            if len(distinct) < 2:
-                yield rejected(DATASET, "too_few_questions", source_file=source_file, record_id=record,
-                               excerpt=text, detail=f"cluster has {len(distinct)} distinct question(s); "
-                                                    "a pair needs 2")
-                continue
-            for index, (anchor, positive) in enumerate(
-                    cluster_pairs(distinct, self.pairs_per_cluster, self.seed), start=1):
-                yield make_row(DATASET, anchor, positive, source_file=source_file,
-                               record_id=f"{record} pair {index}")
-        if not seen_line:
-            yield rejected(DATASET, "empty_file", source_file=source_file,
-                           detail=f"{source_file} holds no cluster line")
+            number, text = item
+            yield from self._cluster(text, f"line {number}", source_file, removed)
+
+    def _cluster(self, text: str, record: str, source_file: str, removed):
+        """Rows and rejects of one cluster line."""
+        questions, _answers, malformed = parse_cluster(text)
+        for item_number, item in malformed:
+            yield rejected(DATASET, "malformed_item", source_file=source_file,
+                           record_id=f"{record} item {item_number}", excerpt=item,
+                           detail="cluster item without a 'q:' or 'a:' prefix")
+        distinct = distinct_questions(questions)
+        removed.inc(len(questions) - len(distinct))
+        if len(distinct) < 2:
+            yield rejected(DATASET, "too_few_questions", source_file=source_file, record_id=record,
+                           excerpt=text, detail=f"cluster has {len(distinct)} distinct question(s); "
+                                                "a pair needs 2")
+            return
+        for index, (anchor, positive) in enumerate(
+                cluster_pairs(distinct, self.pairs_per_cluster, self.seed), start=1):
+            yield make_row(DATASET, anchor, positive, source_file=source_file,
+                           record_id=f"{record} pair {index}")
 
 
 def _positive_int(value: str) -> int:

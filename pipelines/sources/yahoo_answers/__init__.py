@@ -28,8 +28,9 @@ field with a real line break), until the next line that starts a new record
 
 Rejects while parsing (counted once, under the first selected dataset): ``bad_encoding``
 (a line that is not UTF-8), ``malformed_row`` (unbalanced quotes, not four fields, a
-class index that is not 1-10), ``empty_file`` (a CSV without any record),
-``no_csv_in_archive`` (an archive without a selected CSV member), ``unreadable_file``.
+class index that is not 1-10), ``blank_file`` (a CSV of blank lines only); from the
+core's reader ``empty_file`` (a CSV without any byte), ``no_member`` (an archive without
+a selected CSV member), ``unreadable_file``.
 
 Pair rules (``docs/corpus-spec.md``), one function each, all from the same rows:
     :func:`title_answer_pair`     yahoo_answers_title_answer: (title, best answer)
@@ -54,6 +55,7 @@ Source options (``--source-option yahoo_answers.<key>=<value>``):
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import posixpath
 import re
@@ -62,7 +64,7 @@ import apache_beam as beam
 
 from pipelines.core import files
 from pipelines.core.normalize import html_to_text
-from pipelines.core.readers import text_lines
+from pipelines.core.readers import ReadFiles, text_lines, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
@@ -73,7 +75,8 @@ TITLE_QUESTION = "yahoo_answers_title_question"
 DATASETS = (TITLE_ANSWER, QUESTION_ANSWER, TITLE_QUESTION)
 
 SPLITS = ("train", "test")
-DEFAULT_SPLITS = "train"
+DEFAULT_SPLITS = frozenset({"train"})
+ARCHIVE, CSV = "archive", "csv"
 CLASS_INDEXES = frozenset(str(n) for n in range(1, 11))
 # A record may span lines only while its quotes are open; beyond this many bytes it is
 # taken as broken and rejected, so a stray quote cannot swallow the rest of a file.
@@ -170,11 +173,14 @@ def iter_records(stream):
 
 
 def read_csv(stream, source_file: str, reject_dataset: str):
-    """Parsed rows of one CSV file, or tagged rejects for ``reject_dataset``; a file
-    without any record is an ``empty_file`` reject."""
-    records = 0
+    """Parsed rows of one CSV file, or tagged rejects for ``reject_dataset``; a file of
+    blank lines only is a ``blank_file`` reject."""
+    return unless_blank(_csv_rows(stream, source_file, reject_dataset), stream, reject_dataset,
+                        source_file)
+
+
+def _csv_rows(stream, source_file: str, reject_dataset: str):
     for number, text, raw in iter_records(stream):
-        records += 1
         record_id = f"line {number}"
         if text is None:
             yield rejected(reject_dataset, "bad_encoding", source_file=source_file,
@@ -192,9 +198,6 @@ def read_csv(stream, source_file: str, reject_dataset: str):
                            record_id=record_id, detail=str(exc), excerpt=text)
             continue
         yield {**qa, "source_file": source_file, "record_id": record_id}
-    if not records:
-        yield rejected(reject_dataset, "empty_file", source_file=source_file,
-                       detail=f"{source_file}: no CSV record in the file")
 
 
 # -- pair rules ------------------------------------------------------------------------
@@ -262,44 +265,35 @@ def is_archive_name(basename: str) -> bool:
     return basename.lower().endswith(_ARCHIVE_SUFFIXES)
 
 
-class _ReadInput(beam.DoFn):
-    """Read one CSV file, or the selected CSV members of one archive."""
+def is_selected_csv(splits: frozenset, member: str) -> bool:
+    """Whether an archive member is a CSV file of a selected split."""
+    return csv_split(posixpath.basename(member)) in splits
 
-    def __init__(self, ctx: SourceContext, splits: frozenset, reject_dataset: str):
-        self.ctx = ctx
-        self.splits = splits
+
+class ReadInput:
+    """``read_file`` for :class:`ReadFiles`: one CSV file, or one CSV member of an archive,
+    with the file's kind (``archive`` or ``csv``, from its name) as context.
+
+    Args:
+        reject_dataset: the dataset parse rejects are counted under.
+    """
+
+    def __init__(self, reject_dataset: str):
         self.reject_dataset = reject_dataset
 
-    def _wanted_member(self, name: str) -> bool:
-        return csv_split(posixpath.basename(name)) in self.splits
-
-    def process(self, element):
-        kind, path = element
-        relative = self.ctx.relative(path)
-        try:
-            if kind == "archive":
-                members = 0
-                for member, stream in files.iter_archive_members(path, wanted=self._wanted_member):
-                    members += 1
-                    yield from read_csv(stream, f"{relative}!{member}", self.reject_dataset)
-                if not members:
-                    yield rejected(self.reject_dataset, "no_csv_in_archive", source_file=relative,
-                                   detail=f"{relative}: no {'/'.join(sorted(self.splits))} CSV member")
-            else:
-                with files.open_input(path) as stream:
-                    yield from read_csv(stream, relative, self.reject_dataset)
-        except Exception as exc:  # libarchive and the filesystems raise their own types
-            if self.ctx.strict:
-                raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
-            yield rejected(self.reject_dataset, "unreadable_file", source_file=relative,
-                           detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
+    def __call__(self, stream, source_file: str, kind: str):
+        if kind == ARCHIVE and "!" not in source_file:
+            # ReadFiles opens archives by their bytes; a file named like one that is not
+            # an archive reaches here whole, and is not taken for a CSV.
+            raise files.BadInputFile(f"{source_file}: named like an archive, but it is not one")
+        return read_csv(stream, source_file, self.reject_dataset)
 
 
 def parse_splits(value: str) -> frozenset:
+    """The ``splits`` option: comma-separated names of :data:`SPLITS`."""
     splits = frozenset(s.strip() for s in value.split(",") if s.strip())
-    unknown = splits - set(SPLITS)
-    if unknown or not splits:
-        raise ValueError(f"yahoo_answers.splits: expected some of {', '.join(SPLITS)}, got {value!r}")
+    if not splits or not splits <= set(SPLITS):
+        raise ValueError(f"expected a comma-separated subset of {', '.join(SPLITS)}")
     return splits
 
 
@@ -310,31 +304,27 @@ class YahooAnswers(Source):
     description = "Yahoo! Answers topic classification CSV (Zhang et al. 2015)"
 
     def find_inputs(self, ctx: SourceContext) -> list[tuple[str, str]]:
-        """The files to read, as ``(kind, path)``; kind is ``archive`` or ``csv``."""
-        splits = parse_splits(ctx.option("splits", DEFAULT_SPLITS))
+        """The files to read, as ``(path, kind)``; kind is ``archive`` or ``csv``."""
+        splits = ctx.option("splits", DEFAULT_SPLITS, parse_splits)
         found = []
         for path, _size in files.list_dir(ctx.source_dir):
             basename = posixpath.basename(path)
             if is_archive_name(basename):
-                found.append(("archive", path))
+                found.append((path, ARCHIVE))
             elif csv_split(basename) in splits:
-                found.append(("csv", path))
+                found.append((path, CSV))
         return sorted(found)
 
     def input_files(self, ctx: SourceContext) -> list[tuple[str, int]]:
         sizes = dict(files.list_dir(ctx.source_dir))
-        return [(path, sizes[path]) for _kind, path in self.find_inputs(ctx)]
+        return [(path, sizes[path]) for path, _kind in self.find_inputs(ctx)]
 
     def expand(self, pipeline, ctx: SourceContext) -> SourceOutput:
-        splits = parse_splits(ctx.option("splits", DEFAULT_SPLITS))
+        splits = ctx.option("splits", DEFAULT_SPLITS, parse_splits)
         wanted = [d for d in DATASETS if d in ctx.datasets]
-        read = (
-            pipeline
-            | "yahoo_answers/ListInputs" >> beam.Create(self.find_inputs(ctx))
-            | "yahoo_answers/SpreadInputs" >> beam.Reshuffle()
-            | "yahoo_answers/Parse" >> beam.ParDo(_ReadInput(ctx, splits, wanted[0]))
-            .with_outputs(REJECTED, main="records")
-        )
+        read = pipeline | "yahoo_answers/Parse" >> ReadFiles(
+            self.find_inputs(ctx), ReadInput(wanted[0]), input_root=ctx.input_root,
+            dataset=wanted[0], strict=ctx.strict, members=functools.partial(is_selected_csv, splits))
         rows, rejects = {}, [read[REJECTED]]
         for dataset in wanted:
             paired = read.records | f"{dataset}/Pair" >> beam.FlatMap(

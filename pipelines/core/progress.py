@@ -1,0 +1,402 @@
+"""Progress of a local build: which source is being read, records and bytes, and an ETA.
+
+A Beam runner reports metrics only when a stage (or the whole pipeline) has finished,
+and on ``--direct_running_mode=multi_processing`` the reading happens in other
+processes. So progress is counted where the reading happens and handed over through a
+spool folder:
+
+* every reading process keeps a :class:`ReadMeter`. The input openers of
+  :mod:`pipelines.core.files` (``open_input``, ``iter_archive_members``) tell it when a
+  file starts and ends and let it ask the raw file how far it has been read; the parsing
+  helpers of :mod:`pipelines.core.readers` (text lines, JSON items, XML rows) count a
+  record each. At most once a second, and when a file ends, the process writes its
+  counts to ``<spool>/<process>.json``;
+* the building process runs a :class:`ProgressReporter` around the pipeline: it makes
+  the spool folder (named in the environment variable ``CORPUS_PROGRESS_DIR``, which
+  worker processes inherit), and every ``interval`` seconds sums the spool files against
+  the run's input files and writes one line, for example::
+
+      progress: reading stackexchange (3/12 files); 1,204,311 records, 2.1 GB of 5.6 GB
+      input (37%), 41.0 MB/s, reading done in about 1m25s
+
+The ETA is the time left to read the input at the rate seen so far; the shuffle and
+write steps after the reading are not in it. Remote runners (Dataflow) have their own
+progress pages, and the reporter stays off for them. With no reporter running, the
+counting costs one environment look-up per file and one attribute read per record.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+SPOOL_ENV = "CORPUS_PROGRESS_DIR"
+# Seconds between two spool writes of one process (a file's end is always written).
+SPOOL_WRITE_SECONDS = 1.0
+# Records between two looks at the clock for a spool write.
+RECORDS_PER_CHECK = 1000
+# Runners that run in (or beside) this process, where the reporter can see the readers.
+LOCAL_RUNNERS = frozenset({"DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"})
+
+
+class ReadMeter:
+    """The reading counts of one process, per input file, written to the spool folder.
+
+    Args:
+        spool: the spool folder (``CORPUS_PROGRESS_DIR``).
+    """
+
+    def __init__(self, spool: str):
+        self.spool = spool
+        self.path = os.path.join(spool, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json")
+        self._lock = threading.Lock()
+        # path -> {"records", "position", "done"}
+        self._files: dict[str, dict] = {}
+        self._raw: dict[str, object] = {}
+        self._last_write = 0.0
+
+    def started(self, path: str, raw) -> None:
+        """A file is opened; ``raw`` is its stream as stored (its ``tell()`` is the position)."""
+        with self._lock:
+            self._files.setdefault(path, {"records": 0, "position": 0, "done": False})["done"] = False
+            self._raw[path] = raw
+
+    def add_records(self, path: str, count: int) -> None:
+        """``count`` more records were read from ``path``."""
+        with self._lock:
+            self._files[path]["records"] += count
+            self._write_if_due(force=False)
+
+    def finished(self, path: str) -> None:
+        """``path`` was read to its end (or given up on)."""
+        with self._lock:
+            self._files[path]["done"] = True
+            self._raw.pop(path, None)
+            self._write_if_due(force=True)
+
+    def _write_if_due(self, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_write < SPOOL_WRITE_SECONDS:
+            return
+        self._last_write = now
+        for path, raw in self._raw.items():
+            try:
+                self._files[path]["position"] = int(raw.tell())
+            except (AttributeError, OSError, ValueError):
+                pass  # a stream that cannot tell its position counts when it ends
+        temp = f"{self.path}.tmp"
+        try:
+            with open(temp, "w", encoding="utf-8") as out:
+                json.dump(self._files, out)
+            os.replace(temp, self.path)
+        except OSError:
+            pass  # the build ended and removed the spool: nothing is left to report to
+
+
+_process_meter: ReadMeter | None = None
+_process_meter_lock = threading.Lock()
+_current = threading.local()
+
+
+def process_meter() -> ReadMeter | None:
+    """This process's :class:`ReadMeter`, or ``None`` when no build is reporting progress
+    (``CORPUS_PROGRESS_DIR`` unset or gone)."""
+    global _process_meter
+    spool = os.environ.get(SPOOL_ENV)
+    if not spool or not os.path.isdir(spool):
+        return None
+    with _process_meter_lock:
+        if _process_meter is None or _process_meter.spool != spool:
+            _process_meter = ReadMeter(spool)
+        return _process_meter
+
+
+class _FileReading:
+    """Context of one input file being read by this thread (see :func:`reading_file`)."""
+
+    def __init__(self, meter: ReadMeter, path: str, raw):
+        self.meter = meter
+        self.path = path
+        self.raw = raw
+        self.pending = 0
+        self.outer = None
+
+    def __enter__(self):
+        self.meter.started(self.path, self.raw)
+        self.outer = getattr(_current, "reading", None)
+        _current.reading = self
+        return self
+
+    def flush(self) -> None:
+        added, self.pending = self.pending, 0
+        self.meter.add_records(self.path, added)
+
+    def __exit__(self, *exc_info):
+        _current.reading = self.outer
+        self.meter.add_records(self.path, self.pending)
+        self.pending = 0
+        self.meter.finished(self.path)
+        return None
+
+
+class _NotReporting:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+
+def reading_file(path: str, raw):
+    """Context manager around the reading of one input file; does nothing when no
+    build is reporting progress.
+
+    Args:
+        path: the file (local or any Beam filesystem), as the build lists its inputs.
+        raw: the file's stream as stored; its ``tell()`` gives the bytes read so far.
+    """
+    meter = process_meter()
+    return _NotReporting() if meter is None else _FileReading(meter, path, raw)
+
+
+def count_record() -> None:
+    """Count one record (a line, a JSON item, an XML row) of the file this thread reads."""
+    reading = getattr(_current, "reading", None)
+    if reading is None:
+        return
+    reading.pending += 1
+    if reading.pending >= RECORDS_PER_CHECK:
+        reading.flush()
+
+
+# -- the reporter ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file of a run.
+
+    Attributes:
+        path: the file as the readers open it.
+        source: the source that reads it.
+        size: its size in bytes.
+    """
+
+    path: str
+    source: str
+    size: int
+
+
+@dataclass
+class Totals:
+    """Summed progress of every reading process.
+
+    Attributes:
+        records: records read.
+        bytes_read: input bytes read (whole files once ended, the position inside open ones).
+        per_source: per source, ``{"records", "bytes", "files_done", "files_reading"}``.
+    """
+
+    records: int
+    bytes_read: int
+    per_source: dict
+
+
+def _merged_spool(spool: str) -> dict[str, dict]:
+    """Per file path, its counts summed over the spool files of every process."""
+    merged: dict[str, dict] = {}
+    for name in sorted(os.listdir(spool)) if os.path.isdir(spool) else []:
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(spool, name), encoding="utf-8") as stream:
+                snapshot = json.load(stream)
+        except (OSError, ValueError):
+            continue  # being replaced right now; the next look will see it
+        for path, counts in snapshot.items():
+            into = merged.setdefault(path, {"records": 0, "position": 0, "done": False})
+            into["records"] += counts["records"]
+            into["position"] = max(into["position"], counts["position"])
+            into["done"] = into["done"] or counts["done"]
+    return merged
+
+
+def read_spool(spool: str, inputs: list[InputFile]) -> Totals:
+    """Sum the spool files of every reading process against the run's input files
+    (files opened that are not inputs of the run are left out).
+
+    Args:
+        spool: the spool folder.
+        inputs: the run's input files.
+    """
+    merged = _merged_spool(spool)
+    per_source: dict[str, dict] = {}
+    for item in inputs:
+        total = per_source.setdefault(item.source, {"records": 0, "bytes": 0, "files_done": 0,
+                                                    "files_reading": 0})
+        counts = merged.get(item.path)
+        if counts is None:
+            continue
+        total["records"] += counts["records"]
+        if counts["done"]:
+            total["files_done"] += 1
+            total["bytes"] += item.size
+        else:
+            total["files_reading"] += 1
+            total["bytes"] += min(item.size, counts["position"])
+    return Totals(records=sum(c["records"] for c in per_source.values()),
+                  bytes_read=sum(c["bytes"] for c in per_source.values()), per_source=per_source)
+
+
+def format_bytes(count: float) -> str:
+    """``count`` bytes in the largest unit that keeps the number below 1000 (``2.1 GB``)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(count) < 1000:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} TB"
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` as ``1h02m``, ``3m05s`` or ``42s``."""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def summary_line(totals: Totals, inputs: list[InputFile], elapsed: float) -> str:
+    """The line written when the pipeline has finished.
+
+    Args:
+        totals: the summed spool.
+        inputs: the run's input files.
+        elapsed: seconds the pipeline ran.
+    """
+    finished = sum(c["files_done"] for c in totals.per_source.values())
+    return (f"progress: pipeline finished in {format_duration(elapsed)}; read {finished} of "
+            f"{len(inputs)} input files ({format_bytes(totals.bytes_read)}), {totals.records:,} records")
+
+
+def progress_line(totals: Totals, inputs: list[InputFile], elapsed: float) -> str:
+    """The line written while the pipeline runs: what is being read, records, bytes,
+    rate and ETA.
+
+    Args:
+        totals: the summed spool.
+        inputs: the run's input files.
+        elapsed: seconds since the pipeline started.
+    """
+    files_per_source: dict[str, int] = defaultdict(int)
+    for item in inputs:
+        files_per_source[item.source] += 1
+    input_bytes = sum(item.size for item in inputs)
+    running = [source for source, counts in sorted(totals.per_source.items()) if counts["files_reading"]]
+    if running:
+        doing = "reading " + ", ".join(
+            f"{source} ({totals.per_source[source]['files_done']}/{files_per_source[source]} files)"
+            for source in running)
+    else:
+        finished = sum(c["files_done"] for c in totals.per_source.values())
+        doing = f"{finished}/{len(inputs)} input files read"
+    details = [f"{totals.records:,} records"]
+    if input_bytes:
+        share = min(1.0, totals.bytes_read / input_bytes)
+        details.append(f"{format_bytes(totals.bytes_read)} of {format_bytes(input_bytes)} input ({share:.0%})")
+    rate = totals.bytes_read / elapsed if elapsed > 0 else 0.0
+    if rate > 0:
+        details.append(f"{format_bytes(rate)}/s")
+        if totals.bytes_read < input_bytes:
+            details.append(f"reading done in about {format_duration((input_bytes - totals.bytes_read) / rate)}")
+        else:
+            details.append("input read; grouping and writing shards")
+    return f"progress: {doing}; " + ", ".join(details)
+
+
+class ProgressReporter:
+    """Reports the reading progress of a local build every ``interval`` seconds.
+
+    Use as a context manager around the pipeline run. It sets ``CORPUS_PROGRESS_DIR``
+    for the readers (in this process and in the worker processes the runner starts),
+    writes a last line when the run ends, and removes the spool folder.
+
+    Args:
+        inputs: the run's input files.
+        interval: seconds between two progress lines.
+        write: called with each line (default: print to standard error).
+        enabled: ``False`` makes the reporter do nothing (remote runners).
+    """
+
+    def __init__(self, inputs: list[InputFile], *, interval: float = 10.0,
+                 write: Callable[[str], None] | None = None, enabled: bool = True):
+        self.inputs = list(inputs)
+        self.interval = interval
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.enabled = enabled
+        self.lines: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._spool: str | None = None
+        self._previous_env: str | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> "ProgressReporter":
+        if not self.enabled:
+            return self
+        self._spool = tempfile.mkdtemp(prefix="corpus-progress-")
+        self._previous_env = os.environ.get(SPOOL_ENV)
+        os.environ[SPOOL_ENV] = self._spool
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="corpus-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.report()
+
+    def report(self, final: bool = False) -> str | None:
+        """Write one progress line now (and return it); ``None`` when off.
+
+        Args:
+            final: write the summary of a finished pipeline instead.
+        """
+        if not self._spool:
+            return None
+        make_line = summary_line if final else progress_line
+        line = make_line(read_spool(self._spool, self.inputs), self.inputs, time.monotonic() - self._started)
+        self.lines.append(line)
+        self.write(line)
+        return line
+
+    def __exit__(self, exc_type, *exc_info) -> None:
+        if not self.enabled:
+            return
+        self._stop.set()
+        self._thread.join()
+        if exc_type is None:
+            self.report(final=True)
+        if self._previous_env is None:
+            os.environ.pop(SPOOL_ENV, None)
+        else:
+            os.environ[SPOOL_ENV] = self._previous_env
+        shutil.rmtree(self._spool, ignore_errors=True)
+        self._spool = None
+
+
+def is_local_runner(runner) -> bool:
+    """Whether ``runner`` (a name or a runner object; ``None`` is the DirectRunner) reads
+    in or beside this process, so that the reporter can see the readers."""
+    if runner is None:
+        return True
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return name.rsplit(".", 1)[-1] in LOCAL_RUNNERS

@@ -1,0 +1,90 @@
+"""Progress of local builds: counts from the real readers, the line people read, and
+how often it is written."""
+from __future__ import annotations
+
+import gzip
+import time
+
+import pytest
+
+from pipelines.core import files, progress
+from pipelines.core.readers import text_lines
+from tests.helpers import run_build
+
+
+@pytest.fixture
+def reporting(tmp_path, monkeypatch):
+    """A spool folder that the readers of this process report to."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setenv(progress.SPOOL_ENV, str(spool))
+    return spool
+
+
+def test_reading_a_file_counts_its_records_and_bytes(tmp_path, reporting):
+    path = tmp_path / "source_a" / "lines.jsonl.gz"
+    path.parent.mkdir()
+    with gzip.open(path, "wt") as out:
+        out.writelines(f'{{"n": {n}}}\n' for n in range(2500))
+    inputs = [progress.InputFile(str(path), "source_a", path.stat().st_size),
+              progress.InputFile(str(tmp_path / "source_b" / "x"), "source_b", 1000)]
+    with files.open_input(str(path)) as stream:
+        assert sum(1 for _ in text_lines(stream)) == 2500
+    totals = progress.read_spool(str(reporting), inputs)
+    assert totals.per_source["source_a"] == {"records": 2500, "bytes": path.stat().st_size,
+                                             "files_done": 1, "files_reading": 0}
+    assert totals.per_source["source_b"]["files_done"] == 0
+    line = progress.progress_line(totals, inputs, elapsed=2.0)
+    assert line.startswith("progress: 1/2 input files read; 2,500 records")
+    assert "reading done in about" in line
+
+
+def test_a_file_being_read_shows_its_source_and_position(tmp_path, reporting, monkeypatch):
+    monkeypatch.setattr(progress, "SPOOL_WRITE_SECONDS", 0.0)
+    path = tmp_path / "stackexchange" / "Posts.xml"
+    path.parent.mkdir()
+    path.write_bytes(b"line\n" * 400_000)
+    inputs = [progress.InputFile(str(path), "stackexchange", path.stat().st_size)]
+    with files.open_input(str(path)) as stream:
+        lines = text_lines(stream)
+        for _ in range(200_000):
+            next(lines)
+        totals = progress.read_spool(str(reporting), inputs)
+    assert totals.per_source["stackexchange"]["files_reading"] == 1
+    assert totals.records == 200_000
+    assert 0 < totals.bytes_read <= path.stat().st_size
+    assert "reading stackexchange (0/1 files)" in progress.progress_line(totals, inputs, elapsed=1.0)
+
+
+def test_nothing_is_counted_when_no_build_reports(tmp_path, monkeypatch):
+    monkeypatch.delenv(progress.SPOOL_ENV, raising=False)
+    path = tmp_path / "a.txt"
+    path.write_text("x\n")
+    with files.open_input(str(path)) as stream:
+        list(text_lines(stream))
+    assert progress.process_meter() is None
+
+
+def test_the_reporter_writes_at_most_one_line_per_interval():
+    lines = []
+    with progress.ProgressReporter([], interval=0.25, write=lines.append):
+        time.sleep(1.1)
+    # Four or five timed lines, and one summary line at the end: not a flood.
+    assert 3 <= len(lines) <= 6
+    assert lines[-1].startswith("progress: pipeline finished in")
+
+
+def test_a_sample_build_reports_its_sources_bytes_and_end(tmp_path, capsys):
+    run_build(tmp_path / "out", sample=True, datasets=["squad", "quora_triplets"])
+    err = capsys.readouterr().err
+    summary = [line for line in err.splitlines() if line.startswith("progress: pipeline finished")]
+    assert len(summary) == 1
+    assert "records" in summary[0] and " of " in summary[0]
+    read, total = summary[0].split("read ", 1)[1].split(" input files")[0].split(" of ")
+    assert int(read) >= 1 and int(total) >= int(read)
+
+
+def test_remote_runners_get_no_reporter():
+    assert progress.is_local_runner(None)
+    assert progress.is_local_runner("FnApiRunner")
+    assert not progress.is_local_runner("DataflowRunner")

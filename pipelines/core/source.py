@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Mapping
+from typing import Callable, Mapping
 
 import apache_beam as beam
 
@@ -83,6 +83,28 @@ class SourceContext:
     def unused_options(self) -> list[str]:
         """Options given for this source that its rules never asked for (typos)."""
         return sorted(set(self.options) - self.used_options)
+
+
+def positive_int(value: str) -> int:
+    """A whole number of at least 1, for :meth:`SourceContext.option`."""
+    number = int(value)
+    if number < 1:
+        raise ValueError("expected a whole number of at least 1")
+    return number
+
+
+def names_from(allowed) -> "Callable[[str], frozenset]":
+    """A cast for :meth:`SourceContext.option` that reads a comma-separated, non-empty
+    subset of ``allowed`` (e.g. the splits a source can read)."""
+    allowed = tuple(allowed)
+
+    def parse(value: str) -> frozenset:
+        names = frozenset(name.strip() for name in value.split(",") if name.strip())
+        if not names or not names <= set(allowed):
+            raise ValueError(f"expected a comma-separated subset of {', '.join(allowed)}")
+        return names
+
+    return parse
 
 
 def parse_bool(value: str) -> bool:

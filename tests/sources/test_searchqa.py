@@ -70,7 +70,7 @@ def test_options():
     with pytest.raises(ValueError):
         sq.parse_splits("dev")
     with pytest.raises(ValueError):
-        sq.parse_top_k("0")
+        sq.positive_int("0")
 
 
 # -- builds -------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_pairs_per_cluster_option_must_be_positive():
     ctx = SourceContext(input_root="/x", source_dir="/x/wikianswers", datasets=(DATASET,),
                         options={"pairs_per_cluster": "0"})
     with pytest.raises(ValueError, match="at least 1"):
-        ctx.option("pairs_per_cluster", 3, wa._positive_int)
+        ctx.option("pairs_per_cluster", 3, wa.positive_int)
 
 
 # -- builds --------------------------------------------------------------------------------------

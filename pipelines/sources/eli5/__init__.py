@@ -82,7 +82,7 @@ from pipelines.core.normalize import normalize_text
 from pipelines.core.readers import ReadFiles, blank_file, json_items, json_lines
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.core.source import Source, SourceContext, SourceOutput, names_from, positive_int
 
 DATASET = "eli5"
 SUBREDDIT = "explainlikeimfive"
@@ -378,26 +378,13 @@ def emit_kept_copy(element):
 
 # -- options and the source ------------------------------------------------------------------
 
-def parse_splits(value: str) -> frozenset:
-    """The ``splits`` option: comma-separated names of :data:`SPLITS`."""
-    splits = frozenset(s.strip() for s in value.split(",") if s.strip())
-    if not splits or not splits <= set(SPLITS):
-        raise ValueError(f"expected a comma-separated subset of {', '.join(SPLITS)}")
-    return splits
-
-
-def parse_max_answers(value: str) -> int:
-    """The ``max_answers`` option: a whole number of at least 1."""
-    number = int(value)
-    if number < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return number
+parse_splits = names_from(SPLITS)
 
 
 def rule_options(ctx: SourceContext) -> dict:
     return {
         "min_relative_score": ctx.option("min_relative_score", DEFAULT_MIN_RELATIVE_SCORE, float),
-        "max_answers": ctx.option("max_answers", DEFAULT_MAX_ANSWERS, parse_max_answers),
+        "max_answers": ctx.option("max_answers", DEFAULT_MAX_ANSWERS, positive_int),
         "url_tokens": ctx.option("url_tokens", "drop", choices=URL_TOKEN_MODES),
     }
 

@@ -114,7 +114,7 @@ from pipelines.core import files
 from pipelines.core.readers import ReadFiles, json_lines, text_records, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput
+from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput, positive_int
 
 DATASET = "msmarco_triplets"
 
@@ -657,15 +657,8 @@ class MsMarco(Source):
             strict=ctx.strict, members=functools.partial(is_member_of, kind))
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return number
-
-
 def _positive_option(ctx: SourceContext, key: str, default: int) -> int:
-    return ctx.option(key, default, _positive_int)
+    return ctx.option(key, default, positive_int)
 
 
 def _system_names(value: str) -> tuple[str, ...] | None:

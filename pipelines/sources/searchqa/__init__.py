@@ -61,7 +61,7 @@ from pipelines.core.normalize import normalize_text
 from pipelines.core.readers import ReadFiles, blank_file
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.core.source import Source, SourceContext, SourceOutput, names_from, positive_int
 
 DATASET = "searchqa"
 SPLITS = ("train", "val", "test", "jeopardy")
@@ -213,20 +213,7 @@ def is_wanted_member(splits: frozenset, zip_split: str, member: str) -> bool:
     return is_clue_name(member) and split_of(f"{zip_split}!{member}") in splits
 
 
-def parse_splits(value: str) -> frozenset:
-    """The ``splits`` option: comma-separated names of :data:`SPLITS`."""
-    splits = frozenset(s.strip() for s in value.split(",") if s.strip())
-    if not splits or not splits <= set(SPLITS):
-        raise ValueError(f"expected a comma-separated subset of {', '.join(SPLITS)}")
-    return splits
-
-
-def parse_top_k(value: str) -> int:
-    """The ``top_k`` option: a whole number of at least 1."""
-    top_k = int(value)
-    if top_k < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return top_k
+parse_splits = names_from(SPLITS)
 
 
 class SearchQA(Source):
@@ -260,7 +247,7 @@ class SearchQA(Source):
 
     def expand(self, pipeline, ctx: SourceContext) -> SourceOutput:
         splits = ctx.option("splits", frozenset(SPLITS), parse_splits)
-        read_file = functools.partial(read_clue, top_k=ctx.option("top_k", DEFAULT_TOP_K, parse_top_k))
+        read_file = functools.partial(read_clue, top_k=ctx.option("top_k", DEFAULT_TOP_K, positive_int))
         zips, loose = self.find_inputs(ctx)
         reads = [pipeline | "searchqa/ReadFiles" >> ReadFiles(
             loose, read_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)]

@@ -52,7 +52,7 @@ from pipelines.core import files
 from pipelines.core.readers import ReadFiles, read_json_document, stream_is_empty
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.core.source import Source, SourceContext, SourceOutput, names_from
 
 DATASET = "squad"
 VERSIONS = ("auto", "v1.1", "v2.0")
@@ -70,12 +70,7 @@ def parse_file_name(name: str) -> tuple[str, str] | None:
     return (match.group("split"), "v" + match.group("version")) if match else None
 
 
-def parse_splits(value: str) -> frozenset:
-    """The ``splits`` option: comma-separated names of :data:`SPLITS`."""
-    splits = frozenset(s.strip() for s in value.split(",") if s.strip())
-    if not splits or not splits <= set(SPLITS):
-        raise ValueError(f"expected a comma-separated subset of {', '.join(SPLITS)}")
-    return splits
+parse_splits = names_from(SPLITS)
 
 
 # -- pair rule -------------------------------------------------------------------------

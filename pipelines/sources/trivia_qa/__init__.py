@@ -82,7 +82,7 @@ from pipelines.core import files
 from pipelines.core.readers import ReadFiles, stream_is_empty, text_lines
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.core.source import Source, SourceContext, SourceOutput, positive_int
 
 DATASET = "trivia_qa"
 WIKIPEDIA, WEB = "wikipedia", "web"
@@ -443,7 +443,7 @@ class TriviaQA(Source):
             "splits": ctx.option("splits", DEFAULT_SPLITS, functools.partial(parse_names, SPLITS)),
             "releases": ctx.option("releases", DEFAULT_RELEASES, functools.partial(parse_names, RELEASES)),
             "prefer": ctx.option("prefer", DEFAULT_PREFER, choices=(WIKIPEDIA, WEB)),
-            "passage_words": ctx.option("passage_words", DEFAULT_PASSAGE_WORDS, _positive_int),
+            "passage_words": ctx.option("passage_words", DEFAULT_PASSAGE_WORDS, positive_int),
         }
 
     def find_question_files(self, ctx: SourceContext) -> list[tuple[str, int, str]]:
@@ -509,13 +509,6 @@ def parse_names(allowed: tuple[str, ...], value: str) -> frozenset:
     if not names or not names <= set(allowed):
         raise ValueError(f"expected a comma-separated subset of {', '.join(allowed)}")
     return names
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("expected a whole number of at least 1")
-    return number
 
 
 SOURCE = TriviaQA()

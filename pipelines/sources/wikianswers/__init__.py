@@ -71,7 +71,7 @@ from pipelines.core.normalize import normalize_text
 from pipelines.core.readers import ReadFiles, text_records
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.core.source import Source, SourceContext, SourceOutput, positive_int
 
 DATASET = "wikianswers"
 DEFAULT_PAIRS_PER_CLUSTER = 3
@@ -189,13 +189,6 @@ class ReadClusters:
                            record_id=f"{record} pair {index}")
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"wikianswers.pairs_per_cluster must be at least 1, got {value!r}")
-    return number
-
-
 class WikiAnswers(Source):
     name = "wikianswers"
     folder = "wikianswers"
@@ -204,7 +197,7 @@ class WikiAnswers(Source):
 
     def expand(self, pipeline: beam.Pipeline, ctx: SourceContext) -> SourceOutput:
         reader = ReadClusters(
-            ctx.option("pairs_per_cluster", DEFAULT_PAIRS_PER_CLUSTER, _positive_int),
+            ctx.option("pairs_per_cluster", DEFAULT_PAIRS_PER_CLUSTER, positive_int),
             ctx.option("seed", ""))
         paths = [path for path, _size in files.list_dir(ctx.source_dir)]
         read = pipeline | "wikianswers/ReadClusters" >> ReadFiles(

@@ -67,7 +67,7 @@ from pipelines.core.normalize import html_to_text
 from pipelines.core.readers import ReadFiles, text_lines, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.core.source import Source, SourceContext, SourceOutput, names_from
 
 TITLE_ANSWER = "yahoo_answers_title_answer"
 QUESTION_ANSWER = "yahoo_answers_question_answer"
@@ -289,12 +289,7 @@ class ReadInput:
         return read_csv(stream, source_file, self.reject_dataset)
 
 
-def parse_splits(value: str) -> frozenset:
-    """The ``splits`` option: comma-separated names of :data:`SPLITS`."""
-    splits = frozenset(s.strip() for s in value.split(",") if s.strip())
-    if not splits or not splits <= set(SPLITS):
-        raise ValueError(f"expected a comma-separated subset of {', '.join(SPLITS)}")
-    return splits
+parse_splits = names_from(SPLITS)
 
 
 class YahooAnswers(Source):

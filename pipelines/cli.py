@@ -116,12 +116,18 @@ def _build(args, beam_args: list[str]) -> int:
     if failing and (args.sample or args.fail_on_mismatch):
         print(f"Count check failed for: {', '.join(failing)}", file=sys.stderr)
         return 1
+    unaccounted = verify.conservation_failures(manifest)
+    if unaccounted:
+        print(f"Records or rows not all accounted for: {', '.join(unaccounted)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def _verify(args) -> int:
     manifest = build.read_manifest(args.output)
     problems = verify.recount_shards(args.output, manifest)
+    problems += [f"{dataset}: records or rows are not all accounted for (see Accounting)"
+                 for dataset in verify.conservation_failures(manifest)]
     print(verify.format_table(manifest))
     if problems:
         print("Shards do not match the manifest:", file=sys.stderr)

@@ -28,7 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import pipelines
 from pipelines import registry
-from pipelines.core import cloud, files, mix, progress, verify
+from pipelines.core import accounting, cloud, files, mix, progress, verify
 from pipelines.core.normalize import NormalizeRows
 from pipelines.core.rejects import REJECTED
 from pipelines.core.sink import JsonLinesGzipShards, ParquetShards, ShardingConfig, WriteShards
@@ -319,8 +319,9 @@ def _dataset_entry(request: BuildRequest, source: Source, spec: registry.Dataset
 
 
 def assemble_manifest(request: BuildRequest, planned: list[_PlannedSource], status: dict[str, str],
-                      beam_args: list[str], started: str) -> dict:
-    """Read the run's summaries and build the manifest dict."""
+                      beam_args: list[str], started: str, counts: dict | None = None) -> dict:
+    """Read the run's summaries and build the manifest dict; ``counts`` are the
+    accounting counters of the run (:func:`pipelines.core.accounting.collect`)."""
     output = request.output.rstrip("/")
     work = files.join(output, WORK_DIR)
     by_dataset = {}
@@ -331,6 +332,10 @@ def assemble_manifest(request: BuildRequest, planned: list[_PlannedSource], stat
                 request, item.source, registry.get(dataset_id),
                 _read_json(files.join(work, f"{dataset_id}.rows.json")),
                 _read_json(files.join(work, f"{dataset_id}.rejected.json")), expected)
+            entry = by_dataset[dataset_id]
+            entry["accounting"] = accounting.equations(
+                (counts or {}).get(dataset_id, {}), entry["rows"], entry["rejected"]["total"],
+                item.source.counts_records)
     datasets = {}
     for spec in registry.DATASETS:
         if spec.id in by_dataset:
@@ -469,9 +474,12 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
               for item in planned for path, size in item.source.input_files(item.ctx)]
     with progress.ProgressReporter(inputs, enabled=progress.is_local_runner(
             options.view_as(StandardOptions).runner)):
-        with beam.Pipeline(options=options) as pipeline:
-            construct_pipeline(pipeline, request, planned)
-    manifest = assemble_manifest(request, planned, status, beam_args, started)
+        pipeline = beam.Pipeline(options=options)
+        construct_pipeline(pipeline, request, planned)
+        result = pipeline.run()
+        result.wait_until_finish()
+    manifest = assemble_manifest(request, planned, status, beam_args, started,
+                                 accounting.collect(result))
     manifest["fingerprint"] = fingerprint
     _write_json(mix.measured_mix(manifest), files.join(output, DATA_CONFIG))
     _write_json(manifest, manifest_path)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
+from pipelines.core import accounting
 from pipelines.core.rejects import REJECTED, count_reject, make_reject
 from pipelines.core.schema import describe_row, validate_row
 
@@ -155,10 +156,12 @@ class NormalizeRows(beam.DoFn):
         self.policy = policy
 
     def process(self, row):
+        accounting.count_row_in(self.dataset)
         kept, reason, detail = apply_policy(row, self.policy)
         if kept is not None:
             yield kept
             return
+        accounting.count_row_dropped(self.dataset)
         source_file = row.get("source_file") if isinstance(row, dict) else None
         record_id = row.get("record_id") if isinstance(row, dict) else None
         reject = make_reject(

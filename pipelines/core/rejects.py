@@ -12,6 +12,8 @@ import json
 
 from apache_beam.metrics import Metrics
 
+from pipelines.core import accounting
+
 REJECTED = "rejected"
 EXCERPT_CHARS = 2000
 
@@ -61,16 +63,20 @@ def count_reject(reject: dict) -> None:
 
 
 def rejected(dataset: str, reason: str, *, source_file: str, record_id: str = "",
-             detail: str = "", excerpt=None):
+             detail: str = "", excerpt=None, whole_file: bool = False):
     """A reject ready to ``yield`` from a DoFn: counted, and tagged :data:`REJECTED`.
 
-    Arguments are those of :func:`make_reject`.
+    Arguments are those of :func:`make_reject`; ``whole_file`` marks the reject of a file
+    (unreadable, empty, missing), which also counts as one record read
+    (:mod:`pipelines.core.accounting`).
     """
     import apache_beam as beam
 
     reject = make_reject(dataset, reason, source_file=source_file, record_id=record_id,
                          detail=detail, excerpt=excerpt)
     count_reject(reject)
+    if whole_file:
+        accounting.count_read(dataset)
     return beam.pvalue.TaggedOutput(REJECTED, reject)
 
 
@@ -93,4 +99,5 @@ def layout_rejects(pipeline, label: str, rejects: list[dict]):
 
 def _counted(reject: dict) -> dict:
     count_reject(reject)
+    accounting.count_read(reject["dataset"])  # a layout problem is a whole-file reject
     return reject

@@ -142,6 +142,9 @@ class Source:
     folder: str = ""
     datasets: tuple[str, ...] = ()
     description: str = ""
+    # The source counts its records (pipelines.core.accounting), so the build can check
+    # read = paired + rejected + skipped for each of its datasets.
+    counts_records: bool = False
     # Subsets with fewer rows than this share the group ``pool_name`` (0: no pooling).
     pool_below: int = 0
     pool_name: str = ""

@@ -73,7 +73,8 @@ def format_table(manifest: dict) -> str:
     """The count table people read at the end of a build and from ``corpus verify``."""
     sample = manifest["run"].get("sample", False)
     expected_label = "expected(sample)" if sample else "documented"
-    header = ("dataset", "rows", expected_label, "diff", "rel", "tol", "verdict", "rejected")
+    header = ("dataset", "rows", expected_label, "diff", "rel", "tol", "verdict", "rejected",
+              "accounted")
     lines = [header]
     for dataset_id, entry in manifest["datasets"].items():
         lines.append((
@@ -85,6 +86,7 @@ def format_table(manifest: dict) -> str:
             "-" if entry.get("tolerance") is None else f"{entry['tolerance']:.0%}",
             entry["verdict"],
             _fmt_int(entry.get("rejected", {}).get("total")) if entry.get("rejected") else "-",
+            _accounted(entry.get("accounting")),
         ))
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     out = []
@@ -108,6 +110,10 @@ def format_table(manifest: dict) -> str:
     if notes:
         out.append("Notes:")
         out.extend(notes)
+    lines_of_accounting = accounting_lines(manifest)
+    if lines_of_accounting:
+        out.append("Accounting (records: read = paired + rejected + skipped; rows: from rules = written + dropped):")
+        out.extend(lines_of_accounting)
     card = manifest.get("card")
     if card:
         out.append(f"Model card: {card['explanation']}.")
@@ -116,6 +122,42 @@ def format_table(manifest: dict) -> str:
         out.append(f"Total rows written: {totals['rows']:,}; rejected: {totals['rejected']:,}; "
                    f"verdicts: {', '.join(f'{k} {v}' for k, v in sorted(totals['verdicts'].items()))}.")
     return "\n".join(out)
+
+
+def _accounted(equations: dict | None) -> str:
+    if not equations:
+        return "-"
+    if equations["rows"]["holds"] is False or equations["records"]["holds"] is False:
+        return "NO"
+    return "yes" if equations["records"]["holds"] else "rows only"
+
+
+def accounting_lines(manifest: dict) -> list[str]:
+    """One line per built dataset with both conservation equations and their check marks."""
+    out = []
+    for dataset_id, entry in manifest["datasets"].items():
+        equations = entry.get("accounting")
+        if not equations:
+            continue
+        records, rows = equations["records"], equations["rows"]
+        skipped = sum(records["skipped"].values())
+        if records["holds"] is None:
+            record_text = "records not counted by the source"
+        else:
+            record_text = (f"read {records['read']:,} = paired {records['paired']:,} + rejected "
+                           f"{records['rejected']:,} + skipped {skipped:,} "
+                           f"{'holds' if records['holds'] else 'DOES NOT HOLD'}")
+        row_text = (f"rows {rows['from_rules']:,} = written {rows['written']:,} + dropped "
+                    f"{rows['dropped']:,} {'holds' if rows['holds'] else 'DOES NOT HOLD'}")
+        out.append(f"  {dataset_id}: {record_text}; {row_text}")
+    return out
+
+
+def conservation_failures(manifest: dict) -> list[str]:
+    """Datasets whose records or rows equation does not hold."""
+    return [dataset_id for dataset_id, entry in manifest["datasets"].items()
+            if entry.get("accounting") and (entry["accounting"]["rows"]["holds"] is False
+                                            or entry["accounting"]["records"]["holds"] is False)]
 
 
 def recount_shards(output: str, manifest: dict) -> list[str]:

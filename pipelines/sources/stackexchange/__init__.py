@@ -47,7 +47,7 @@ import re
 from importlib import resources
 
 import apache_beam as beam
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.normalize import html_to_text, normalize_text
 from pipelines.core.readers import iter_xml_elements
 from pipelines.core.rejects import REJECTED, rejected
@@ -131,6 +131,7 @@ def question_problem(title: str, body: str, score: int) -> str | None:
 
 def title_body_pair(question: dict) -> dict:
     """stackexchange_title_body: (question title, question body text)."""
+    accounting.count_paired(TITLE_BODY)
     return make_row(TITLE_BODY, question["title"], question["body"], subset=question["site"],
                     source_file=question["source_file"], record_id=question["id"])
 
@@ -145,6 +146,7 @@ def better_answer(a: dict, b: dict) -> dict:
 
 def title_answer_pair(question: dict, answer: dict) -> dict:
     """stackexchange_title_answer: (question title, text of its best answer)."""
+    accounting.count_paired(TITLE_ANSWER)
     return make_row(TITLE_ANSWER, question["title"], body_text(answer["body"]),
                     subset=question["site"], source_file=answer["source_file"],
                     record_id=f"{question['id']}/{answer['id']}")
@@ -158,6 +160,7 @@ def duplicate_pair(link: dict, title: str, duplicate_title: str) -> dict:
     (the link with the lowest Id), and a pair whose two titles are the same text after
     normalisation is rejected (it teaches nothing).
     """
+    accounting.count_paired(DUPLICATES)
     return make_row(DUPLICATES, title, duplicate_title, subset=link["site"],
                     source_file=link["source_file"],
                     record_id=f"link {link['id']}: {link['post']}->{link['related']}")
@@ -173,10 +176,12 @@ class _ReadDump(beam.DoFn):
         self.want_links = want_links
         self.want_answers = TITLE_ANSWER in ctx.datasets
         self.exclude_tags = exclude_tags
-        first = [d for d in (TITLE_BODY, TITLE_ANSWER, DUPLICATES) if d in ctx.datasets]
-        self.post_dataset = first[0]
-        self.answer_dataset = TITLE_ANSWER if TITLE_ANSWER in ctx.datasets else first[0]
-        self.link_dataset = DUPLICATES if DUPLICATES in ctx.datasets else first[0]
+        # Records per dataset: questions for title_body and title_answer, duplicate links for
+        # duplicate_questions (which also takes the malformed posts when it runs alone).
+        self.question_datasets = [d for d in (TITLE_BODY, TITLE_ANSWER) if d in ctx.datasets] or [DUPLICATES]
+        self.file_dataset = self.question_datasets[0]
+        self.answer_dataset = TITLE_ANSWER if TITLE_ANSWER in ctx.datasets else self.file_dataset
+        self.link_dataset = DUPLICATES if DUPLICATES in ctx.datasets else self.file_dataset
 
     def process(self, element):
         site, kind, path = element
@@ -195,7 +200,7 @@ class _ReadDump(beam.DoFn):
             if self.ctx.strict:
                 raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
             position = getattr(exc, "position", None)
-            yield rejected(self.post_dataset, "unreadable_file", source_file=relative,
+            yield rejected(self.file_dataset, "unreadable_file", source_file=relative, whole_file=True,
                            record_id=f"line {position[0]}" if position else "",
                            detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
 
@@ -213,10 +218,13 @@ class _ReadDump(beam.DoFn):
             return  # tag wikis and other post types are not candidates; answers only for title_answer
         post_id, score = attrs.get("Id"), _int(attrs.get("Score"))
         if post_type == QUESTION:
+            for dataset in self.question_datasets:
+                accounting.count_read(dataset)
             if _int(post_id) is None or score is None or attrs.get("Title") is None:
-                yield rejected(self.post_dataset, "malformed_row", source_file=source_file,
-                               record_id=post_id or "", excerpt=attrs,
-                               detail="question without a numeric Id, a numeric Score or a Title")
+                for dataset in self.question_datasets:
+                    yield rejected(dataset, "malformed_row", source_file=source_file,
+                                   record_id=post_id or "", excerpt=attrs,
+                                   detail="question without a numeric Id, a numeric Score or a Title")
                 return
             tags = parse_tags(attrs.get("Tags"))
             yield beam.pvalue.TaggedOutput("questions", {
@@ -227,6 +235,7 @@ class _ReadDump(beam.DoFn):
         else:
             parent = attrs.get("ParentId")
             if _int(post_id) is None or score is None or _int(parent) is None:
+                accounting.count_read(self.answer_dataset)  # a record only as a reject
                 yield rejected(self.answer_dataset, "malformed_row", source_file=source_file,
                                record_id=post_id or "", excerpt=attrs,
                                detail="answer without a numeric Id, Score or ParentId")
@@ -239,6 +248,7 @@ class _ReadDump(beam.DoFn):
         if attrs.get("LinkTypeId") != DUPLICATE_LINK_TYPE:
             return  # plain "linked" posts are not duplicate candidates
         link_id, post, related = attrs.get("Id"), attrs.get("PostId"), attrs.get("RelatedPostId")
+        accounting.count_read(self.link_dataset)
         if _int(link_id) is None or _int(post) is None or _int(related) is None:
             yield rejected(self.link_dataset, "malformed_row", source_file=source_file,
                            record_id=link_id or "", excerpt=attrs,
@@ -337,6 +347,7 @@ def _duplicate_rows(link):
 
 class StackExchange(Source):
     name = "stackexchange"
+    counts_records = True
     folder = "stackexchange"
     datasets = (TITLE_BODY, TITLE_ANSWER, DUPLICATES)
     description = "StackExchange data dump (archive.org), one 7z per site"

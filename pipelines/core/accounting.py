@@ -1,0 +1,114 @@
+"""Conservation: every record read ends as rows, a rejected record or a counted skip.
+
+Two equations are checked for every dataset of a build and shown by the manifest, the count
+table and ``corpus verify``:
+
+    records:  read = paired + rejected records + skipped
+    rows:     rows from the pair rules = rows written + rows dropped
+
+*Records* are the units a source's pair rule decides on (a question, a cluster, a JSON
+line; each source module names its unit). A source counts them with :func:`count_read`
+when a record reaches the rule, :func:`count_paired` when it gives one row or more, and
+:func:`count_skipped` (with a reason) for a record that is not a candidate by definition
+(a dev-split question, an answer beyond the cap). Rejected records are counted by
+:func:`pipelines.core.rejects.rejected`; a file that cannot be read counts as one record
+read and rejected (besides the records read before the damage).
+
+*Rows* are counted by the core: every row a source emits enters normalisation, where it is
+either kept (and written) or dropped with a reason (empty text, schema problem).
+
+Counts travel as Beam metrics (namespace ``accounting.<dataset>``), which every runner
+aggregates; the build reads them from the pipeline result.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
+
+NAMESPACE = "accounting."
+READ, PAIRED, ROWS_IN, ROWS_DROPPED = "read", "paired", "rows_in", "rows_dropped"
+SKIPPED_PREFIX = "skipped:"
+
+
+def _counter(dataset: str, name: str):
+    return Metrics.counter(NAMESPACE + dataset, name)
+
+
+def count_read(dataset: str, n: int = 1) -> None:
+    """``n`` records of ``dataset`` reached its pair rule."""
+    _counter(dataset, READ).inc(n)
+
+
+def count_paired(dataset: str, n: int = 1) -> None:
+    """``n`` records of ``dataset`` gave one row or more each."""
+    _counter(dataset, PAIRED).inc(n)
+
+
+def count_skipped(dataset: str, reason: str, n: int = 1) -> None:
+    """``n`` records of ``dataset`` are not candidates by definition (``reason`` says why);
+    they are counted, not written to the dead-letter output."""
+    _counter(dataset, SKIPPED_PREFIX + reason).inc(n)
+
+
+def count_row_in(dataset: str) -> None:
+    """A row from the pair rules entered normalisation (core use)."""
+    _counter(dataset, ROWS_IN).inc()
+
+
+def count_row_dropped(dataset: str) -> None:
+    """A row was dropped by normalisation or the schema check (core use)."""
+    _counter(dataset, ROWS_DROPPED).inc()
+
+
+def collect(result) -> dict:
+    """The accounting counters of a finished pipeline, per dataset.
+
+    Returns:
+        ``{dataset: {"read": n, "paired": n, "rows_in": n, "rows_dropped": n,
+        "skipped": {reason: n}}}`` (absent counters are 0).
+    """
+    counts: dict = defaultdict(lambda: {READ: 0, PAIRED: 0, ROWS_IN: 0, ROWS_DROPPED: 0, "skipped": {}})
+    for metric in result.metrics().query(MetricsFilter())["counters"]:
+        namespace = metric.key.metric.namespace
+        if not namespace.startswith(NAMESPACE):
+            continue
+        value = metric.committed if metric.committed is not None else metric.attempted
+        entry = counts[namespace[len(NAMESPACE):]]
+        name = metric.key.metric.name
+        if name.startswith(SKIPPED_PREFIX):
+            reason = name[len(SKIPPED_PREFIX):]
+            entry["skipped"][reason] = entry["skipped"].get(reason, 0) + value
+        else:
+            entry[name] += value
+    return {dataset: dict(entry) for dataset, entry in counts.items()}
+
+
+def equations(counts: dict, rows_written: int, rejected_total: int, records_counted: bool = True) -> dict:
+    """Both equations of one dataset, with whether each holds.
+
+    Args:
+        counts: the dataset's entry of :func:`collect` (may be empty).
+        rows_written: rows in the dataset's shards.
+        rejected_total: records in the dataset's dead-letter output.
+        records_counted: the source counts its records (``Source.counts_records``); when
+            it does not, the records equation is reported as unchecked (``holds`` None).
+    """
+    rows_in = counts.get(ROWS_IN, 0)
+    dropped = counts.get(ROWS_DROPPED, 0)
+    rejected_records = rejected_total - dropped
+    skipped = sum(counts.get("skipped", {}).values())
+    read = counts.get(READ, 0)
+    paired = counts.get(PAIRED, 0)
+    return {
+        "records": {
+            "read": read, "paired": paired, "rejected": rejected_records,
+            "skipped": dict(sorted(counts.get("skipped", {}).items())),
+            "holds": (read == paired + rejected_records + skipped) if records_counted else None,
+        },
+        "rows": {
+            "from_rules": rows_in, "written": rows_written, "dropped": dropped,
+            "holds": rows_in == rows_written + dropped,
+        },
+    }

@@ -6,22 +6,33 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SAMPLE_OUT ?= sample-corpus
 
-.PHONY: setup sample test clean
+.PHONY: setup setup-test sample test bench clean
 
+# The pipeline alone: what `make sample` and a Dataflow launch need.
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-test.txt requirements-train.txt setup.py
+$(VENV)/.installed: requirements.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-test.txt -e .
+	$(BIN)/python -m pip install --quiet -r requirements.txt -e .
+	touch $@
+
+# Plus the test tools and the training stack (torch CPU, sentence-transformers).
+setup-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-train.txt
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	touch $@
 
 sample: setup
-	$(BIN)/corpus build --sample --output $(SAMPLE_OUT)
+	$(BIN)/corpus build --sample --force --output $(SAMPLE_OUT)
 	$(BIN)/corpus verify $(SAMPLE_OUT)
 
-test: setup
+test: setup-test
 	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) $(SAMPLE_OUT) build *.egg-info .pytest_cache

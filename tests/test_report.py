@@ -13,7 +13,7 @@ from PIL import Image
 from pipelines.cli import run
 from tests.sample_corpus import sample_corpus
 
-SECTIONS = ("summary", "counts", "sites", "verdicts", "rejected", "lengths", "shards", "inputs")
+SECTIONS = ("summary", "counts", "sites", "verdicts", "rejected", "accounting", "lengths", "shards", "inputs")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic")
 # Added to a copy of the report only: the page itself has no script. It writes what the

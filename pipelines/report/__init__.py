@@ -193,6 +193,32 @@ def _rejected(page: Page, manifest: dict) -> None:
         for name, entry in datasets.items()], numeric=(1,))
 
 
+def _accounting(page: Page, manifest: dict) -> None:
+    page.heading("Every record accounted for", "accounting")
+    page.paragraph("Records: read = paired + rejected + skipped (each source names its record "
+                   "unit). Rows: rows from the pair rules = rows written + rows dropped by "
+                   "normalisation.")
+    rows = []
+    for name, entry in built_datasets(manifest).items():
+        equations = entry.get("accounting")
+        if not equations:
+            continue
+        records, row_counts = equations["records"], equations["rows"]
+        counted = records["holds"] is not None
+        rows.append((
+            name,
+            _int(records["read"]) if counted else "not counted",
+            _int(records["paired"]) if counted else "-",
+            _int(records["rejected"]),
+            _int(sum(records["skipped"].values())) if counted else "-",
+            {True: "holds", False: "DOES NOT HOLD", None: "-"}[records["holds"]],
+            _int(row_counts["from_rules"]), _int(row_counts["written"]), _int(row_counts["dropped"]),
+            "holds" if row_counts["holds"] else "DOES NOT HOLD",
+        ))
+    page.table(("dataset", "records read", "paired", "rejected", "skipped", "records",
+                "rows from rules", "written", "dropped", "rows"), rows, numeric=(1, 2, 3, 4, 6, 7, 8))
+
+
 def _lengths(page: Page, manifest: dict, output: str) -> None:
     datasets = built_datasets(manifest)
     measured = {name: text_lengths(output, name, entry) for name, entry in datasets.items()}
@@ -272,6 +298,7 @@ def render(output: str) -> str:
     _sites(page, manifest)
     _verdicts(page, manifest)
     _rejected(page, manifest)
+    _accounting(page, manifest)
     _lengths(page, manifest, output)
     _shards(page, manifest)
     _inputs(page, manifest)

@@ -5,7 +5,46 @@ The same file serves a local install (`pip install -e .`) and Dataflow's
 worker: the package, its row schema (`schemas/`, installed as
 `pipelines.schemas`) and the bundled sample inputs all travel with it.
 """
-from setuptools import find_packages, setup
+import ctypes.util
+import os
+import shutil
+import subprocess
+
+from setuptools import Command, find_packages, setup
+from setuptools.command.build import build as _build
+
+# System library the workers need: libarchive streams .7z members (libarchive-c is only the
+# binding). Beam's SDK containers are Debian; when the library is missing and the build runs
+# as root with apt-get at hand (a Dataflow worker installing this package), it is installed.
+SYSTEM_PACKAGES = ["libarchive13"]
+
+
+class InstallSystemLibraries(Command):
+    """Install the Debian packages of SYSTEM_PACKAGES where libarchive is missing."""
+
+    description = "install the system libraries the pipeline needs, where they are missing"
+    user_options: list = []
+
+    def initialize_options(self):
+        pass
+
+    def finalize_options(self):
+        pass
+
+    def run(self):
+        if ctypes.util.find_library("archive"):
+            return
+        if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+            print("libarchive is missing: install it (Debian: apt-get install libarchive13) "
+                  "to read .7z and tar inputs")
+            return
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                        *SYSTEM_PACKAGES], check=True)
+
+
+class build(_build):
+    sub_commands = _build.sub_commands + [("install_system_libraries", None)]
 
 setup(
     name="multiqa-corpus-pipelines",
@@ -43,4 +82,5 @@ setup(
                  "moto[server]>=5"],
     },
     entry_points={"console_scripts": ["corpus=pipelines.cli:main"]},
+    cmdclass={"build": build, "install_system_libraries": InstallSystemLibraries},
 )

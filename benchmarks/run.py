@@ -10,8 +10,12 @@ process of its own (wall time, peak RSS from ``wait4``, rows and output bytes):
 * ``floor``      the same parsing, pair rule and Parquet writing in a plain single-process
                  script (lxml, pyarrow, no Beam): :mod:`benchmarks.floor`;
 * ``1 worker``   ``corpus build`` on the DirectRunner, in memory, one worker;
-* ``2 workers``  the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``;
-* ``1 worker 4x`` one worker on inputs four times as large, for the growth of peak memory.
+* ``2 workers``  the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``
+                 (on the 4x input, where starting the worker processes weighs less).
+
+Floor and one worker run on the default input (1x) and on one four times as large (4x): the
+throughput ratio at both sizes, the growth of peak memory from 1x to 4x, and the speed-up of
+two workers over one at 4x are printed.
 
 The builds use ``--target-shard-mb 32``: the writing step holds at most one shard and one
 spill buffer (32 MB of text) in memory, so memory stops growing with the input once the
@@ -175,32 +179,36 @@ def _line(m: Measurement) -> str:
 
 
 def benchmark(bench: Bench, work: Path, scale: float, memory: bool, parallel: bool) -> dict:
-    root, big = work / f"{bench.name}-1x", work / f"{bench.name}-4x"
-    print(f"{bench.name}: generating inputs (scale {scale})...", flush=True)
-    bench.generate(root, scale)
-    input_bytes = sum(p.stat().st_size for p in (root / bench.name).rglob("*") if p.is_file())
-    print(f"{bench.name}: {input_bytes / 1e6:.0f} MB of input", flush=True)
-    results = {"floor": run_floor(bench, root, work / f"{bench.name}-floor")}
-    print(_line(results["floor"]), flush=True)
-    results["1 worker"] = run_pipeline(bench, root, work / f"{bench.name}-out1", 1, "1 worker")
-    print(_line(results["1 worker"]), flush=True)
+    """Measure one source at 1x and (for memory and parallelism) 4x its default input."""
+    sizes = {"1x": scale} | ({"4x": scale * 4} if memory or parallel else {})
+    results: dict[str, Measurement] = {}
+    summary: dict = {}
+    for size, factor in sizes.items():
+        root = work / f"{bench.name}-{size}"
+        print(f"{bench.name} {size}: generating inputs (scale {factor:g})...", flush=True)
+        bench.generate(root, factor)
+        input_bytes = sum(p.stat().st_size for p in (root / bench.name).rglob("*") if p.is_file())
+        summary[f"input_mb_{size}"] = input_bytes / 1e6
+        print(f"{bench.name} {size}: {input_bytes / 1e6:.0f} MB of input", flush=True)
+        runs = [("floor", None), ("1 worker", 1)] + ([("2 workers", 2)] if parallel and size != "1x" else [])
+        for label, workers in runs:
+            key = f"{label} {size}"
+            if workers is None:
+                measurement = run_floor(bench, root, work / f"{bench.name}-{size}-floor")
+            else:
+                measurement = run_pipeline(bench, root, work / f"{bench.name}-{size}-out{workers}", workers, label)
+            measurement.label = key
+            results[key] = measurement
+            print(_line(measurement), flush=True)
+        ratio = results[f"1 worker {size}"].rows_per_core_second / results[f"floor {size}"].rows_per_core_second
+        summary[f"throughput_ratio_{size}"] = ratio
+        print(f"  pipeline / floor throughput per core at {size}: {ratio:.2f}")
     if parallel:
-        results["2 workers"] = run_pipeline(bench, root, work / f"{bench.name}-out2", 2, "2 workers")
-        print(_line(results["2 workers"]), flush=True)
+        summary["speedup_2_workers_4x"] = results["1 worker 4x"].seconds / results["2 workers 4x"].seconds
+        print(f"  2 workers / 1 worker speed-up at 4x: {summary['speedup_2_workers_4x']:.2f}x")
     if memory:
-        bench.generate(big, scale * 4)
-        results["1 worker 4x"] = run_pipeline(bench, big, work / f"{bench.name}-out4", 1, "1 worker 4x")
-        print(_line(results["1 worker 4x"]), flush=True)
-    one, floor = results["1 worker"], results["floor"]
-    summary = {"input_mb": input_bytes / 1e6,
-               "throughput_ratio": one.rows_per_core_second / floor.rows_per_core_second}
-    print(f"  pipeline / floor throughput per core: {summary['throughput_ratio']:.2f}")
-    if parallel:
-        summary["speedup_2_workers"] = one.seconds / results["2 workers"].seconds
-        print(f"  2 workers / 1 worker speed-up: {summary['speedup_2_workers']:.2f}x")
-    if memory:
-        summary["peak_rss_growth_4x"] = results["1 worker 4x"].peak_rss_mb / one.peak_rss_mb - 1
-        print(f"  peak memory growth for 4x input: {summary['peak_rss_growth_4x']:+.0%}")
+        summary["peak_rss_growth_4x"] = results["1 worker 4x"].peak_rss_mb / results["1 worker 1x"].peak_rss_mb - 1
+        print(f"  peak memory growth from 1x to 4x input (1 worker): {summary['peak_rss_growth_4x']:+.0%}")
     summary["measurements"] = {k: vars(v) for k, v in results.items()}
     return summary
 

@@ -118,10 +118,10 @@ def apply_policy(row: dict, policy: TextPolicy) -> tuple[dict | None, str | None
     """Normalise the texts of ``row`` and apply ``policy``.
 
     Returns:
-        ``(row, None, "")`` when the row is kept (a new dict), otherwise
-        ``(None, reason, detail)``.
+        ``(row, None, "")`` when the row is kept (``row`` itself when no text changed,
+        otherwise a new dict; the input is never modified), or ``(None, reason, detail)``.
     """
-    out = dict(row)
+    out = row
     for field in ("anchor", "positive", "negative"):
         value = row.get(field)
         if value is None and field == "negative":
@@ -136,7 +136,10 @@ def apply_policy(row: dict, policy: TextPolicy) -> tuple[dict | None, str | None
                 if not policy.truncate:
                     return None, f"{field}_too_long", f"{field} has {len(text)} > {policy.max_chars} characters"
                 text = truncate_text(text, policy.max_chars)
-        out[field] = text
+        if text is not value:
+            if out is row:
+                out = dict(row)
+            out[field] = text
     problem = validate_row(out)
     if problem:
         return None, "schema_error", f"{describe_row(row)}: {problem}"

@@ -58,26 +58,32 @@ def make_row(dataset: str, anchor: str, positive: str, negative: str | None = No
     }
 
 
+@lru_cache(maxsize=None)
+def _field_rules() -> tuple[tuple[str, bool, bool], ...]:
+    """``(name, nullable, non_empty)`` of every field of ``schemas/corpus_row.json``."""
+    return tuple((f["name"], f["nullable"], f["non_empty"])
+                 for f in load_schema_document("corpus_row")["fields"])
+
+
 def validate_row(row: Any) -> str | None:
     """Return ``None`` for a valid row, otherwise a sentence saying what is wrong."""
     if not isinstance(row, dict):
         return f"row is a {type(row).__name__}, not a dict"
-    doc = load_schema_document("corpus_row")
-    extra = set(row) - set(ROW_FIELDS)
-    if extra:
-        return f"unexpected fields {sorted(extra)}"
-    for field in doc["fields"]:
-        name = field["name"]
+    if len(row) != len(ROW_FIELDS) or not all(name in row for name in ROW_FIELDS):
+        extra = sorted(set(row) - set(ROW_FIELDS))
+        if extra:
+            return f"unexpected fields {extra}"
+    for name, nullable, non_empty in _field_rules():
         if name not in row:
             return f"missing field {name!r}"
         value = row[name]
         if value is None:
-            if not field["nullable"]:
+            if not nullable:
                 return f"field {name!r} is null"
             continue
         if not isinstance(value, str):
             return f"field {name!r} is a {type(value).__name__}, not a string"
-        if field["non_empty"] and not value:
+        if non_empty and not value:
             return f"field {name!r} is empty"
     return None
 

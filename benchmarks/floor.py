@@ -100,3 +100,37 @@ def floor_msmarco_qidpidtriples(folder: Path, out: Path) -> int:
             if neg not in judged.get(qid, ()):
                 writer.add(queries[qid], passages[pos], passages[neg])
     return writer.close()
+
+
+def floor_wikianswers(folder: Path, out: Path) -> int:
+    """wikianswers from every gzip part of ``folder`` with the package's cluster rule."""
+    from pipelines.sources import wikianswers as wa
+
+    writer = _Writer(out)
+    for part in sorted(folder.iterdir()):
+        with gzip.open(part, "rt", encoding="utf-8") as stream:
+            for line in stream:
+                questions, _answers, _malformed = wa.parse_cluster(line.rstrip("\n"))
+                for anchor, positive in wa.cluster_pairs(wa.distinct_questions(questions)):
+                    writer.add(anchor, positive)
+    return writer.close()
+
+
+def floor_yahoo_answers(folder: Path, out: Path) -> int:
+    """The three Yahoo Answers datasets from ``train.csv`` (one read, three pair rules),
+    all written to one file; returns the rows of the three together."""
+    from pipelines.sources import yahoo_answers as ya
+
+    writer = _Writer(out)
+    with open(folder / "yahoo_answers_csv" / "train.csv", "rb") as stream:
+        for _number, text, _raw in ya.iter_records(stream):
+            try:
+                qa = ya.qa_from_fields(ya.parse_fields(text))
+            except ValueError:
+                continue
+            qa.update(source_file="train.csv", record_id="-")
+            for dataset in ya.DATASETS:
+                for row in ya.pair_or_reject(qa, dataset):
+                    if isinstance(row, dict):
+                        writer.add(row["anchor"], row["positive"])
+    return writer.close()

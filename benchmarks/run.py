@@ -93,7 +93,7 @@ def _tree_bytes(folder: Path, suffix: str = ".parquet") -> int:
 @dataclass
 class Bench:
     name: str
-    dataset: str
+    datasets: tuple[str, ...]
     floor_function: str
 
     def generate(self, root: Path, scale: float) -> None:
@@ -135,10 +135,39 @@ class MsMarcoBench(Bench):
         return [str(root / "msmarco"), str(out)]
 
 
+class WikiAnswersBench(Bench):
+    CLUSTERS = 60_000
+
+    def generate(self, root: Path, scale: float) -> None:
+        folder = root / "wikianswers"
+        folder.mkdir(parents=True, exist_ok=True)
+        synthetic.write_wikianswers_part(folder / "part-00000.gz", max(100, int(self.CLUSTERS * scale)))
+
+    def floor_args(self, root: Path, out: Path) -> list[str]:
+        return [str(root / "wikianswers"), str(out)]
+
+
+class YahooBench(Bench):
+    ROWS = 100_000
+
+    def generate(self, root: Path, scale: float) -> None:
+        folder = root / "yahoo_answers" / "yahoo_answers_csv"
+        folder.mkdir(parents=True, exist_ok=True)
+        synthetic.write_yahoo_csv(folder / "train.csv", max(100, int(self.ROWS * scale)))
+
+    def floor_args(self, root: Path, out: Path) -> list[str]:
+        return [str(root / "yahoo_answers"), str(out)]
+
+
 BENCHES = {
-    "stackexchange": StackExchangeBench("stackexchange", "stackexchange_title_body",
+    "stackexchange": StackExchangeBench("stackexchange", ("stackexchange_title_body",),
                                         "floor_stackexchange_sites"),
-    "msmarco": MsMarcoBench("msmarco", "msmarco_triplets", "floor_msmarco_qidpidtriples"),
+    "msmarco": MsMarcoBench("msmarco", ("msmarco_triplets",), "floor_msmarco_qidpidtriples"),
+    "wikianswers": WikiAnswersBench("wikianswers", ("wikianswers",), "floor_wikianswers"),
+    "yahoo_answers": YahooBench("yahoo_answers", ("yahoo_answers_title_answer",
+                                                  "yahoo_answers_question_answer",
+                                                  "yahoo_answers_title_question"),
+                                "floor_yahoo_answers"),
 }
 
 _FLOOR = """
@@ -163,13 +192,14 @@ def run_pipeline(bench: Bench, root: Path, out: Path, workers: int, label: str) 
             if workers > 1 else ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "pipelines", "build", "--input-root", str(root),
-               "--output", str(out), "--datasets", bench.dataset, "--no-input-checksums",
+               "--output", str(out), "--datasets", ",".join(bench.datasets), "--no-input-checksums",
                "--target-shard-mb", str(SHARD_MB),
                "--runner=DirectRunner", *mode]
     seconds, peak, _ = measure(command)
     manifest = json.loads((out / "manifest.json").read_text())
-    rows = manifest["datasets"][bench.dataset]["rows"]
-    return Measurement(label, rows, seconds, peak, _tree_bytes(out / bench.dataset), workers)
+    rows = sum(manifest["datasets"][dataset]["rows"] for dataset in bench.datasets)
+    output_bytes = sum(_tree_bytes(out / dataset) for dataset in bench.datasets)
+    return Measurement(label, rows, seconds, peak, output_bytes, workers)
 
 
 def _line(m: Measurement) -> str:

@@ -113,3 +113,42 @@ def pack_7z(folder: Path, archive: Path) -> None:
     with py7zr.SevenZipFile(archive, "w", filters=[{"id": py7zr.FILTER_LZMA2, "preset": 1}]) as out:
         for path in sorted(folder.iterdir()):
             out.write(path, path.name)
+
+
+def write_wikianswers_part(path: Path, clusters: int, seed: int = 0) -> int:
+    """Write one gzip part of the OQA paraphrase corpus: a cluster per line, TAB-separated
+    ``q:`` items (some repeated with other case), an ``a:`` item for one cluster in nine.
+    Returns the number of question items written."""
+    import gzip
+
+    rng = random.Random(seed)
+    items = 0
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as out:
+        for _ in range(clusters):
+            size = max(1, int(rng.expovariate(1 / 12)))
+            questions = [_sentence(rng, 4, 12) + "?" for _ in range(size)]
+            if size > 2 and rng.random() < 0.3:
+                questions.append(questions[0].upper())
+            fields = [f"q:{q}" for q in questions]
+            if rng.random() < 0.11:
+                fields.append(f"a:{_sentence(rng, 5, 30)}.")
+            out.write("\t".join(fields) + "\n")
+            items += len(questions)
+    return items
+
+
+def write_yahoo_csv(path: Path, rows: int, seed: int = 0) -> None:
+    """Write a ``yahoo_answers_csv`` split: no header, every field quoted, inner quotes
+    doubled, newlines stored as backslash-n, HTML line breaks in answers, some fields empty."""
+    rng = random.Random(seed)
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace('"', '""') + '"'
+
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        for _ in range(rows):
+            title = _sentence(rng, 4, 14) + "?"
+            content = "" if rng.random() < 0.45 else f'{_sentence(rng, 5, 40)}.\\n"{_sentence(rng, 2, 5)}"'
+            answer = "" if rng.random() < 0.02 else f"{_sentence(rng, 10, 60)}.<br />{_sentence(rng, 3, 20)}."
+            out.write(",".join((quoted(str(rng.randint(1, 10))), quoted(title), quoted(content),
+                                quoted(answer))) + "\n")

@@ -1,6 +1,7 @@
 """The `corpus` command as a user runs it: sample build, verify, and readable errors."""
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,24 @@ def test_source_option_typos_and_foreign_sources_are_refused(tmp_path, capsys):
     assert "--source-option for stackexchange not used by this run: exclude_tag" in capsys.readouterr().err
     assert run(base + ["--source-option", "msmarco.negatives=3"]) == 2
     assert "which this run does not build" in capsys.readouterr().err
+
+
+def test_checksums_verified_by_a_fetch_are_reused(tmp_path):
+    """Inputs that `corpus fetch` verified are not read again for the manifest's checksums."""
+    from pipelines.core.build import fetched_checksums
+
+    root = tmp_path / "in"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "pipelines/sources/squad/sample", root)
+    target = root / "squad_v2" / "train-v2.0.json"
+    (root / "_fetch").mkdir()
+    (root / "_fetch" / "manifest.json").write_text(json.dumps({"files": {
+        "squad_v2/train-v2.0.json": {"status": "fetched", "bytes": target.stat().st_size,
+                                     "sha256": "f" * 64}}}))
+    assert fetched_checksums(str(root)) == {"squad_v2/train-v2.0.json": (target.stat().st_size, "f" * 64)}
+    assert run(["build", "--input-root", str(root), "--output", str(tmp_path / "out"),
+                "--datasets", "squad", "--source-option", "squad.splits=train,dev", *TEST_BEAM_ARGS]) == 0
+    inputs = {i["path"]: i for i in json.loads((tmp_path / "out" / "manifest.json").read_text())["inputs"]}
+    assert inputs["squad_v2/train-v2.0.json"]["sha256"] == "f" * 64
+    assert inputs["squad_v2/train-v2.0.json"]["sha256_from"] == "fetch manifest"
+    other = [i for p, i in inputs.items() if p != "squad_v2/train-v2.0.json"]
+    assert other and all(len(i["sha256"]) == 64 and "sha256_from" not in i for i in other)

@@ -186,6 +186,18 @@ def _sha256_of(item) -> dict:
             "sha256": digest.hexdigest()}
 
 
+def fetched_checksums(input_root: str) -> dict:
+    """SHA-256 and size of the files ``corpus fetch`` verified into ``input_root``, from its
+    fetch manifest (``_fetch/manifest.json``), by path relative to the root; empty when the
+    root was not filled by a fetch."""
+    path = files.join(input_root, "_fetch", "manifest.json")
+    if not files.exists(path):
+        return {}
+    records = _read_json(path).get("files", {})
+    return {dest: (record["bytes"], record["sha256"]) for dest, record in records.items()
+            if record.get("status") in ("fetched", "skipped") and record.get("sha256")}
+
+
 def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
                        planned: list[_PlannedSource]) -> None:
     """Add the whole build to ``pipeline``."""
@@ -243,13 +255,26 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
              _write_json, files.join(work, f"{dataset_id}.rejected.json")))
 
     if request.input_checksums and inputs:
+        # Files a fetch already verified keep its checksum; the others are read once more.
+        known, unknown = [], []
+        fetched = {root: fetched_checksums(root) for root in {root for _, _, root in inputs}}
+        sizes = {path: size for item in planned for path, size in item.source.input_files(item.ctx)}
+        for source_name, path, root in inputs:
+            relative = files.relative_to(path, root)
+            record = fetched[root].get(relative)
+            if record and record[0] == sizes.get(path):
+                known.append({"source": source_name, "path": relative, "bytes": record[0],
+                              "sha256": record[1], "sha256_from": "fetch manifest"})
+            else:
+                unknown.append((source_name, path, root))
         (pipeline
-         | "Inputs/List" >> beam.Create(sorted(inputs))
+         | "Inputs/List" >> beam.Create(sorted(unknown))
          | "Inputs/Spread" >> beam.Reshuffle()
          | "Inputs/Checksum" >> beam.Map(_sha256_of)
          | "Inputs/Collect" >> beam.combiners.ToList()
          | "Inputs/Save" >> beam.Map(lambda items: _write_json(
-             sorted(items, key=lambda i: (i["source"], i["path"])), files.join(work, "inputs.json"))))
+             sorted(items + known, key=lambda i: (i["source"], i["path"])),
+             files.join(work, "inputs.json"))))
 
 
 def _dataset_entry(request: BuildRequest, source: Source, spec: registry.DatasetSpec,

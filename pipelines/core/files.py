@@ -6,7 +6,8 @@
   ``.json.gz`` and folders named ``.tar.gz``).
 * :func:`iter_archive_members` streams the members of a 7z, tar or zip archive with
   libarchive, one at a time, without extracting anything to disk. Member names that
-  would escape the archive's folder are refused.
+  would escape the archive's folder are refused, and so are members whose declared or
+  actual uncompressed size is absurd (an "archive bomb", see :class:`ArchiveLimits`).
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import contextlib
 import gzip
 import io
 import lzma
+import os
 import posixpath
-from typing import BinaryIO, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -177,36 +180,127 @@ def safe_member_name(name: str) -> bool:
     return ".." not in parts
 
 
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """How large an archive member may be before it is refused as an archive bomb.
+
+    Attributes:
+        max_member_bytes: cap on a member's uncompressed size, declared or actual. The
+            default (1 TiB) is ten times the largest real member (StackOverflow's
+            ``Posts.xml``, about 100 GB). Environment: ``CORPUS_MAX_MEMBER_BYTES``.
+        max_ratio: cap on uncompressed bytes per compressed byte. Real dumps compress
+            5-20x; deflate cannot pass about 1,030x, so 1,000x is only reached by
+            crafted data. The compressed side is counted with one read buffer
+            (:data:`READ_BUFFER`) of slack, so members below ``max_ratio`` MiB are never
+            refused for their ratio. Environment: ``CORPUS_MAX_COMPRESSION_RATIO``.
+    """
+
+    max_member_bytes: int = 1 << 40
+    max_ratio: float = 1000.0
+
+    @classmethod
+    def from_env(cls) -> "ArchiveLimits":
+        """The limits, with any value given in the environment taking precedence."""
+        defaults = cls()
+        return cls(
+            max_member_bytes=int(os.environ.get("CORPUS_MAX_MEMBER_BYTES", defaults.max_member_bytes)),
+            max_ratio=float(os.environ.get("CORPUS_MAX_COMPRESSION_RATIO", defaults.max_ratio)))
+
+    def declared_problem(self, declared: int | None, archive_bytes: int | None) -> str | None:
+        """Why a member's declared size (from its header, before anything is inflated)
+        is refused, or ``None``. Unknown sizes (``None``, 0) are checked while reading."""
+        if not declared:
+            return None
+        if declared > self.max_member_bytes:
+            return f"declares {declared} bytes, above the cap of {self.max_member_bytes}"
+        if archive_bytes and declared > self.max_ratio * (archive_bytes + READ_BUFFER):
+            return (f"declares {declared} bytes from an archive of {archive_bytes} bytes, "
+                    f"more than {self.max_ratio:g} times its compressed size")
+        return None
+
+    def actual_problem(self, produced: int, compressed: int) -> str | None:
+        """Why a member that has inflated to ``produced`` bytes from ``compressed`` bytes
+        of the archive is refused, or ``None``."""
+        if produced > self.max_member_bytes:
+            return f"inflates beyond the cap of {self.max_member_bytes} bytes"
+        if produced > self.max_ratio * (compressed + READ_BUFFER):
+            return (f"inflates to {produced} bytes from about {compressed} compressed bytes, "
+                    f"more than {self.max_ratio:g} times")
+        return None
+
+
+def _guarded_blocks(blocks: Iterator[bytes], path: str, name: str, limits: ArchiveLimits,
+                    compressed_read: Callable[[], int]) -> Iterator[bytes]:
+    """Pass on a member's blocks, refusing it once :meth:`ArchiveLimits.actual_problem`
+    finds one.
+
+    Args:
+        blocks: the member's uncompressed blocks.
+        path: the archive, for the message.
+        name: the member, for the message.
+        limits: the caps.
+        compressed_read: bytes of the archive consumed so far (libarchive's counter).
+    Raises:
+        BadInputFile: naming the archive and the member.
+    """
+    start, produced = compressed_read(), 0
+    for block in blocks:
+        produced += len(block)
+        problem = limits.actual_problem(produced, compressed_read() - start)
+        if problem:
+            raise BadInputFile(f"{path}: member {name!r} refused as an archive bomb: {problem}")
+        yield block
+
+
+def _stream_size(raw) -> int | None:
+    """Size in bytes of a seekable stream (left at its start), or ``None``."""
+    try:
+        size = raw.seek(0, io.SEEK_END)
+        raw.seek(0)
+        return size
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def _archive_stream(path: str):
+    """libarchive's reader over ``path``, with the archive's size in bytes (``None`` when
+    the filesystem cannot tell), as ``(archive, size)``."""
     import libarchive  # imported here: workers that never read archives do not need it
 
     raw = open_raw(path)
     try:
+        size = _stream_size(raw)
         with progress.reading_file(path, raw), libarchive.stream_reader(raw, block_size=READ_BUFFER) as archive:
-            yield archive
+            yield archive, size
     finally:
         raw.close()
 
 
-def iter_archive_members(path: str, wanted=None) -> Iterator[tuple[str, BinaryIO]]:
+def iter_archive_members(path: str, wanted=None,
+                         limits: ArchiveLimits | None = None) -> Iterator[tuple[str, BinaryIO]]:
     """Stream the regular files of an archive (7z, tar[.gz|.bz2|.xz], zip).
 
     Args:
         path: the archive, local or remote.
         wanted: optional predicate on the member name; other members are skipped
             without being decompressed where the format allows.
+        limits: the archive-bomb caps; :meth:`ArchiveLimits.from_env` when ``None``.
     Yields:
         ``(member_name, stream)``; each stream is valid only until the next member is
         requested. Members whose names would escape the archive raise
-        :class:`BadInputFile`.
+        :class:`BadInputFile`, and so do members whose declared size is refused by
+        ``limits`` (before anything is inflated) or whose stream inflates beyond them
+        (raised by the stream's ``read``).
     Raises:
-        BadInputFile: the archive cannot be read (the message names it).
+        BadInputFile: the archive cannot be read, or a member is refused (the message
+            names the archive and the member).
     """
     import libarchive.exception
 
+    limits = limits or ArchiveLimits.from_env()
     try:
-        with _archive_stream(path) as archive:
+        with _archive_stream(path) as (archive, archive_bytes):
             for entry in archive:
                 if not entry.isfile:
                     continue
@@ -215,6 +309,11 @@ def iter_archive_members(path: str, wanted=None) -> Iterator[tuple[str, BinaryIO
                     raise BadInputFile(f"{path}: member {name!r} would escape the archive folder")
                 if wanted is not None and not wanted(name):
                     continue
-                yield name, io.BufferedReader(_BlockReader(entry.get_blocks()), READ_BUFFER)
+                problem = limits.declared_problem(entry.size, archive_bytes)
+                if problem:
+                    raise BadInputFile(f"{path}: member {name!r} refused as an archive bomb: {problem}")
+                blocks = _guarded_blocks(entry.get_blocks(), path, name, limits,
+                                         lambda: archive.bytes_read)
+                yield name, io.BufferedReader(_BlockReader(blocks), READ_BUFFER)
     except libarchive.exception.ArchiveError as exc:
         raise BadInputFile(f"{path}: unreadable archive ({exc})") from exc

@@ -135,3 +135,74 @@ def test_layout_rejects_are_counted_elements():
         out = layout_rejects(p, "src/Missing", [reject])
         assert_that(out | beam.Map(lambda r: (r["source_file"], r["reason"])),
                     equal_to([("src", "missing_file")]))
+
+
+# -- archive bombs ---------------------------------------------------------------------
+
+BOMB_BYTES = 24 << 20  # zeros: deflate packs them about 1,000 to 1
+
+
+def _zip_bomb(path, member="dump/zeros.txt"):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open(member, "w") as out:
+            block = b"0" * (1 << 20)
+            for _ in range(BOMB_BYTES >> 20):
+                out.write(block)
+    return path
+
+
+def test_archive_limits_refuse_declared_sizes_beyond_cap_or_ratio():
+    limits = files.ArchiveLimits(max_member_bytes=1000, max_ratio=10)
+    assert limits.declared_problem(None, 10) is None and limits.declared_problem(0, 10) is None
+    assert "cap" in limits.declared_problem(1001, 10 << 20)
+    roomy = files.ArchiveLimits(max_member_bytes=1 << 40, max_ratio=10)
+    assert roomy.declared_problem(10 * (100 + files.READ_BUFFER), 100) is None
+    assert "times" in roomy.declared_problem(10 * (100 + files.READ_BUFFER) + 1, 100)
+
+
+def test_guarded_blocks_refuse_a_member_that_inflates_too_far():
+    limits = files.ArchiveLimits(max_member_bytes=1 << 40, max_ratio=2)
+    blocks = iter([b"x" * files.READ_BUFFER] * 4)
+    guarded = files._guarded_blocks(blocks, "a.zip", "m.txt", limits, lambda: 0)
+    assert len(next(guarded)) == files.READ_BUFFER
+    next(guarded)
+    with pytest.raises(files.BadInputFile, match=r"a\.zip: member 'm\.txt' refused as an archive bomb"):
+        next(guarded)
+    capped = files._guarded_blocks(iter([b"x" * 10] * 3), "a.zip", "m.txt",
+                                   files.ArchiveLimits(max_member_bytes=25), lambda: 0)
+    with pytest.raises(files.BadInputFile, match="cap of 25"):
+        list(capped)
+
+
+def test_a_highly_compressed_member_is_refused_naming_archive_and_member(tmp_path):
+    bomb = _zip_bomb(tmp_path / "bomb.zip")
+    assert bomb.stat().st_size < BOMB_BYTES / 100
+    with pytest.raises(files.BadInputFile, match=r"bomb\.zip: member 'dump/zeros\.txt' refused"):
+        for _name, stream in files.iter_archive_members(
+                str(bomb), limits=files.ArchiveLimits(max_ratio=10)):
+            stream.read()
+    # The default limits let the same member through: 24 MiB is far below 1,000 MiB.
+    members = [(name, len(stream.read())) for name, stream in files.iter_archive_members(str(bomb))]
+    assert members == [("dump/zeros.txt", BOMB_BYTES)]
+
+
+def test_read_files_turns_an_archive_bomb_into_an_unreadable_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("CORPUS_MAX_COMPRESSION_RATIO", "10")
+    bomb = _zip_bomb(tmp_path / "bomb.zip")
+    with BeamTestPipeline(runner="FnApiRunner") as p:
+        out = p | ReadFiles([str(bomb)], _read_lines, input_root=str(tmp_path), dataset="d",
+                            members=lambda name: True)
+        assert_that(out.records, equal_to([]), label="records")
+        details = out[REJECTED] | beam.Map(
+            lambda r: (r["reason"], "bomb.zip: member 'dump/zeros.txt' refused" in r["detail"]))
+        assert_that(details, equal_to([("unreadable_file", True)]), label="rejects")
+
+
+def test_a_member_beyond_the_size_cap_is_refused_from_its_tar_header(tmp_path, monkeypatch):
+    monkeypatch.setenv("CORPUS_MAX_MEMBER_BYTES", "1000")
+    with tarfile.open(tmp_path / "big.tar", "w") as tar:
+        info = tarfile.TarInfo("big.txt")
+        info.size = 5000
+        tar.addfile(info, io.BytesIO(b"y" * 5000))
+    with pytest.raises(files.BadInputFile, match=r"big\.tar: member 'big\.txt'.*cap of 1000"):
+        list(files.iter_archive_members(str(tmp_path / "big.tar")))

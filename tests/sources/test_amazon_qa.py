@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.core.rejects import REJECTED
 from pipelines.sources import amazon_qa as aq
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 DATASET = "amazon_qa"
 
@@ -143,7 +143,7 @@ def _build_one_copy(tmp_path, upstream_samples, subfolder):
     (root / "amazon_qa").mkdir(parents=True)
     name = next((upstream_samples / "amazon_qa" / subfolder).iterdir()).name
     (root / "amazon_qa" / name).symlink_to(upstream_samples / "amazon_qa" / subfolder / name)
-    return run_build(tmp_path / subfolder / "out", input_root=root, datasets=[DATASET])
+    return run_conserved_build(tmp_path / subfolder / "out", input_root=root, datasets=[DATASET])
 
 
 def test_real_excerpt_in_both_containers_gives_the_same_19_pairs(tmp_path, upstream_samples):
@@ -160,7 +160,7 @@ def test_real_excerpt_in_both_containers_gives_the_same_19_pairs(tmp_path, upstr
 
 
 def test_real_excerpt_folder_reads_one_copy_and_rejects_the_other(tmp_path, upstream_samples):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
     assert result.manifest["datasets"][DATASET]["rows"] == 19
     assert result.reasons(DATASET) == {"duplicate_file": 1}
     (reject,) = result.rejects[DATASET]
@@ -170,7 +170,7 @@ def test_real_excerpt_folder_reads_one_copy_and_rejects_the_other(tmp_path, upst
 
 
 def test_bundled_sample_matches_hand_worked_counts(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET])
     entry = result.manifest["datasets"][DATASET]
     assert entry["verdict"] == "match", entry.get("problems")
     pairs = result.pairs(DATASET)
@@ -193,7 +193,7 @@ def test_bad_files_end_in_counted_rejects(tmp_path):
         + "{'asin': 'B7', 'questions': [{'questionText': 'caf\xe9?', 'answers': []}]}\n".encode("latin-1")
         + "{'question': 'q?'}\n".encode("utf-16")))
     (folder / "README.txt").write_text("not a category file\n")
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.pairs(DATASET) == {("Does it work?", "It does.", None)}
     # bad_literal: the code line, the nested line, and the NUL byte that follows the UTF-16
     # line's newline; bad_encoding: the Latin-1 line and the UTF-16 line (BOM 0xFF 0xFE).

@@ -8,7 +8,7 @@ import ijson
 import pytest
 
 from pipelines.sources import eli5
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 
 def _answer(score, rank, text="t", a_id=None):
@@ -119,7 +119,7 @@ def test_layout_of_empty_blank_and_other_files():
 # -- builds -------------------------------------------------------------------------------
 
 def test_real_excerpt_train_split(tmp_path, upstream_samples):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=["eli5"])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=["eli5"])
     ids = sorted(row["record_id"] for row in result.rows["eli5"])
     assert ids == sorted([
         # KILT train: scores 3,2,2,2 / 14,5,3 / 8 / 9,5,3,2,2,2 / 4
@@ -139,7 +139,7 @@ def test_real_excerpt_train_split(tmp_path, upstream_samples):
 
 
 def test_real_excerpt_all_splits(tmp_path, upstream_samples):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=["eli5"],
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=["eli5"],
                        source_options={"eli5": {"splits": "train,validation,test"}})
     rows = {row["record_id"]: row for row in result.rows["eli5"]}
     # 20 ELI5-Category questions give 24 pairs (22,12 / 9,6 / 16,10 / 4,3 add a second).
@@ -154,7 +154,7 @@ def test_real_excerpt_all_splits(tmp_path, upstream_samples):
 
 
 def test_bundled_sample_matches(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=["eli5"])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=["eli5"])
     entry = result.manifest["datasets"]["eli5"]
     assert entry["verdict"] == "match", entry.get("problems")
     rows = {row["record_id"]: row for row in result.rows["eli5"]}
@@ -174,7 +174,7 @@ def test_bad_inputs_become_counted_rejects(tmp_path):
     (root / "train_d.jsonl").write_bytes(b"<html>not json</html>")
     (root / "train_e.json").write_bytes(b'[{"q_id": "g3", "title": "caf\xe9"}]')
     (root / "train_f.jsonl").write_bytes(b'{"q_id": "g4", "title": "T", "answers": []}\n')
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["eli5"])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["eli5"])
     assert result.pairs("eli5") == {("Why?", "Because.", None)}
     assert result.reasons("eli5") == {
         "bad_encoding": 1, "bad_json": 1, "empty_file": 1, "malformed_file": 1,

@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.core.rejects import REJECTED
 from pipelines.sources import gooaq
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 DATASET = "gooaq"
 
@@ -129,7 +129,7 @@ INOA_ANSWER = ("Inoa = Grey Coverage. Differences in Loreal's Majirel vs. ... Wh
 def test_real_excerpt_keeps_the_train_id_only(tmp_path, upstream_samples):
     # split.json: dev 3880119, test 2022145, train [[2302335, 0.5]]; README_examples.jsonl
     # is not a gooaq.jsonl and is not read.
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
     assert result.pairs(DATASET) == {("is inoa better than majirel?", INOA_ANSWER, None)}
     assert result.rows[DATASET][0]["record_id"] == "2302335"
     assert result.rows[DATASET][0]["source_file"] == "gooaq/gooaq.jsonl"
@@ -147,7 +147,7 @@ def test_real_records_of_every_answer_type(tmp_path, upstream_samples):
     (folder / "gooaq.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     ids = [json.loads(line)["id"] for line in lines]
     (folder / "split.json").write_text(json.dumps({"dev": [], "test": [], "train": [[i, 0.5] for i in ids]}))
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.pairs(DATASET) == {
         ("what is the difference between collagen and whey protein?",
          "The main differences between the amino acid profiles of whey and collagen are that whey contains "
@@ -179,7 +179,7 @@ def test_real_records_of_every_answer_type(tmp_path, upstream_samples):
 
 
 def test_bundled_sample_matches_hand_worked_counts(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET])
     entry = result.manifest["datasets"][DATASET]
     assert entry["verdict"] == "match", entry.get("problems")
     assert ("how to clean a cast iron pan?",
@@ -207,7 +207,7 @@ def test_bad_input_ends_in_counted_rejects(tmp_path):
         + '{"id": 10}\n'.encode("utf-16-le") + b"\n")
     (folder / "extra" / "gooaq.jsonl").write_bytes(b"")
     (folder / "split.json").write_bytes(b'{"dev": [5], "test": [], "train": [[1, 0.5], [2, 0.5], ["x", 1], [3')
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.pairs(DATASET) == {("good row?", "Yes.", None)}
     assert result.reasons(DATASET) == {
         "bad_encoding": 1, "bad_field": 2, "bad_id": 1, "bad_json": 3, "bad_split_entry": 1,
@@ -219,6 +219,6 @@ def test_missing_split_file_is_a_counted_reject(tmp_path):
     folder.mkdir(parents=True)
     (folder / "gooaq.jsonl").write_text(json.dumps({"id": 1, "question": "q?", "answer": "a",
                                                     "answer_type": "feat_snip"}) + "\n")
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.manifest["datasets"][DATASET]["rows"] == 0
     assert result.reasons(DATASET) == {"missing_split_file": 1, "not_in_split": 1}

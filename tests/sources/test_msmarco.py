@@ -14,7 +14,7 @@ from pipelines.sources import msmarco
 from pipelines.sources.msmarco import (
     DATASET, SOURCE, hard_negative_problem, keep_per_query, read_collection, read_qrels,
     read_queries, repair_mojibake, select_hard_negatives, selection_key, triplet_row)
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 
 def _values(items):
@@ -240,7 +240,7 @@ def test_archive_without_the_member_empty_and_blank_files_are_rejects(tmp_path):
     (folder / "collection.tsv").write_bytes(b"\n  \n")
     (folder / "qrels.train.tsv").write_bytes(b"")
     (folder / "msmarco-hard-negatives.jsonl").write_bytes(b'{"qid": 1, "pos": [2], "neg": {"bm25": [3]}}\n')
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.rows[DATASET] == []
     by_file = {(r["source_file"], r["reason"]) for r in result.rejects[DATASET]}
     assert {("msmarco/queries.tar.gz", "no_member"), ("msmarco/qrels.train.tsv", "empty_file"),
@@ -252,7 +252,7 @@ def test_archive_without_the_member_empty_and_blank_files_are_rejects(tmp_path):
 # -- builds: the bundled sample -------------------------------------------------------------------
 
 def test_sample_build_matches_hand_worked_counts(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET])
     entry = result.manifest["datasets"][DATASET]
     assert entry["verdict"] == "match", entry.get("problems")
     pairs = result.pairs(DATASET)
@@ -273,7 +273,7 @@ def test_sample_build_matches_hand_worked_counts(tmp_path):
 
 
 def test_sample_with_qidpidtriples(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET],
                        source_options={"msmarco": {"negatives": "qidpidtriples"}})
     assert {r["record_id"] for r in result.rows[DATASET]} == {
         "100/0/3", "100/0/6", "100/1/2", "100/1/3", "101/2/4", "102/4/5"}
@@ -282,7 +282,7 @@ def test_sample_with_qidpidtriples(tmp_path):
 
 
 def test_sample_with_qidpidtriples_capped_per_query(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET],
                        source_options={"msmarco": {"negatives": "qidpidtriples", "triples_per_query": "2"}})
     ids = sorted(r["record_id"] for r in result.rows[DATASET])
     query_100 = [i for i in ids if i.startswith("100/")]
@@ -293,7 +293,7 @@ def test_sample_with_qidpidtriples_capped_per_query(tmp_path):
 
 
 def test_sample_with_text_triples(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET],
                        source_options={"msmarco": {"negatives": "triples_small"}})
     assert result.pairs(DATASET) == {
         ("how long to steep green tea",
@@ -311,7 +311,7 @@ def test_sample_with_text_triples(tmp_path):
 def test_real_excerpts_default_reads_qidpidtriples(tmp_path, upstream_samples):
     # No hard-negatives file among the excerpts: qidpidtriples is read. Its three lines
     # are for qids 662731, 527862, 984152, none of which is among the ten train queries.
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
     assert result.rows[DATASET] == []
     assert result.reasons(DATASET) == {"query_missing": 3}
     assert {r["record_id"] for r in result.rejects[DATASET]} == {
@@ -319,7 +319,7 @@ def test_real_excerpts_default_reads_qidpidtriples(tmp_path, upstream_samples):
 
 
 def test_real_excerpts_text_triples(tmp_path, upstream_samples):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET],
                        source_options={"msmarco": {"negatives": "triples_small"}})
     assert result.reasons(DATASET) == {}
     rows = {r["anchor"]: r for r in result.rows[DATASET]}
@@ -350,7 +350,7 @@ def test_real_collection_and_queries_joined_with_mined_negatives(tmp_path, upstr
     with gzip.open(folder / "msmarco-hard-negatives.jsonl.gz", "wt", encoding="utf-8") as f:
         f.write('{"qid": 121352, "pos": [99], "neg": {"bm25": [100, 99, 3], "msmarco-distilbert-base-v3": [3]}}\n')
         f.write('{"qid": 1185868, "pos": [16], "neg": {"bm25": [0]}}\n')
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     rows = {r["record_id"]: r for r in result.rows[DATASET]}
     assert sorted(rows) == ["121352/99/100", "121352/99/3"]
     dvorak = rows["121352/99/100"]
@@ -384,7 +384,7 @@ def test_bad_inputs_end_in_counted_rejects(tmp_path):
         '{"qid": 10.0, "pos": [0], "neg": {"bm25": [1]}}\n'
         '{"qid": 11, "pos": [true], "neg": {"bm25": [1]}}\n'
         '{"qid": 10, "pos": [1], "neg": {"bm25": [2]}}\n', encoding="utf-8")
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.pairs(DATASET) == {("query ten", "alpha passage", "beta passage"),
                                      ("query ten", "alpha passage", "gamma passage")}
     assert result.reasons(DATASET) == {
@@ -403,6 +403,6 @@ def test_empty_negatives_file_is_a_reject(tmp_path):
     (folder / "collection.tsv").write_bytes(b"0\talpha passage\n")
     (folder / "queries.train.tsv").write_bytes(b"10\tquery ten\n")
     (folder / "qidpidtriples.train.full.2.tsv.gz").write_bytes(gzip.compress(b""))
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.rows[DATASET] == []
     assert result.reasons(DATASET) == {"empty_file": 1}

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pipelines.sources import natural_questions as nq
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 TOY_PAIR = ("who founded google", "Google was founded in 1998 by : Larry Sergey", None)
 
@@ -115,7 +115,7 @@ def test_real_nq_open_and_kilt_lines_are_not_train_examples(upstream_samples):
 
 
 def test_build_on_real_excerpts_folder_reads_no_open_or_kilt_file(upstream_samples, tmp_path):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=["natural_questions"])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=["natural_questions"])
     assert result.rows["natural_questions"] == []
     assert result.reasons("natural_questions") == {"missing_file": 1}
     assert result.manifest["inputs"] == []
@@ -124,7 +124,7 @@ def test_build_on_real_excerpts_folder_reads_no_open_or_kilt_file(upstream_sampl
 # -- builds -----------------------------------------------------------------------------
 
 def test_sample_build_matches_hand_worked_counts(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=["natural_questions"])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=["natural_questions"])
     entry = result.manifest["datasets"]["natural_questions"]
     assert entry["verdict"] == "match", entry.get("problems")
     pairs = result.pairs("natural_questions")
@@ -161,7 +161,7 @@ def test_bad_input_ends_in_counted_rejects(upstream_samples, tmp_path):
     (folder / "v1.0" / "train" / "nq-train-02.jsonl.gz").write_bytes(gzip.compress(b'{"a": 1}\n' * 50)[:12])
     (folder / "simplified-nq-train.jsonl").write_bytes(b"")  # empty: the core's empty_file
     (folder / "nq-dev-00.jsonl.gz").write_bytes(b"not even read")
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["natural_questions"])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["natural_questions"])
     assert sorted(r["record_id"] for r in result.rows["natural_questions"]) == ["12", "797803103760793766"]
     assert result.reasons("natural_questions") == {
         "bad_encoding": 1, "empty_file": 1, "malformed_example": 3, "not_an_object": 1,

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from pipelines.sources import paq
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 RIDEAU = ("when was the rideau canal opened",
           "The Rideau Canal connects Ottawa to Kingston on Lake Ontario. It was opened in 1832 as a "
@@ -104,7 +104,7 @@ def test_filtered_parser_reads_real_nq_open_lines(upstream_samples):
 # -- builds -----------------------------------------------------------------------------
 
 def test_sample_build_matches_hand_worked_counts(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=["paq"])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=["paq"])
     entry = result.manifest["datasets"]["paq"]
     assert entry["verdict"] == "match", entry.get("problems")
     pairs = result.pairs("paq")
@@ -118,7 +118,7 @@ def test_sample_build_matches_hand_worked_counts(tmp_path):
 
 
 def test_sample_build_with_options(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=["paq"],
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=["paq"],
                        source_options={"paq": {"passages": "all", "filtered_only": "false"}})
     anchors = sorted(anchor for anchor, _p, _n in result.pairs("paq"))
     assert anchors.count("what is the deepest lake in the world") == 2
@@ -163,7 +163,7 @@ def test_bad_input_ends_in_counted_rejects(tmp_path):
         json.dumps({"question": "who wrote hamlet", "answers": [{"passage_id": "1"}]}).encode() + b"\n")
     # Named .gz, starts like gzip, then breaks off: the file is unreadable after its header.
     (folder / "psgs_w100.tsv.gz").write_bytes(_gzip(b"id\ttext\ttitle\n1\tHamlet is a tragedy.\tHamlet\n")[:30])
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["paq"])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["paq"])
     assert result.rows["paq"] == []
     assert result.reasons("paq") == {
         "bad_encoding": 1, "bad_json": 1, "duplicate_input": 1, "malformed_question": 1,
@@ -175,11 +175,11 @@ def test_missing_file_and_archive_without_list_are_reported(tmp_path):
     folder.mkdir(parents=True)
     (folder / "psgs_w100.tsv").write_bytes(b"")  # not read while a required file is missing
     (folder / "PAQ.metadata.jsonl").write_bytes(b"")
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["paq"])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["paq"])
     assert result.rows["paq"] == []
     assert result.reasons("paq") == {"missing_file": 1}
     (folder / "PAQ.tar.gz").write_bytes(_tar_gz({"PAQ/LICENSE": b"CC BY-SA 3.0\n"}))
-    result = run_build(tmp_path / "out2", input_root=tmp_path / "in", datasets=["paq"])
+    result = run_conserved_build(tmp_path / "out2", input_root=tmp_path / "in", datasets=["paq"])
     assert result.rows["paq"] == []
     assert result.reasons("paq") == {"empty_file": 2, "no_member": 1}
 

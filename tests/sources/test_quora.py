@@ -5,7 +5,7 @@ import io
 import pytest
 
 from pipelines.sources import quora
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 DATASET = "quora_triplets"
 HEADER = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
@@ -113,7 +113,7 @@ def test_real_excerpt_parses_every_row(upstream_samples):
 def test_real_excerpt_build(upstream_samples, tmp_path):
     # Every qid of the excerpt occurs once, so no anchor has a non-duplicate partner:
     # the five duplicate pairs give ten candidate anchors and no triplet.
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
     assert result.rows[DATASET] == []
     assert result.reasons(DATASET) == {"no_negative": 10}
     ids = sorted(r["record_id"] for r in result.rejects[DATASET])
@@ -123,7 +123,7 @@ def test_real_excerpt_build(upstream_samples, tmp_path):
 # -- bundled sample -----------------------------------------------------------------------
 
 def test_sample_build_matches_hand_worked_counts(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET])
     entry = result.manifest["datasets"][DATASET]
     assert entry["verdict"] == "match", entry.get("problems")
     triplets = result.pairs(DATASET)
@@ -139,7 +139,7 @@ def test_sample_build_matches_hand_worked_counts(tmp_path):
 
 
 def test_sample_with_question1_direction(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET],
                        source_options={"quora": {"directions": "question1"}})
     assert len(result.rows[DATASET]) == 4
     assert result.reasons(DATASET)["no_negative"] == 1
@@ -156,7 +156,7 @@ def test_bad_files_are_counted_not_fatal(tmp_path):
     good = HEADER + "0\t1\t2\tA?\tB?\t1\n1\t1\t3\tA?\tC?\t0\n"
     (folder / "quora_duplicate_questions.tsv.bz2").write_text(good)  # named .bz2, plain text
     (folder / "quora_duplicate_questions.tsv.gz").write_bytes(gzip.compress(good.encode())[:30])
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.pairs(DATASET) == {("A?", "B?", "C?")}
     assert result.reasons(DATASET) == {"empty_file": 1, "malformed_file": 1, "no_negative": 1,
                                        "unreadable_file": 1}

@@ -7,7 +7,7 @@ import zipfile
 import pytest
 
 from pipelines.sources import searchqa as sq
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 REAL_19 = ("No. 10: FB/LB for Columbia U. in the 1920s; MVP for the Yankees in '27 & '36; "
            "\"Gibraltar in Cleats\"")
@@ -76,7 +76,7 @@ def test_options():
 # -- builds -------------------------------------------------------------------------------
 
 def test_real_excerpt(tmp_path, upstream_samples):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=["searchqa"])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=["searchqa"])
     rows = {row["record_id"]: row for row in result.rows["searchqa"]}
     assert sorted(rows) == ["1506", "19", "38", "528"]
     assert rows["19"]["anchor"] == REAL_19
@@ -92,7 +92,7 @@ def test_real_excerpt(tmp_path, upstream_samples):
 
 
 def test_bundled_sample_matches(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=["searchqa"])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=["searchqa"])
     entry = result.manifest["datasets"]["searchqa"]
     assert entry["verdict"] == "match", entry.get("problems")
     rows = {row["record_id"]: row for row in result.rows["searchqa"]}
@@ -103,7 +103,7 @@ def test_bundled_sample_matches(tmp_path):
 
 
 def test_top_k_and_splits_options(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=["searchqa"],
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=["searchqa"],
                        source_options={"searchqa": {"top_k": "1", "splits": "train"}})
     rows = {row["record_id"]: row for row in result.rows["searchqa"]}
     assert sorted(rows) == ["101", "102", "105"]
@@ -123,6 +123,6 @@ def test_bad_inputs_become_counted_rejects(tmp_path):
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("test/readme.txt", "no clues here")
     (root / "test.zip").write_bytes(buffer.getvalue())
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["searchqa"])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["searchqa"])
     assert result.pairs("searchqa") == {("Q", "S", None), ("not gzip", "T", None)}
     assert result.reasons("searchqa") == {"no_member": 1, "unreadable_file": 2}

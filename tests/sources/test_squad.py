@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.core.source import OptionError, SourceContext
 from pipelines.sources import squad
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 DATASET = "squad"
 
@@ -94,7 +94,7 @@ NORMANS = ("The Normans (Norman: Nourmands; French: Normands; Latin: Normanni) w
 
 
 def test_real_excerpt(upstream_samples, tmp_path):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
     rows = sorted(result.rows[DATASET], key=lambda r: r["record_id"])
     assert [(r["anchor"], r["record_id"]) for r in rows] == [
         ("In what country is Normandy located?", "56ddde6b9a695914005b9628"),
@@ -108,7 +108,7 @@ def test_real_excerpt(upstream_samples, tmp_path):
 # -- bundled sample -----------------------------------------------------------------------
 
 def test_sample_build_matches_hand_worked_counts(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET])
     entry = result.manifest["datasets"][DATASET]
     assert entry["verdict"] == "match", entry.get("problems")
     anchors = {a for a, _p, _n in result.pairs(DATASET)}
@@ -118,7 +118,7 @@ def test_sample_build_matches_hand_worked_counts(tmp_path):
 
 
 def test_sample_with_dev_split(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET],
                        source_options={"squad": {"splits": "train,dev"}})
     assert len(result.rows[DATASET]) == 5
     assert result.reasons(DATASET)["unanswerable"] == 3
@@ -139,7 +139,7 @@ def test_v11_is_read_and_bad_files_are_counted(tmp_path):
     (folder / "train-v1.1.json.bz2").write_bytes(b"")  # empty
     (folder / "dev-v1.1.json").write_text('{"data": [{"title": "T", "paragraphs": [{"qas": [{"id": 5}]')
     (folder / "train-v2.0.json").write_text(json.dumps(_document([_qa()])))  # other version: not read
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET],
                        source_options={"squad": {"splits": "train,dev"}})
     assert result.pairs(DATASET) == {("What is the capital of France?", "Paris is the capital of France.", None)}
     assert result.reasons(DATASET) == {"empty_file": 1, "unreadable_file": 3}

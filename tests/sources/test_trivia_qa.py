@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.sources import trivia_qa as tq
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 DATASET = "trivia_qa"
 
@@ -90,7 +90,7 @@ def _words(path, start, end):
 
 def test_real_excerpt_train(upstream_samples, tmp_path):
     evidence = upstream_samples / "triviaqa" / "triviaqa-rc" / "evidence"
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
     rows = {r["record_id"]: r for r in result.rows[DATASET]}
     # tc_1: no entity page; search results Rank 0 (46_46, 87 words) and Rank 4 both
     # name Sinclair Lewis: the whole Rank 0 page.
@@ -106,7 +106,7 @@ def test_real_excerpt_train(upstream_samples, tmp_path):
 
 def test_real_excerpt_train_and_dev(upstream_samples, tmp_path):
     evidence = upstream_samples / "triviaqa" / "triviaqa-rc" / "evidence"
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET],
                        source_options={"trivia_qa": {"splits": "train,dev"}})
     rows = {r["record_id"]: r["positive"] for r in result.rows[DATASET]}
     # tc_2: Rank 4 (61_97) says "Dave Seville"; Rank 6 (10_99, 423 words) has
@@ -124,7 +124,7 @@ def test_real_excerpt_train_and_dev(upstream_samples, tmp_path):
 # -- bundled sample -----------------------------------------------------------------------
 
 def test_sample_build_matches_hand_worked_counts(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET])
     entry = result.manifest["datasets"][DATASET]
     assert entry["verdict"] == "match", entry.get("problems")
     rows = {r["record_id"]: r for r in result.rows[DATASET]}
@@ -137,7 +137,7 @@ def test_sample_build_matches_hand_worked_counts(tmp_path):
 
 
 def test_sample_with_dev_and_unfiltered(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET],
                        source_options={"trivia_qa": {"splits": "train,dev", "releases": "rc,unfiltered"}})
     ids = {r["record_id"].split()[0] for r in result.rows[DATASET]}
     assert ids == {"sfq_101", "sfq_102", "sfq_103", "sfq_105", "sfq_113", "sfq_114", "sfq_201", "sfq_401"}
@@ -163,7 +163,7 @@ def test_flat_layout_and_bad_files(tmp_path):
     (folder / "qa" / "wikipedia-train.json.gz").write_bytes(gzip.compress(_qa_file([record]).encode())[:40])
     (folder / "qa" / "web-dev.json.bz2").write_bytes(bz2.compress(json.dumps({"Data": [record]}).encode()))
     (folder / "qa" / "web-test-without-answers.json").write_text("not read")
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET],
                        source_options={"trivia_qa": {"splits": "train,dev"}})
     assert result.pairs(DATASET) == {("Which river flows through Paris?", "Paris lies on the Seine.", None)}
     # empty file: the core's empty_file; compact (not pretty-printed) JSON: malformed_file;
@@ -178,7 +178,7 @@ def test_truncated_file_keeps_the_records_before_the_break(tmp_path):
                 "QuestionId": f"q{n}", "SearchResults": []} for n in (1, 2)]
     text = _qa_file(records)
     (folder / "web-train.json").write_text(text[:text.index('"q2"')])
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     # q1 is read (and has no evidence); the file is unreadable_file where q2 starts.
     assert result.reasons(DATASET) == {"no_evidence": 1, "unreadable_file": 1}
     unreadable = [r for r in result.rejects[DATASET] if r["reason"] == "unreadable_file"][0]

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from pipelines.core.source import SourceContext
 from pipelines.sources import wikianswers as wa
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 DATASET = "wikianswers"
 
@@ -99,7 +99,7 @@ REAL_QUESTIONS = {
 def test_real_oqa_excerpt_gives_a_chain_through_its_four_questions(tmp_path, upstream_samples):
     # README_example_cluster.txt: 4 distinct questions and one answer. With the cap of 3
     # every question is used: 3 pairs forming a chain; the answer is never a pair text.
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET])
     rows = result.rows[DATASET]
     assert result.manifest["datasets"][DATASET]["rows"] == 3
     assert result.reasons(DATASET) == {}
@@ -113,14 +113,14 @@ def test_real_oqa_excerpt_gives_a_chain_through_its_four_questions(tmp_path, ups
 
 
 def test_real_oqa_excerpt_with_a_cap_of_one(tmp_path, upstream_samples):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET],
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=[DATASET],
                        source_options={"wikianswers": {"pairs_per_cluster": "1"}})
     (row,) = result.rows[DATASET]
     assert {row["anchor"], row["positive"]} <= REAL_QUESTIONS and row["anchor"] != row["positive"]
 
 
 def test_bundled_sample_matches_hand_worked_counts(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=[DATASET])
     entry = result.manifest["datasets"][DATASET]
     assert entry["verdict"] == "match", entry.get("problems")
     assert ("What is the verse John 3:16 about?", "What does John 3:16 say?", None) in result.pairs(DATASET) \
@@ -139,7 +139,7 @@ def test_bad_files_end_in_counted_rejects(tmp_path):
     (folder / "part-00003").write_bytes(b"\xff\xfe\x00\x81garbage\n\x89PNG\r\n")
     # UTF-16 text: NUL bytes everywhere, no q:/a: item survives.
     (folder / "part-00004").write_bytes("q:Hello?\tq:Hi?\n".encode("utf-16-le"))
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.pairs(DATASET) == {("Why is the sky blue?", "What makes the sky blue?", None)} \
         or result.pairs(DATASET) == {("What makes the sky blue?", "Why is the sky blue?", None)}
     reasons = result.reasons(DATASET)

@@ -6,7 +6,7 @@ import tarfile
 import pytest
 
 from pipelines.sources import yahoo_answers as ya
-from tests.helpers import run_build
+from tests.sources.conservation import run_conserved_build
 
 ALL = [ya.TITLE_ANSWER, ya.QUESTION_ANSWER, ya.TITLE_QUESTION]
 
@@ -76,7 +76,7 @@ def test_csv_split_and_options():
 # -- builds -------------------------------------------------------------------------------
 
 def test_real_excerpt_train_rows(tmp_path, upstream_samples):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=ALL)
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=ALL)
     title_answer = result.pairs(ya.TITLE_ANSWER)
     assert len(title_answer) == 5
     assert ("What is the best off-road motorcycle trail ?",
@@ -92,7 +92,7 @@ def test_real_excerpt_train_rows(tmp_path, upstream_samples):
 
 
 def test_real_excerpt_with_test_split(tmp_path, upstream_samples):
-    result = run_build(tmp_path / "out", input_root=upstream_samples, datasets=ALL,
+    result = run_conserved_build(tmp_path / "out", input_root=upstream_samples, datasets=ALL,
                        source_options={"yahoo_answers": {"splits": "train,test"}})
     assert len(result.rows[ya.TITLE_ANSWER]) == 10
     assert len(result.rows[ya.QUESTION_ANSWER]) == 7
@@ -101,7 +101,7 @@ def test_real_excerpt_with_test_split(tmp_path, upstream_samples):
 
 
 def test_bundled_sample_matches(tmp_path):
-    result = run_build(tmp_path / "out", sample=True, datasets=ALL)
+    result = run_conserved_build(tmp_path / "out", sample=True, datasets=ALL)
     for dataset in ALL:
         entry = result.manifest["datasets"][dataset]
         assert entry["verdict"] == "match", entry.get("problems")
@@ -121,7 +121,7 @@ def test_bad_inputs_become_counted_rejects(tmp_path):
     (root / "c" / "train.csv.gz").write_bytes(b'"1","Plain","not gzip","despite the name"\n')
     (root / "d" / "yahoo_answers_csv.tgz").write_bytes(b"this is not an archive")
     (root / "d" / "train.csv").write_bytes(gzip.compress(b'"1","Gz","body","answer"\n'))
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[ya.TITLE_ANSWER])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[ya.TITLE_ANSWER])
     assert result.pairs(ya.TITLE_ANSWER) == {
         ("Good title", "Answer", None), ("Plain", "despite the name", None), ("Gz", "answer", None)}
     assert result.reasons(ya.TITLE_ANSWER) == {"bad_encoding": 1, "empty_file": 1, "unreadable_file": 1}
@@ -134,7 +134,7 @@ def test_archive_without_csv_is_counted(tmp_path):
         info = tarfile.TarInfo("yahoo_answers_csv/classes.txt")
         info.size = 6
         tar.addfile(info, io.BytesIO(b"Health"))
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[ya.TITLE_ANSWER])
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[ya.TITLE_ANSWER])
     assert result.reasons(ya.TITLE_ANSWER) == {"no_member": 1}
 
 

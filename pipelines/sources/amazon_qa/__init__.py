@@ -40,6 +40,14 @@ The same question and answer repeated on near-identical products (B00004W4UJ /
 B00004W4UK) is kept, as upstream has it: each is one answer. Very short answers
 ('yes.') are kept too.
 
+Records (:mod:`pipelines.core.accounting`): a record is one answer, the unit a pair is
+made of: a ``qa_`` line, or one answer of a question of a ``QA_`` line. What is rejected
+before its answers are reached is one record: a line that cannot be parsed or has an
+unknown shape, a ``QA_`` line whose ``questions`` is not a list, a ``QA_`` question that
+is malformed or has no answer (``no_answer``), and a ``duplicate_file``. A ``QA_`` line
+with an empty ``questions`` list is one record, skipped as ``no_questions`` (a product
+nobody asked about holds no candidate).
+
 Documented count: 2,448,839 pairs. The category list of the 2016 release (21 categories)
 and its line count are not verified; the manifest reports the difference.
 
@@ -56,7 +64,7 @@ import warnings
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.readers import ReadFiles, text_records
 from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import make_row
@@ -154,11 +162,13 @@ def _text_problem(container: dict, key: str) -> tuple[str, str] | None:
 
 def single_answer_pairs(record: dict, source_file: str, record_id: str):
     """amazon_qa from a ``qa_`` record: (question, answer), one pair per record."""
+    accounting.count_read(DATASET)
     problem = _text_problem(record, "question") or _text_problem(record, "answer")
     if problem:
         yield rejected(DATASET, problem[0], source_file=source_file, record_id=record_id,
                        detail=f"single-answer record: {problem[1]}", excerpt=record)
         return
+    accounting.count_paired(DATASET)
     yield make_row(DATASET, clean_text(record["question"]), clean_text(record["answer"]),
                    source_file=source_file, record_id=record_id)
 
@@ -169,8 +179,13 @@ def multi_answer_pairs(record: dict, source_file: str, record_id: str):
     question or answer is rejected alone, the rest of the product is kept."""
     questions = record["questions"]
     if not isinstance(questions, list):
+        accounting.count_read(DATASET)
         yield rejected(DATASET, "bad_field", source_file=source_file, record_id=record_id,
                        detail=f"'questions' is a {type(questions).__name__}, not a list", excerpt=record)
+        return
+    if not questions:
+        accounting.count_read(DATASET)
+        accounting.count_skipped(DATASET, "no_questions")
         return
     for q_number, question in enumerate(questions, start=1):
         q_id = f"{record_id} q{q_number}"
@@ -180,22 +195,26 @@ def multi_answer_pairs(record: dict, source_file: str, record_id: str):
         if problem is None and answers is not None and not isinstance(answers, list):
             problem = ("bad_field", f"'answers' is a {type(answers).__name__}, not a list")
         if problem:
+            accounting.count_read(DATASET)
             yield rejected(DATASET, problem[0], source_file=source_file, record_id=q_id,
                            detail=f"multi-answer question: {problem[1]}", excerpt=question)
             continue
         if not answers:
+            accounting.count_read(DATASET)
             yield rejected(DATASET, "no_answer", source_file=source_file, record_id=q_id,
                            detail="question without answers", excerpt=question)
             continue
         question_text = clean_text(question["questionText"])
         for a_number, answer in enumerate(answers, start=1):
             a_id = f"{q_id} a{a_number}"
+            accounting.count_read(DATASET)
             problem = (("bad_field", "answer is not a dict") if not isinstance(answer, dict)
                        else _text_problem(answer, "answerText"))
             if problem:
                 yield rejected(DATASET, problem[0], source_file=source_file, record_id=a_id,
                                detail=f"multi-answer answer: {problem[1]}", excerpt=answer)
                 continue
+            accounting.count_paired(DATASET)
             yield make_row(DATASET, question_text, clean_text(answer["answerText"]),
                            source_file=source_file, record_id=a_id)
 
@@ -204,6 +223,7 @@ def record_pairs(record, source_file: str, record_id: str):
     """Rows (or rejects) of one parsed line, by its shape: ``questions`` marks the
     multi-answer release, ``question``/``answer`` the single-answer one."""
     if not isinstance(record, dict):
+        accounting.count_read(DATASET)
         yield rejected(DATASET, "not_an_object", source_file=source_file, record_id=record_id,
                        detail=f"line is a {type(record).__name__} literal, not a dict", excerpt=repr(record))
     elif "questions" in record:
@@ -211,6 +231,7 @@ def record_pairs(record, source_file: str, record_id: str):
     elif "question" in record or "answer" in record:
         yield from single_answer_pairs(record, source_file, record_id)
     else:
+        accounting.count_read(DATASET)
         yield rejected(DATASET, "unknown_record_shape", source_file=source_file, record_id=record_id,
                        detail=f"dict with keys {sorted(map(str, record))[:10]}: neither "
                               "'question'/'answer' nor 'questions'", excerpt=record)
@@ -220,6 +241,7 @@ def read_category_file(stream, source_file: str):
     """Read one category file: yield its rows and rejects."""
     for item in text_records(stream, DATASET, source_file):
         if isinstance(item, beam.pvalue.TaggedOutput):
+            accounting.count_read(DATASET)  # a line that is not UTF-8
             yield item
             continue
         number, text = item
@@ -227,6 +249,7 @@ def read_category_file(stream, source_file: str):
         try:
             record = parse_record(text)
         except ValueError as exc:
+            accounting.count_read(DATASET)
             yield rejected(DATASET, "bad_literal", source_file=source_file, record_id=line_id,
                            detail=str(exc), excerpt=text)
             continue
@@ -243,6 +266,7 @@ def duplicate_file_reject(duplicate: str, kept: str) -> dict:
 
 class AmazonQA(Source):
     name = "amazon_qa"
+    counts_records = True
     folder = "amazon_qa"
     datasets = (DATASET,)
     description = "Amazon QA, per-category qa_/QA_ files of Python dict literals"

@@ -61,6 +61,15 @@ whitespace); from the core's reader ``empty_file`` (no byte at all) and
 ``unreadable_file`` (among others an array that breaks off or is not UTF-8; the records
 before the problem are kept).
 
+Records (:mod:`pipelines.core.accounting`): a record is one answer of a question, the unit
+a pair is made of. It ends as a pair, an answer reject (``malformed_record``,
+``deleted_answer``, ``empty_answer``, ``duplicate_answer``) or the skip ``not_chosen``
+(an answer :func:`select_answers` does not take). What is rejected before its answers
+are looked at is one record: a question rejected as ``other_subreddit``, ``empty_title``
+or ``no_answer``, a ``duplicate_question`` copy, a line or element that cannot be read
+as a question, and a ``malformed_file``. Records are counted once the kept copy of a
+question is known.
+
 Source options (``--source-option eli5.<key>=<value>``):
     ``splits``              comma-separated, of ``train``, ``validation``, ``test``
                             (default ``train``)
@@ -77,7 +86,7 @@ import re
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.normalize import normalize_text
 from pipelines.core.readers import ReadFiles, blank_file, json_items, json_lines
 from pipelines.core.rejects import REJECTED, rejected
@@ -239,7 +248,8 @@ def select_answers(answers: list[dict], min_relative_score: float = DEFAULT_MIN_
 
 
 def eli5_pair(question: dict, answer: dict) -> dict:
-    """eli5: (question title, answer text)."""
+    """eli5: (question title, answer text); counted as paired when the question's copy is
+    the one kept (:func:`emit_kept_copy`)."""
     return make_row(DATASET, question["title"], answer["text"], source_file=question["source_file"],
                     record_id=f"{question['q_id']}/{answer['a_id']}")
 
@@ -251,22 +261,24 @@ def _reject_spec(reason: str, record_id: str, detail: str, excerpt) -> dict:
 def evaluate_question(question: dict, options: dict) -> dict:
     """Rows and reject descriptions of one question, before de-duplication.
 
-    Returns ``{"rows": [...], "rejects": [...]}``; rejects are plain dicts (reason,
-    record_id, detail, excerpt) emitted only for the copy that is kept.
+    Returns ``{"rows": [...], "rejects": [...], "not_chosen": n}``; rejects are plain
+    dicts (reason, record_id, detail, excerpt) emitted only for the copy that is kept;
+    ``not_chosen`` counts the usable answers :func:`select_answers` leaves out.
     """
     url_tokens = options["url_tokens"]
     q_id, rows, rejects = question["q_id"], [], []
+    outcome = {"rows": rows, "rejects": rejects, "not_chosen": 0}
     if question.get("subreddit") not in (None, SUBREDDIT):
         rejects.append(_reject_spec("other_subreddit", q_id, f"a r/{question['subreddit']} question",
                                     {"title": question["title"][:EXCERPT_CHARS]}))
-        return {"rows": rows, "rejects": rejects}
+        return outcome
     title = clean_text(question["title"], url_tokens)
     if not title:
         rejects.append(_reject_spec("empty_title", q_id, "the title is empty after cleaning", question["title"]))
-        return {"rows": rows, "rejects": rejects}
+        return outcome
     if not question["answers"]:
         rejects.append(_reject_spec("no_answer", q_id, "the question has no answer", {"title": title}))
-        return {"rows": rows, "rejects": rejects}
+        return outcome
     candidates, seen = [], {}
     for answer in sorted(question["answers"], key=lambda a: (a["score"] is None, -(a["score"] or 0), a["rank"])):
         record_id = f"{q_id}/{answer['a_id']}"
@@ -290,8 +302,9 @@ def evaluate_question(question: dict, options: dict) -> dict:
         candidates.append({**answer, "text": text})
     chosen = select_answers(candidates, options["min_relative_score"], options["max_answers"])
     cleaned = {**question, "title": title}
-    rows = [eli5_pair(cleaned, answer) for answer in chosen]
-    return {"rows": rows, "rejects": rejects}
+    rows.extend(eli5_pair(cleaned, answer) for answer in chosen)
+    outcome["not_chosen"] = len(candidates) - len(chosen)
+    return outcome
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -326,7 +339,7 @@ class _RecordReader:
         if layout == "blank":
             yield blank_file(DATASET, source_file)
         elif layout == "other":
-            yield rejected(DATASET, "malformed_file", source_file=source_file,
+            yield rejected(DATASET, "malformed_file", source_file=source_file, whole_file=True,
                            detail="neither a JSON array nor JSON lines", excerpt=stream.peek(200)[:200])
         elif layout == "lines":
             for item in json_lines(stream, DATASET, source_file):
@@ -334,6 +347,7 @@ class _RecordReader:
                     number, record = item
                     yield self._record(record, source_file, f"line {number}", number)
                 else:
+                    accounting.count_read(DATASET)
                     yield item  # a bad line, already a reject
         elif layout == "array":
             yield from self._array(stream, source_file)
@@ -342,6 +356,7 @@ class _RecordReader:
         for index, value in enumerate(json_items(stream, "item")):
             position = f"element {index}"
             if not isinstance(value, dict):
+                accounting.count_read(DATASET)
                 yield rejected(DATASET, "not_an_object", source_file=source_file, record_id=position,
                                detail="array element is JSON but not an object", excerpt=value)
                 continue
@@ -351,6 +366,7 @@ class _RecordReader:
         try:
             question = question_from_record(record)
         except ValueError as exc:
+            accounting.count_read(DATASET)
             return rejected(DATASET, "malformed_record", source_file=source_file, record_id=position,
                             detail=str(exc), excerpt=record)
         question["source_file"] = source_file
@@ -366,6 +382,12 @@ def emit_kept_copy(element):
     q_id, copies = element
     copies = sorted(copies, key=lambda copy: copy["preference"])
     kept = copies[0]
+    # Records of the kept copy: its answers (or the question, when it is rejected whole),
+    # and one per other copy.
+    accounting.count_read(DATASET, len(kept["rows"]) + len(kept["rejects"]) + kept["not_chosen"]
+                          + len(copies) - 1)
+    accounting.count_paired(DATASET, len(kept["rows"]))
+    accounting.count_skipped(DATASET, "not_chosen", kept["not_chosen"])
     yield from kept["rows"]
     for spec in kept["rejects"]:
         yield rejected(DATASET, spec["reason"], source_file=kept["source_file"], record_id=spec["record_id"],
@@ -391,6 +413,7 @@ def rule_options(ctx: SourceContext) -> dict:
 
 class Eli5(Source):
     name = "eli5"
+    counts_records = True
     folder = "eli5"
     datasets = (DATASET,)
     description = "ELI5 (Reddit r/explainlikeimfive): HF ELI5, ELI5-Category and KILT ELI5 files"

@@ -43,6 +43,12 @@ Short answers are not used, not even as a fallback: they are entity names and nu
 answer. A ``collection`` answer that is not a list of strings is a reject
 ``bad_collection_answer``.
 
+Records (:mod:`pipelines.core.accounting`): a record is one line of ``gooaq.jsonl``. It
+ends as a pair, a reject (parse, ``not_in_split``, ``duplicate_id``, ``no_long_answer``,
+``bad_collection_answer``) or the skip ``held_out`` (a dev/test row). Entries of
+``split.json`` are not records, except a ``bad_split_entry``, which is one record read and
+rejected; an entry without a row in ``gooaq.jsonl`` is not a record either.
+
 Documented count: 3,012,496 pairs. The HF release has 3,112,679 train rows; the
 difference (100,183) is not explained upstream. Train rows without a long answer and
 rows whose texts are empty after normalisation are the candidates for it (unverified);
@@ -59,7 +65,7 @@ import re
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.readers import ReadFiles, json_lines, stream_is_empty, unless_blank, without_bom
 from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import make_row
@@ -147,6 +153,7 @@ def read_split_file(stream, source_file: str):
     for number, (name, entry) in enumerate(iter_split_entries(stream), start=1):
         entry_id = split_entry_id(entry)
         if entry_id is None:
+            accounting.count_read(DATASET)  # a record only as a reject
             yield rejected(DATASET, "bad_split_entry", source_file=source_file,
                            record_id=f"{name}[{number}]", excerpt=entry,
                            detail="split entry is not an integer id or [id, similarity]")
@@ -184,6 +191,7 @@ def read_data_file(stream, source_file: str):
 
 def _data_rows(stream, source_file: str):
     for item in json_lines(stream, DATASET, source_file):
+        accounting.count_read(DATASET)
         if isinstance(item, beam.pvalue.TaggedOutput):
             yield item
             continue
@@ -252,6 +260,7 @@ def long_answer_text(answer: str | None, answer_type: str) -> tuple[str | None, 
 
 def gooaq_pair(record: dict, answer_text: str) -> dict:
     """gooaq: (search question, long answer text)."""
+    accounting.count_paired(DATASET)
     return make_row(DATASET, record["question"], answer_text, source_file=record["source_file"],
                     record_id=str(record["id"]))
 
@@ -270,6 +279,7 @@ def _join_split(element):
     decision = split_decision(grouped["split"])
     if decision == "held_out":
         Metrics.counter(DATASET, "held_out").inc(len(records))
+        accounting.count_skipped(DATASET, "held_out", len(records))
         return
     if decision == "unlisted":
         for record in records:
@@ -292,6 +302,7 @@ def _join_split(element):
 
 class GooAQ(Source):
     name = "gooaq"
+    counts_records = True
     folder = "gooaq"
     datasets = (DATASET,)
     description = "GooAQ gooaq.jsonl with the train ids of split.json"

@@ -87,6 +87,20 @@ rejects: the rule makes them non-candidates (for the triples files the Beam coun
 ``msmarco/triples_read`` and ``msmarco/triples_kept`` show how many). A triple repeated
 verbatim in a triples file is one candidate (the first line stands for it).
 
+Records (:mod:`pipelines.core.accounting`): a record is one triplet candidate.
+    ``hard_negatives``  each (positive, negative) of a line's candidate pool (its
+                        positives times the mined negatives left once the relevant
+                        passages are removed); those :func:`select_hard_negatives` does
+                        not take are the skip ``beyond_positive_cap``. A line that gives
+                        no candidate is one record: ``no_positive``, ``no_negative``,
+                        ``duplicate_query_line`` or a parse reject.
+    ``qidpidtriples``,  each line of the triples file; those :func:`keep_per_query` does
+    ``triples_small``   not keep are the skip ``beyond_query_cap`` (a verbatim repeat of a
+                        kept triple is counted there too).
+A kept candidate ends as a row or one reject (``negative_is_positive``, ``*_missing``,
+``duplicate_*_id``). Lines of collection, queries and qrels are not records, except a
+line rejected where it is read, which is one record read and rejected.
+
 Source options (``--source-option msmarco.<key>=<value>``):
     ``negatives``               ``auto`` | ``hard_negatives`` | ``qidpidtriples`` |
                                 ``triples_small`` (default ``auto``)
@@ -110,7 +124,7 @@ import re
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.readers import ReadFiles, json_lines, text_records, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
@@ -321,7 +335,16 @@ _READERS = {
 def read_input(stream, source_file: str, kind: str):
     """``read_file`` for :class:`ReadFiles`: one input (or archive member) read by the
     reader of its ``kind``; a file of blank lines only is a ``blank_file`` reject."""
-    return unless_blank(_READERS[kind](stream, source_file), stream, DATASET, source_file)
+    return unless_blank(_counting_rejects(_READERS[kind](stream, source_file)), stream, DATASET,
+                        source_file)
+
+
+def _counting_rejects(items):
+    """Pass on what a reader yields; each line it rejects counts as one record read."""
+    for item in items:
+        if _is_reject(item):
+            accounting.count_read(DATASET)
+        yield item
 
 
 def is_member_of(kind: str, member: str) -> bool:
@@ -359,15 +382,22 @@ def select_hard_negatives(qid: int, positives, negatives_by_system: dict, judged
     negatives (the very top) from dominating, and does not depend on input order.
     Different positives of one query draw different negatives.
     """
-    wanted = None if systems is None else set(systems)
-    known_relevant = set(positives) | set(judged)
-    candidates = {pid for system, pids in negatives_by_system.items()
-                  if wanted is None or system in wanted for pid in pids} - known_relevant
+    candidates = negative_candidates(positives, negatives_by_system, judged, systems)
     triplets = []
     for positive in sorted(set(positives)):
         ranked = sorted(candidates, key=lambda neg: (selection_key(seed, qid, positive, neg), neg))
         triplets.extend((positive, negative) for negative in ranked[:per_positive])
     return triplets
+
+
+def negative_candidates(positives, negatives_by_system: dict, judged=(), systems=None) -> set:
+    """The candidate negatives of one query of the hard-negatives file: the pids mined by
+    the chosen ``systems`` (all when ``None``), minus the line's ``positives`` and the
+    query's ``judged`` relevant pids (see :func:`select_hard_negatives`)."""
+    wanted = None if systems is None else set(systems)
+    known_relevant = set(positives) | set(judged)
+    return {pid for system, pids in negatives_by_system.items()
+            if wanted is None or system in wanted for pid in pids} - known_relevant
 
 
 def keep_per_query(candidates, limit: int) -> list:
@@ -385,6 +415,7 @@ def keep_per_query(candidates, limit: int) -> list:
 
 def triplet_row(triplet: dict) -> dict:
     """msmarco_triplets: (query text, relevant passage text, negative passage text)."""
+    accounting.count_paired(DATASET)
     return make_row(DATASET, triplet["query"], triplet["positive"], triplet["negative"],
                     source_file=triplet["source_file"], record_id=triplet["record_id"])
 
@@ -438,6 +469,26 @@ class _SmallestDistinct(beam.CombineFn):
         return kept
 
 
+class _SmallestDistinctCounted(_SmallestDistinct):
+    """:class:`_SmallestDistinct` that also counts the candidates it saw, so the ones not
+    kept can be counted as skipped records; outputs ``(seen, kept)``."""
+
+    def create_accumulator(self):
+        return 0, []
+
+    def add_input(self, accumulator, candidate):
+        seen, kept = accumulator
+        return seen + 1, super().add_input(kept, candidate)
+
+    def merge_accumulators(self, accumulators):
+        accumulators = list(accumulators)
+        return (sum(seen for seen, _kept in accumulators),
+                super().merge_accumulators(kept for _seen, kept in accumulators))
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
 class _KeyCandidates(beam.DoFn):
     """Prefix each triple with its :func:`selection_key` and count it."""
 
@@ -448,12 +499,16 @@ class _KeyCandidates(beam.DoFn):
     def process(self, element):
         query, (positive, negative, *rest) = element
         self.read.inc()
+        accounting.count_read(DATASET)
         yield query, (selection_key(self.seed, query, positive, negative), positive, negative, *rest)
 
 
 def _count_kept(element):
-    query, kept = element
+    """``(query, kept)`` from ``(query, (seen, kept))``; the triples not kept are counted
+    as skipped records."""
+    query, (seen, kept) = element
     Metrics.counter("msmarco", "triples_kept").inc(len(kept))
+    accounting.count_skipped(DATASET, "beyond_query_cap", seen - len(kept))
     return query, kept
 
 
@@ -472,12 +527,17 @@ def _hard_negative_triplets(element, systems, per_positive: int, seed: str):
 def _line_triplets(qid: int, lines: list, judged: list, systems, per_positive: int, seed: str):
     line, repeated = _first_line(lines)
     for extra in repeated:
+        accounting.count_read(DATASET)  # the whole line is one record
         yield rejected(DATASET, "duplicate_query_line", source_file=extra["source_file"],
                        record_id=f"line {extra['line']}",
                        detail=f"qid {qid} already has line {line['line']} of {line['source_file']}",
                        excerpt={"qid": qid, "pos": extra["pos"]})
     pairs = select_hard_negatives(qid, line["pos"], line["neg"], judged,
                                   systems=systems, per_positive=per_positive, seed=seed)
+    candidates = len(set(line["pos"])) * len(negative_candidates(line["pos"], line["neg"], judged, systems))
+    # A line without any candidate is one record (rejected); otherwise each candidate is.
+    accounting.count_read(DATASET, max(candidates, 1))
+    accounting.count_skipped(DATASET, "beyond_positive_cap", candidates - len(pairs))
     if not pairs:
         yield rejected(DATASET, "no_negative", source_file=line["source_file"],
                        record_id=f"line {line['line']}", excerpt={"qid": qid, "pos": line["pos"]},
@@ -537,6 +597,7 @@ def _attach_text(element, step: str):
 
 class MsMarco(Source):
     name = "msmarco"
+    counts_records = True
     folder = "msmarco"
     datasets = (DATASET,)
     description = "MS MARCO passage ranking: query, relevant passage, hard-negative passage"
@@ -598,7 +659,7 @@ class MsMarco(Source):
             rows = (
                 read[TRIPLES_SMALL].records
                 | "msmarco/KeyTextTriples" >> beam.ParDo(_KeyCandidates(seed))
-                | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinct(per_query))
+                | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinctCounted(per_query))
                 | "msmarco/CountKept" >> beam.Map(_count_kept)
                 | "msmarco/TextTriplets" >> beam.FlatMap(_text_triplets)
                 | "msmarco/Row" >> beam.Map(triplet_row)
@@ -621,7 +682,7 @@ class MsMarco(Source):
             kept = (
                 read[QIDPIDTRIPLES].records
                 | "msmarco/KeyIdTriples" >> beam.ParDo(_KeyCandidates(seed))
-                | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinct(per_query))
+                | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinctCounted(per_query))
                 | "msmarco/CountKept" >> beam.Map(_count_kept)
             )
             selected = (

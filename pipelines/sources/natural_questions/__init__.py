@@ -49,6 +49,11 @@ Other rejects: ``bad_encoding``, ``bad_json``, ``not_an_object`` (unparseable li
 ``bad_span`` (a long answer outside the page); from the core's reader ``empty_file`` (a
 file without any byte) and ``unreadable_file``.
 
+Records (:mod:`pipelines.core.accounting`): a record is one line of a train file (one
+example). After the de-duplication by id it ends as a pair or one reject
+(``duplicate_example`` for the copies not kept). No record is skipped: files of other
+splits are never read.
+
 This source has no options.
 """
 from __future__ import annotations
@@ -58,7 +63,7 @@ import re
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.readers import ReadFiles, json_lines
 from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import make_row
@@ -263,6 +268,7 @@ def read_train_file(stream, source_file: str, rank: int):
     ``(example_id, (rank, source_file, line, outcome))``; lines without an id that fail
     to parse are yielded as counted rejects."""
     for item in json_lines(stream, DATASET, source_file):
+        accounting.count_read(DATASET)
         if isinstance(item, beam.pvalue.TaggedOutput):
             yield item
             continue
@@ -277,6 +283,7 @@ def read_train_file(stream, source_file: str, rank: int):
 def _emit(outcome):
     kind, value = outcome
     if kind == "row":
+        accounting.count_paired(DATASET)  # only now: a duplicate's row is never paired
         yield value
     else:
         yield rejected(DATASET, value["reason"], source_file=value["source_file"],
@@ -297,6 +304,7 @@ def _first_per_example(element):
 
 class NaturalQuestions(Source):
     name = "natural_questions"
+    counts_records = True
     folder = "natural_questions"
     datasets = (DATASET,)
     description = "Natural Questions train (simplified or full), paragraph long answers"

@@ -63,6 +63,17 @@ passage), ``passage_missing`` (the id is not in psgs_w100.tsv). Lines that canno
 parsed are rejected where they are read (``bad_json``, ``bad_encoding``,
 ``malformed_question``, ``malformed_passage``), and a passage id that occurs twice in
 psgs_w100.tsv is used with its first line, the later ones being ``duplicate_passage_id``.
+Records (:mod:`pipelines.core.accounting`): a record is one (question, passage) candidate,
+i.e. a metadata record with one passage chosen by :func:`choose_passages` (so one record
+per metadata question with the default ``passages=first``). It ends as a pair or a
+``passage_missing`` reject. What is decided before a passage is chosen is one record: a
+metadata record without a usable passage id (``no_passage``, ``bad_passage_id``), a
+listed question without metadata (``no_metadata``), and the skip
+``not_in_filtered_list`` for a metadata record whose question is not in the filtered
+list. Lines of the filtered list and of psgs_w100.tsv are not records, except those
+rejected where they are read, which count as one record read and rejected each (as do
+``duplicate_passage_id`` lines and the layout rejects).
+
 Whole files are judged by the core's reader: ``no_member`` (a ``PAQ.tar.gz`` without
 ``PAQ.filtered.jsonl``), ``empty_file`` (no byte at all), ``unreadable_file``.
 
@@ -83,7 +94,7 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.readers import ReadFiles, json_lines, text_records
 from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import make_row
@@ -274,6 +285,7 @@ def choose_passages(passage_ids: list[str], rule: str) -> list[str]:
 
 def question_passage_pair(question: dict, passage_id: str, passage_text: str) -> dict:
     """paq: (generated question as released, text of the passage it was generated from)."""
+    accounting.count_paired(DATASET)
     return make_row(DATASET, question["question"], passage_text,
                     source_file=question["source_file"],
                     record_id=f"line {question['line']}, passage {passage_id}")
@@ -285,18 +297,33 @@ def _is_reject(item) -> bool:
     return isinstance(item, beam.pvalue.TaggedOutput)
 
 
+def _line_reject(reason: str, source_file: str, number: int, detail: str, excerpt):
+    """The reject of a line that cannot be parsed: one record read and rejected."""
+    accounting.count_read(DATASET)
+    return rejected(DATASET, reason, source_file=source_file, record_id=f"line {number}",
+                    detail=detail, excerpt=excerpt)
+
+
+def _counted_line_readers(items):
+    """Pass on what a line reader yields; each reject it makes (``bad_encoding``,
+    ``bad_json``, ``not_an_object``) counts as one record read."""
+    for item in items:
+        if _is_reject(item):
+            accounting.count_read(DATASET)
+        yield item
+
+
 def read_filtered(stream, source_file: str):
     """Questions of ``PAQ.filtered.jsonl`` as ``(question, {"source_file", "line"})``."""
-    for item in json_lines(stream, DATASET, source_file):
+    for item in _counted_line_readers(json_lines(stream, DATASET, source_file)):
         if _is_reject(item):
             yield item
             continue
         number, record = item
         question, problem = parse_filtered_line(record)
         if question is None:
-            yield rejected(DATASET, "malformed_question", source_file=source_file,
-                           record_id=f"line {number}", detail=f"filtered question list: {problem}",
-                           excerpt=record)
+            yield _line_reject("malformed_question", source_file, number,
+                               f"filtered question list: {problem}", record)
             continue
         yield question, {"source_file": source_file, "line": number}
 
@@ -309,15 +336,14 @@ def read_metadata(stream, source_file: str):
     rejected only when its question is a candidate (see :func:`_restrict_to_filtered`).
     Lines without a question cannot be matched to the list and are rejected here.
     """
-    for item in json_lines(stream, DATASET, source_file):
+    for item in _counted_line_readers(json_lines(stream, DATASET, source_file)):
         if _is_reject(item):
             yield item
             continue
         number, record = item
         parsed, reason, detail = parse_metadata_line(record)
         if reason == "malformed_question":
-            yield rejected(DATASET, reason, source_file=source_file, record_id=f"line {number}",
-                           detail=f"metadata: {detail}", excerpt=record)
+            yield _line_reject(reason, source_file, number, f"metadata: {detail}", record)
             continue
         where = {"source_file": source_file, "line": number}
         if parsed is None:
@@ -334,7 +360,7 @@ def _excerpt(record: dict) -> str:
 def read_passages(stream, source_file: str):
     """Passages as ``(passage id, {"text", "line"})``; the header line is skipped."""
     columns = dict(zip(PASSAGE_COLUMNS, range(len(PASSAGE_COLUMNS))))
-    for item in text_records(stream, DATASET, source_file):
+    for item in _counted_line_readers(text_records(stream, DATASET, source_file)):
         if _is_reject(item):
             yield item
             continue
@@ -346,8 +372,7 @@ def read_passages(stream, source_file: str):
                 continue
         parsed, problem = parse_passage_line(text, columns)
         if parsed is None:
-            yield rejected(DATASET, "malformed_passage", source_file=source_file,
-                           record_id=f"line {number}", detail=problem, excerpt=text[:EXCERPT_CHARS])
+            yield _line_reject("malformed_passage", source_file, number, problem, text[:EXCERPT_CHARS])
             continue
         passage_id, passage_text = parsed
         yield passage_id, {"text": passage_text, "line": number}
@@ -364,6 +389,7 @@ def is_filtered_member(member: str) -> bool:
 def _metadata_outcome(record: dict):
     """A candidate metadata record, or its reject when it has no usable passage id."""
     if "reason" in record:
+        accounting.count_read(DATASET)
         yield rejected(DATASET, record["reason"], source_file=record["source_file"],
                        record_id=f"line {record['line']}", detail=record["detail"],
                        excerpt=record["excerpt"])
@@ -378,6 +404,7 @@ def _restrict_to_filtered(element, filtered_only: bool):
     listed, records = list(grouped["listed"]), list(grouped["metadata"])
     if not records:
         for entry in sorted(listed, key=lambda e: (e["source_file"], e["line"])):
+            accounting.count_read(DATASET)
             yield rejected(DATASET, "no_metadata", source_file=entry["source_file"],
                            record_id=f"line {entry['line']}", excerpt=question,
                            detail="question of the filtered list has no record in PAQ.metadata.jsonl")
@@ -385,12 +412,17 @@ def _restrict_to_filtered(element, filtered_only: bool):
     if question_is_candidate(bool(listed), filtered_only):
         for record in sorted(records, key=lambda r: (r["source_file"], r["line"])):
             yield from _metadata_outcome(record)
+    else:
+        accounting.count_read(DATASET, len(records))
+        accounting.count_skipped(DATASET, "not_in_filtered_list", len(records))
 
 
 def _by_passage(record: dict, rule: str):
     question = {"question": record["question"], "source_file": record["source_file"],
                 "line": record["line"]}
-    for passage_id in choose_passages(record["passage_ids"], rule):
+    chosen = choose_passages(record["passage_ids"], rule)
+    accounting.count_read(DATASET, len(chosen))  # one record per (question, passage)
+    for passage_id in chosen:
         yield passage_id, question
 
 
@@ -400,6 +432,7 @@ def _pair_with_passage(element, passage_file: str):
     passages = sorted(grouped["passage"], key=lambda p: p["line"])
     questions = sorted(grouped["question"], key=lambda q: (q["source_file"], q["line"]))
     for extra in passages[1:]:
+        accounting.count_read(DATASET)  # a passage line, a record only as a reject
         yield rejected(DATASET, "duplicate_passage_id", source_file=passage_file,
                        record_id=f"line {extra['line']}", excerpt=extra["text"][:EXCERPT_CHARS],
                        detail=f"passage id {passage_id} already on line {passages[0]['line']}; "
@@ -416,6 +449,7 @@ def _pair_with_passage(element, passage_file: str):
 
 class Paq(Source):
     name = "paq"
+    counts_records = True
     folder = "paq"
     datasets = (DATASET,)
     description = "PAQ generated questions joined to the DPR Wikipedia passages"

@@ -19,6 +19,9 @@ the record holding them is rejected (``bad_encoding``). Each record is checked:
     ``missing_question``   ``question1`` or ``question2`` empty
     ``bad_is_duplicate``   ``is_duplicate`` not ``0`` or ``1``
     ``same_question``      ``qid1`` equals ``qid2``
+    ``bad_csv``            a record ``csv`` refuses (a field beyond its limit of 131,072
+                           characters, e.g. a stray quote that swallows the lines after
+                           it); reading goes on with the next line
 A file whose first record is not that header is rejected whole (``malformed_file``); a
 file without any byte is the core reader's ``empty_file``.
 
@@ -41,6 +44,14 @@ anchor also appears in some non-duplicate pair; only questions asked more than o
 which is what brings the ~298k candidate anchors down to the documented order of
 magnitude. A later re-upload of the same file has 101,762 triplets.
 
+Records (:mod:`pipelines.core.accounting`): a record is one anchor candidate, i.e. one
+question of a duplicate pair with the other as its positive, so a duplicate pair is two
+records. It ends as a triplet, a ``no_negative`` reject, or the skip
+``not_an_anchor_direction`` (the question2 side with ``directions=question1``). A record
+of the file that never becomes a duplicate pair is one record: a malformed one or a
+``repeated_pair`` is rejected, a pair marked not-duplicate is the skip ``not_duplicate``
+(it only supplies negatives). A ``malformed_file`` is one record read and rejected.
+
 Source options (``--source-option quora.<key>=<value>``):
     ``directions``     ``both`` (default): question1 and question2 of a duplicate pair are
                        each an anchor, the other one its positive; ``question1``: only
@@ -58,7 +69,7 @@ import re
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.normalize import normalize_text
 from pipelines.core.readers import ReadFiles
 from pipelines.core.rejects import REJECTED, rejected
@@ -114,22 +125,41 @@ def read_pairs(stream, source_file: str):
         return  # a file without any byte: ReadFiles records it as empty_file
     if header != HEADER:
         yield rejected(DATASET, "malformed_file", source_file=source_file, record_id="line 1",
+                       whole_file=True,
                        detail=f"expected the header {HEADER}, found {header!a}",
                        excerpt="\t".join(header or []).encode("utf-8", "surrogateescape"))
         return
     line = reader.line_num
-    for fields in reader:
+    for fields in _records_or_errors(reader):
         record_line, line = line + 1, reader.line_num
+        if isinstance(fields, csv.Error):
+            accounting.count_read(DATASET)
+            yield rejected(DATASET, "bad_csv", source_file=source_file,
+                           record_id=f"line {record_line}", detail=f"csv refuses the record: {fields}")
+            continue
         if not fields:
             continue
         pair, reason, detail = parse_pair(fields)
         if pair is None:
             record_id = fields[0] if fields and _INTEGER.match(fields[0]) else f"line {record_line}"
+            accounting.count_read(DATASET)
             yield rejected(DATASET, reason, source_file=source_file, record_id=record_id,
                            detail=detail, excerpt="\t".join(fields).encode("utf-8", "surrogateescape"))
             continue
         pair["source_file"] = source_file
         yield pair
+
+
+def _records_or_errors(reader):
+    """The records of a ``csv.reader``, with a ``csv.Error`` in place of a record it
+    refuses (the reader goes on with the next line)."""
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield exc
 
 
 # -- pair rules ------------------------------------------------------------------------
@@ -184,6 +214,7 @@ def pick_negative(anchor: dict, candidates: list[dict], seed: str) -> dict | Non
 
 def triplet(anchor: dict, negative: dict) -> dict:
     """quora_triplets: (question, its duplicate, a question it is not a duplicate of)."""
+    accounting.count_paired(DATASET)
     return make_row(DATASET, anchor["anchor"], anchor["positive"], negative["text"],
                     source_file=anchor["source_file"],
                     record_id=(f"pair {anchor['pair_id']}: {anchor['qid']}->{anchor['positive_qid']}"
@@ -196,6 +227,9 @@ def _route_pair(pair: dict):
     if pair["duplicate"]:
         yield beam.pvalue.TaggedOutput("duplicates", pair)
     else:
+        # One record, never an anchor: it only supplies negatives.
+        accounting.count_read(DATASET)
+        accounting.count_skipped(DATASET, "not_duplicate")
         yield beam.pvalue.TaggedOutput("non_duplicates", pair)
 
 
@@ -205,6 +239,7 @@ def _keep_first_pair(element):
     pairs = sorted(pairs, key=lambda p: p["id"])
     yield pairs[0]
     for pair in pairs[1:]:
+        accounting.count_read(DATASET)  # one record: rejected before its anchors are taken
         yield rejected(DATASET, "repeated_pair", source_file=pair["source_file"],
                        record_id=str(pair["id"]), excerpt=pair,
                        detail=f"the same two questions are already a duplicate pair in id {pairs[0]['id']}")
@@ -213,6 +248,7 @@ def _keep_first_pair(element):
 def _duplicate_sides(pair: dict, directions: str):
     """Key both questions of a duplicate pair by qid; mark the sides that are anchors."""
     anchors = {side for side, _ in anchor_directions(directions)}
+    accounting.count_read(DATASET, 2)  # one anchor candidate per question of the pair
     for side, other in (("1", "2"), ("2", "1")):
         yield pair[f"qid{side}"], {
             "pair_id": pair["id"], "qid": pair[f"qid{side}"], "positive_qid": pair[f"qid{other}"],
@@ -244,6 +280,7 @@ def _triplets_of_question(element, seed: str):
     duplicate_qids = frozenset(s["positive_qid"] for s in sides)
     for side in sides:
         if not side["is_anchor"]:
+            accounting.count_skipped(DATASET, "not_an_anchor_direction")
             continue
         negative = pick_negative({**side, "duplicate_qids": duplicate_qids}, candidates, seed)
         if negative is None:
@@ -257,6 +294,7 @@ def _triplets_of_question(element, seed: str):
 
 class Quora(Source):
     name = "quora"
+    counts_records = True
     folder = "quora"
     datasets = (DATASET,)
     description = "Quora Question Pairs (quora_duplicate_questions.tsv), duplicate triplets"

@@ -42,6 +42,11 @@ one row per clue. How the original reached that number is unresolved (the regist
 it), so the measured count stays far below it and the report shows the difference.
 All splits are read by default, since even all of them cannot reach the documented count.
 
+Records (:mod:`pipelines.core.accounting`): a record is one clue file (a loose file or a
+zip member). It ends as a row or one reject: a parse reject, a ``duplicate_clue`` copy,
+``empty_clue`` or ``no_snippets``. No record is skipped: clues of unselected splits are
+never read.
+
 Source options (``--source-option searchqa.<key>=<value>``):
     ``splits``  comma-separated, of ``train``, ``val``, ``test``, ``jeopardy`` (default:
                 all four)
@@ -56,7 +61,7 @@ import re
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.normalize import normalize_text
 from pipelines.core.readers import ReadFiles, blank_file
 from pipelines.core.rejects import REJECTED, rejected
@@ -131,7 +136,8 @@ def parse_clue(data: bytes, file_name: str, top_k: int):
     :func:`merge_top_snippets`), so only two short texts travel through the shuffle.
     """
     if not data.strip():
-        return blank_file(DATASET, file_name)
+        return blank_file(DATASET, file_name)  # counted as a record read by the core
+    accounting.count_read(DATASET)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -178,6 +184,7 @@ def keep_first_copy(element):
 
 def searchqa_pair(clue: dict) -> dict:
     """searchqa: (Jeopardy! clue, its top snippets merged), see :func:`merge_top_snippets`."""
+    accounting.count_paired(DATASET)
     return make_row(DATASET, clue["clue"], clue["snippets"], source_file=clue["source_file"],
                     record_id=clue["id"])
 
@@ -201,6 +208,7 @@ def read_clue(stream, source_file: str, top_k: int):
     A file without any byte gives nothing here: ReadFiles records it as ``empty_file``."""
     data = stream.read(MAX_CLUE_BYTES + 1)
     if len(data) > MAX_CLUE_BYTES:
+        accounting.count_read(DATASET)
         yield rejected(DATASET, "malformed_record", source_file=source_file,
                        detail=f"over {MAX_CLUE_BYTES} bytes: not a clue file")
     elif data:
@@ -218,6 +226,7 @@ parse_splits = names_from(SPLITS)
 
 class SearchQA(Source):
     name = "searchqa"
+    counts_records = True
     folder = "searchqa"
     datasets = (DATASET,)
     description = "SearchQA: Jeopardy! clues with Google search snippets (Dunn et al. 2017)"

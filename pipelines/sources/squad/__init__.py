@@ -32,6 +32,11 @@ is walked:
 Empty questions or contexts are left to the core's normalisation (``anchor_empty``,
 ``positive_empty``).
 
+Records (:mod:`pipelines.core.accounting`): a record is one ``qas`` entry (a question).
+A document, article or paragraph rejected as malformed stands for the questions it
+holds and counts as one record read and rejected. Every question read ends as a pair or
+one of the rejects above; no record is skipped.
+
 Pair rule (``docs/corpus-spec.md``), one function:
     :func:`question_context_pair`  squad: (question, context paragraph)
 
@@ -48,7 +53,7 @@ from __future__ import annotations
 
 import re
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.readers import ReadFiles, read_json_document, stream_is_empty
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
@@ -106,12 +111,16 @@ def question_context_pair(question: str, context: str, *, source_file: str, reco
     The paragraph the question was written about, which holds its answer span; the
     answer itself is not part of the pair.
     """
+    accounting.count_paired(DATASET)
     return make_row(DATASET, question, context, source_file=source_file, record_id=record_id)
 
 
 # -- reading -----------------------------------------------------------------------------
 
 def _reject(reason, source_file, record_id, detail, excerpt=None):
+    """The tagged reject of one record (a question, or a malformed container standing for
+    its questions), counted as read where it is decided."""
+    accounting.count_read(DATASET)
     return rejected(DATASET, reason, source_file=source_file, record_id=record_id,
                     detail=detail, excerpt=excerpt)
 
@@ -128,6 +137,7 @@ def _paragraph_rows(paragraph, source_file: str, where: str):
         if reason is not None:
             yield _reject(reason, source_file, record_id or f"{where} qas[{number}]", detail, qa)
             continue
+        accounting.count_read(DATASET)
         yield question_context_pair(qa["question"], paragraph["context"],
                                     source_file=source_file, record_id=record_id)
 
@@ -152,6 +162,7 @@ def read_squad_file(stream, source_file: str):
 
 class Squad(Source):
     name = "squad"
+    counts_records = True
     folder = "squad_v2"
     datasets = (DATASET,)
     description = "SQuAD train (v2.0 answerable questions, or v1.1), question/paragraph pairs"

@@ -42,6 +42,15 @@ leave the evidence folder is ``bad_evidence_filename``; one that cannot be read 
 decoded as UTF-8 is ``unreadable_evidence_file``. Finally the passages found meet their
 question in a ``CoGroupByKey`` on ``QuestionId``.
 
+Records (:mod:`pipelines.core.accounting`): a record is one record of a question file (a
+question as one file lists it). It ends as a pair, a reject (parse rejects,
+``no_evidence``, ``answer_not_in_evidence``, ``no_evidence_file``) or the skip
+``question_in_another_file``: the entries of a ``QuestionId`` are merged into one
+question, which stands for all of them, so every entry but the first by file name is
+that skip. A ``malformed_file`` is one record read and rejected, and so is each evidence
+file reject (``missing_evidence_file``, ``bad_evidence_filename``,
+``unreadable_evidence_file``): evidence files are not records otherwise.
+
 Pair rules (``docs/corpus-spec.md``; which evidence and how much of it is a **project
 rule**), one function each:
     :func:`normalize_answer`   how answers and evidence are compared
@@ -78,7 +87,7 @@ import unicodedata
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.readers import ReadFiles, stream_is_empty, text_lines
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
@@ -206,13 +215,14 @@ class ReadQuestionFile:
             records += 1
             yield from self._record(line, raw, source_file, split, evidence_root)
         if has_bytes and not records:
-            yield rejected(DATASET, "malformed_file", source_file=source_file,
+            yield rejected(DATASET, "malformed_file", source_file=source_file, whole_file=True,
                            detail="no line of exactly 8 spaces and '{' starts a record: "
                                   "not the pretty-printed TriviaQA release layout")
 
     @staticmethod
     def _record(line, raw, source_file, split, evidence_root):
         where = f"line {line}"
+        accounting.count_read(DATASET)
         try:
             record = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:
@@ -323,6 +333,7 @@ def evidence_rank(candidate: dict, prefer: str) -> tuple:
 
 def question_passage_pair(question: dict, passage: dict) -> dict:
     """trivia_qa: (question, passage of the chosen evidence around the answer)."""
+    accounting.count_paired(DATASET)
     return make_row(DATASET, question["question"], passage["passage"],
                     source_file=question["source_file"],
                     record_id=f"{question['qid']} {passage['kind']}/{passage['filename']}")
@@ -335,6 +346,8 @@ def _merge_question(element):
     questions): text from the first file by name, aliases and references united."""
     qid, entries = element
     entries = sorted(entries, key=lambda e: e["source_file"])
+    if len(entries) > 1:  # the merged question stands for them
+        accounting.count_skipped(DATASET, "question_in_another_file", len(entries) - 1)
     aliases = sorted({a for e in entries for a in e["aliases"]})
     refs: dict[str, tuple] = {}
     for entry in entries:
@@ -382,6 +395,7 @@ class _MatchEvidence(beam.DoFn):
         relative = files.relative_to(path, self.input_root)
         text, reason, detail = self._read(path, refs[0]["filename"])
         if text is None:
+            accounting.count_read(DATASET)  # an evidence file, a record only as a reject
             yield rejected(DATASET, reason, source_file=relative, record_id=refs[0]["filename"],
                            detail=f"{detail}; cited by {len(refs)} question(s)",
                            excerpt=[r["qid"] for r in refs[:50]])
@@ -434,6 +448,7 @@ def _pair_question(element, prefer: str):
 
 class TriviaQA(Source):
     name = "trivia_qa"
+    counts_records = True
     folder = "triviaqa"
     datasets = (DATASET,)
     description = "TriviaQA rc (question files and evidence texts), question/evidence passages"

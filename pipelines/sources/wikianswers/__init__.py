@@ -20,6 +20,12 @@ carry nothing and are ignored. An item without a ``q:``/``a:`` prefix is a rejec
 line that is not valid UTF-8 is a reject ``bad_encoding``; a file without any byte is the
 core reader's ``empty_file``.
 
+Records (:mod:`pipelines.core.accounting`): a record is one cluster line. It gives its
+pairs or ends as a ``too_few_questions`` reject; a line that is not UTF-8 is one record
+rejected as ``bad_encoding``. A ``malformed_item`` is a record of its own, read and
+rejected, beside the cluster it sits in (whose other items are still used). No record is
+skipped.
+
 Pair rule (**project rule**, ``docs/corpus-spec.md``), one function each:
     :func:`distinct_questions`  duplicates inside a cluster removed: questions equal
                                 after whitespace collapsing and case folding are one
@@ -66,7 +72,7 @@ import heapq
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.normalize import normalize_text
 from pipelines.core.readers import ReadFiles, text_records
 from pipelines.core.rejects import REJECTED, rejected
@@ -164,6 +170,7 @@ class ReadClusters:
         removed = Metrics.counter(DATASET, "duplicate_questions_removed")
         for item in text_records(stream, DATASET, source_file):
             if isinstance(item, beam.pvalue.TaggedOutput):
+                accounting.count_read(DATASET)  # a line that is not UTF-8
                 yield item
                 continue
             number, text = item
@@ -172,6 +179,7 @@ class ReadClusters:
     def _cluster(self, text: str, record: str, source_file: str, removed):
         """Rows and rejects of one cluster line."""
         questions, _answers, malformed = parse_cluster(text)
+        accounting.count_read(DATASET, 1 + len(malformed))  # the cluster and each bad item
         for item_number, item in malformed:
             yield rejected(DATASET, "malformed_item", source_file=source_file,
                            record_id=f"{record} item {item_number}", excerpt=item,
@@ -183,6 +191,7 @@ class ReadClusters:
                            excerpt=text, detail=f"cluster has {len(distinct)} distinct question(s); "
                                                 "a pair needs 2")
             return
+        accounting.count_paired(DATASET)
         for index, (anchor, positive) in enumerate(
                 cluster_pairs(distinct, self.pairs_per_cluster, self.seed), start=1):
             yield make_row(DATASET, anchor, positive, source_file=source_file,
@@ -191,6 +200,7 @@ class ReadClusters:
 
 class WikiAnswers(Source):
     name = "wikianswers"
+    counts_records = True
     folder = "wikianswers"
     datasets = (DATASET,)
     description = "WikiAnswers paraphrase clusters (OQA), 40 gzip part files"

@@ -40,6 +40,12 @@ A row whose needed fields are empty after normalisation is a reject of that data
 (``empty_title``, ``empty_content``, ``empty_answer``); a pair whose two texts are the
 same after normalisation is rejected as ``identical_texts`` (see :func:`pair_problem`).
 
+Records (:mod:`pipelines.core.accounting`), per dataset: a record is one CSV record. Every
+parsed record is read by each selected dataset and ends there as its pair or its reject
+(``empty_*``, ``identical_texts``). A record that cannot be parsed is one record read and
+rejected under the first selected dataset only, with the parse rejects. No record is
+skipped: ``test.csv`` is never read unless asked for.
+
 Documented counts: 1,198,260 / 681,164 / 659,896 rows, all below the 1,400,000 train rows,
 so only ``train.csv`` is read by default; ``test.csv`` (60,000 rows, the benchmark's test
 split) is not a candidate and is skipped without rejects unless asked for. The card's
@@ -62,7 +68,7 @@ import re
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.core import accounting, files
 from pipelines.core.normalize import html_to_text
 from pipelines.core.readers import ReadFiles, text_lines, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
@@ -182,6 +188,8 @@ def read_csv(stream, source_file: str, reject_dataset: str):
 def _csv_rows(stream, source_file: str, reject_dataset: str):
     for number, text, raw in iter_records(stream):
         record_id = f"line {number}"
+        if text is None or text == "":
+            accounting.count_read(reject_dataset)  # a record that is rejected below
         if text is None:
             yield rejected(reject_dataset, "bad_encoding", source_file=source_file,
                            record_id=record_id, detail="line is not valid UTF-8", excerpt=raw)
@@ -194,6 +202,7 @@ def _csv_rows(stream, source_file: str, reject_dataset: str):
         try:
             qa = qa_from_fields(parse_fields(text))
         except (csv.Error, ValueError) as exc:
+            accounting.count_read(reject_dataset)
             yield rejected(reject_dataset, "malformed_row", source_file=source_file,
                            record_id=record_id, detail=str(exc), excerpt=text)
             continue
@@ -250,7 +259,9 @@ def pair_or_reject(qa: dict, dataset: str):
     """The row of ``dataset`` for one parsed record, or its reject."""
     anchor_field, positive_field = _FIELDS[dataset]
     problem = pair_problem(anchor_field, qa[anchor_field], positive_field, qa[positive_field])
+    accounting.count_read(dataset)
     if problem is None:
+        accounting.count_paired(dataset)
         yield _PAIR_RULES[dataset](qa)
         return
     yield rejected(dataset, problem, source_file=qa["source_file"], record_id=qa["record_id"],
@@ -294,6 +305,7 @@ parse_splits = names_from(SPLITS)
 
 class YahooAnswers(Source):
     name = "yahoo_answers"
+    counts_records = True
     folder = "yahoo_answers"
     datasets = DATASETS
     description = "Yahoo! Answers topic classification CSV (Zhang et al. 2015)"

@@ -17,6 +17,7 @@ stopped); with ``strict`` the run stops instead, naming the file.
 from __future__ import annotations
 
 import io
+import os
 import json
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -26,6 +27,16 @@ from pipelines.core import files, progress
 from pipelines.core.rejects import REJECTED, rejected
 
 
+class LineTooLong(ValueError):
+    """A line longer than the reader accepts; the message gives its number."""
+
+
+def max_line_bytes() -> int:
+    """The longest line :func:`text_lines` reads: ``CORPUS_MAX_LINE_BYTES`` or 512 MiB
+    (Natural Questions lines are several MB; nothing real comes near the limit)."""
+    return int(os.environ.get("CORPUS_MAX_LINE_BYTES", 512 << 20))
+
+
 def text_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, bytes]]:
     """Lines of a UTF-8 text file, without their line ending.
 
@@ -33,8 +44,16 @@ def text_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, bytes]]:
         ``(line_number, text, raw)`` with 1-based line numbers; ``text`` is ``None`` when
         the line is not valid UTF-8 (``raw`` keeps the bytes for the dead-letter output).
         A UTF-8 BOM on the first line is dropped.
+    Raises:
+        LineTooLong: a line is longer than :func:`max_line_bytes` (a file without line
+            breaks, or a decompression bomb); the lines before it have been yielded, and
+            the file is recorded as unreadable.
     """
-    for number, raw in enumerate(stream, start=1):
+    limit = max_line_bytes()
+    for number, raw in enumerate(iter(lambda: stream.readline(limit + 1), b""), start=1):
+        if len(raw) > limit:
+            raise LineTooLong(f"line {number} is longer than {limit:,} bytes "
+                              "(set CORPUS_MAX_LINE_BYTES to allow longer lines)")
         progress.count_record()
         raw = raw.rstrip(b"\r\n")
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):

@@ -206,3 +206,17 @@ def test_a_member_beyond_the_size_cap_is_refused_from_its_tar_header(tmp_path, m
         tar.addfile(info, io.BytesIO(b"y" * 5000))
     with pytest.raises(files.BadInputFile, match=r"big\.tar: member 'big\.txt'.*cap of 1000"):
         list(files.iter_archive_members(str(tmp_path / "big.tar")))
+
+
+def test_a_line_beyond_the_limit_stops_the_file_after_the_lines_before_it(tmp_path, monkeypatch):
+    from pipelines.core.readers import LineTooLong, text_lines
+
+    monkeypatch.setenv("CORPUS_MAX_LINE_BYTES", "1000")
+    data = b"short\n" + b"x" * 5000 + b"\nafter\n"
+    got = []
+    with pytest.raises(LineTooLong, match="line 2 is longer than 1,000 bytes"):
+        for number, text, _raw in text_lines(io.BytesIO(data)):
+            got.append((number, text))
+    assert got == [(1, "short")]
+    # Exactly at the limit is still a line.
+    assert [t for _, t, _ in text_lines(io.BytesIO(b"y" * 999 + b"\n"))] == ["y" * 999]

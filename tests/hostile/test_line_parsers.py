@@ -15,7 +15,7 @@ from tests.hostile.damage import outcomes, stream
 
 # Values of any JSON type, nested a little: the shapes hostile records take.
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=8)
 plain_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\r\n"),

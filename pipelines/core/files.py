@@ -230,7 +230,7 @@ class ArchiveLimits:
 
 
 def _guarded_blocks(blocks: Iterator[bytes], path: str, name: str, limits: ArchiveLimits,
-                    compressed_read: Callable[[], int]) -> Iterator[bytes]:
+                    compressed: Callable[[], int]) -> Iterator[bytes]:
     """Pass on a member's blocks, refusing it once :meth:`ArchiveLimits.actual_problem`
     finds one.
 
@@ -239,17 +239,27 @@ def _guarded_blocks(blocks: Iterator[bytes], path: str, name: str, limits: Archi
         path: the archive, for the message.
         name: the member, for the message.
         limits: the caps.
-        compressed_read: bytes of the archive consumed so far (libarchive's counter).
+        compressed: the compressed bytes the member may stand for so far.
     Raises:
         BadInputFile: naming the archive and the member.
     """
-    start, produced = compressed_read(), 0
+    produced = 0
     for block in blocks:
         produced += len(block)
-        problem = limits.actual_problem(produced, compressed_read() - start)
+        problem = limits.actual_problem(produced, compressed())
         if problem:
             raise BadInputFile(f"{path}: member {name!r} refused as an archive bomb: {problem}")
         yield block
+
+
+def _compressed_budget(archive, archive_bytes: int | None) -> Callable[[], int]:
+    """The compressed bytes a member is measured against: the whole archive when its size
+    is known (7z seeks to its header at the end, so libarchive's byte counter does not grow
+    with the member), otherwise the archive bytes consumed since the member began."""
+    if archive_bytes:
+        return lambda: archive_bytes
+    start = archive.bytes_read
+    return lambda: max(0, archive.bytes_read - start)
 
 
 def _stream_size(raw) -> int | None:
@@ -313,7 +323,7 @@ def iter_archive_members(path: str, wanted=None,
                 if problem:
                     raise BadInputFile(f"{path}: member {name!r} refused as an archive bomb: {problem}")
                 blocks = _guarded_blocks(entry.get_blocks(), path, name, limits,
-                                         lambda: archive.bytes_read)
+                                         _compressed_budget(archive, archive_bytes))
                 yield name, io.BufferedReader(_BlockReader(blocks), READ_BUFFER)
     except libarchive.exception.ArchiveError as exc:
         raise BadInputFile(f"{path}: unreadable archive ({exc})") from exc

@@ -223,20 +223,28 @@ def benchmark(bench: Bench, work: Path, scale: float, memory: bool, parallel: bo
         runs = [("floor", None), ("1 worker", 1)] + ([("2 workers", 2)] if parallel and size != "1x" else [])
         for label, workers in runs:
             key = f"{label} {size}"
-            if workers is None:
-                measurement = run_floor(bench, root, work / f"{bench.name}-{size}-floor")
-            else:
-                measurement = run_pipeline(bench, root, work / f"{bench.name}-{size}-out{workers}", workers, label)
+            try:
+                if workers is None:
+                    measurement = run_floor(bench, root, work / f"{bench.name}-{size}-floor")
+                else:
+                    measurement = run_pipeline(bench, root, work / f"{bench.name}-{size}-out{workers}",
+                                               workers, label)
+            except RuntimeError as exc:  # reported, and the other measurements go on
+                last_line = str(exc).strip().splitlines()[-1]
+                print(f"  {key:<12} FAILED: {last_line}", flush=True)
+                summary.setdefault("failures", {})[key] = last_line
+                continue
             measurement.label = key
             results[key] = measurement
             print(_line(measurement), flush=True)
-        ratio = results[f"1 worker {size}"].rows_per_core_second / results[f"floor {size}"].rows_per_core_second
-        summary[f"throughput_ratio_{size}"] = ratio
-        print(f"  pipeline / floor throughput per core at {size}: {ratio:.2f}")
-    if parallel:
+        if f"1 worker {size}" in results and f"floor {size}" in results:
+            ratio = results[f"1 worker {size}"].rows_per_core_second / results[f"floor {size}"].rows_per_core_second
+            summary[f"throughput_ratio_{size}"] = ratio
+            print(f"  pipeline / floor throughput per core at {size}: {ratio:.2f}")
+    if parallel and "2 workers 4x" in results and "1 worker 4x" in results:
         summary["speedup_2_workers_4x"] = results["1 worker 4x"].seconds / results["2 workers 4x"].seconds
         print(f"  2 workers / 1 worker speed-up at 4x: {summary['speedup_2_workers_4x']:.2f}x")
-    if memory:
+    if memory and "1 worker 4x" in results and "1 worker 1x" in results:
         summary["peak_rss_growth_4x"] = results["1 worker 4x"].peak_rss_mb / results["1 worker 1x"].peak_rss_mb - 1
         print(f"  peak memory growth from 1x to 4x input (1 worker): {summary['peak_rss_growth_4x']:+.0%}")
     summary["measurements"] = {k: vars(v) for k, v in results.items()}

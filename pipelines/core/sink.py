@@ -176,7 +176,8 @@ class JsonLinesGzipShards:
         return pa.schema([pa.field(f["name"], pa.string()) for f in doc["fields"]])
 
     def write(self, table: pa.Table, stream) -> None:
-        with gzip.GzipFile(fileobj=stream, mode="wb", mtime=0) as gz:
+        # No file name in the header (the temporary name would make the bytes differ).
+        with gzip.GzipFile(filename="", fileobj=stream, mode="wb", mtime=0) as gz:
             text = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
             for record in table.to_pylist():
                 text.write(json.dumps(record, ensure_ascii=False, sort_keys=True))

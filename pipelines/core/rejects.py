@@ -9,6 +9,7 @@ a runner's UI shows them live.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 from apache_beam.metrics import Metrics
 
@@ -57,9 +58,14 @@ def make_reject(dataset: str, reason: str, *, source_file: str, record_id: str =
     }
 
 
+@lru_cache(maxsize=None)
+def _reject_counter(dataset: str, reason: str):
+    return Metrics.counter(f"rejected.{dataset}", reason)
+
+
 def count_reject(reject: dict) -> None:
     """Increment the Beam counter for this reject's dataset and reason."""
-    Metrics.counter(f"rejected.{reject['dataset']}", reject["reason"]).inc()
+    _reject_counter(reject["dataset"], reject["reason"]).inc()
 
 
 def rejected(dataset: str, reason: str, *, source_file: str, record_id: str = "",

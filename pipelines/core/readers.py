@@ -64,6 +64,37 @@ def text_lines(stream: BinaryIO) -> Iterator[tuple[int, str | None, bytes]]:
             yield number, None, raw
 
 
+def byte_ranges(size: int, split_bytes: int) -> list[tuple[int, int]]:
+    """Cut a file of ``size`` bytes into ``[start, end)`` ranges of ``split_bytes``, so that
+    several workers can read one big uncompressed line-oriented file at once."""
+    if size <= split_bytes:
+        return [(0, size)]
+    return [(start, min(start + split_bytes, size)) for start in range(0, size, split_bytes)]
+
+
+def lines_in_range(stream: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """The lines of a seekable binary stream whose first byte lies in ``[start, end)``, with
+    their byte offsets (line endings kept). Ranges from :func:`byte_ranges` therefore give
+    every line of the file exactly once.
+
+    Raises:
+        LineTooLong: as :func:`text_lines`.
+    """
+    limit = max_line_bytes()
+    if start > 0:
+        stream.seek(start - 1)
+        stream.readline(limit + 1)  # the end of the line that began before the range
+    position = stream.tell()
+    while position < end:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit:
+            raise LineTooLong(f"the line at byte {position:,} is longer than {limit:,} bytes")
+        yield position, line
+        position += len(line)
+
+
 def stream_is_empty(stream: BinaryIO) -> bool:
     """Whether ``stream`` has no byte left to read; nothing is consumed.
 

@@ -220,3 +220,15 @@ def test_a_line_beyond_the_limit_stops_the_file_after_the_lines_before_it(tmp_pa
     assert got == [(1, "short")]
     # Exactly at the limit is still a line.
     assert [t for _, t, _ in text_lines(io.BytesIO(b"y" * 999 + b"\n"))] == ["y" * 999]
+
+
+@given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+       st.integers(min_value=1, max_value=50))
+def test_byte_ranges_give_every_line_exactly_once(lines, split_bytes):
+    from pipelines.core.readers import byte_ranges, lines_in_range
+
+    data = b"".join(line + b"\n" for line in lines)
+    stream = io.BytesIO(data)
+    got = [line for start, end in byte_ranges(len(data), split_bytes)
+           for _offset, line in lines_in_range(stream, start, end)]
+    assert got == [line + b"\n" for line in lines]

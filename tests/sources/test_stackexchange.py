@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tarfile
 from collections import defaultdict
 from pathlib import Path
@@ -287,3 +288,29 @@ def test_source_transform_with_testpipeline_and_assert_that():
             ("coffee.stackexchange.com", "12/14"), ("bicycles.stackexchange.com", "1/2"),
             ("bicycles.stackexchange.com", "5/6"), ("stackoverflow.com", "101/102"),
             ("stackoverflow.com", "103/105")]))
+
+
+def test_an_unpacked_dump_read_in_byte_ranges_gives_the_same_pairs(cstheory_build, upstream_samples, tmp_path):
+    """A big unpacked Posts.xml is split among workers; the pairs are those of one reader."""
+    root = tmp_path / "in" / "stackexchange" / SITE
+    root.mkdir(parents=True)
+    for table in ("Posts.xml", "PostLinks.xml"):
+        shutil.copy(upstream_samples / "stackexchange" / SITE / table, root / table)
+    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=ALL,
+                       source_options={"stackexchange": {"split_mb": "0.01"}})  # ~10 KB ranges
+    for ds in ALL:
+        assert result.pairs(ds) == cstheory_build.pairs(ds)
+        assert result.reasons(ds) == cstheory_build.reasons(ds)
+        equations = result.manifest["datasets"][ds]["accounting"]
+        assert equations["records"]["holds"] and equations["rows"]["holds"]
+
+
+def test_a_broken_row_line_in_a_byte_range_is_a_counted_reject(tmp_path):
+    posts = ("\ufeff<?xml version=\"1.0\" encoding=\"utf-8\"?>\r\n<posts>\r\n"
+             + "\r\n".join(GOOD_QUESTION.format(id=i) for i in range(1, 40))
+             + '\r\n  <row Id="99" PostTypeId="1" Title="unclosed\r\n</posts>').encode("utf-8")
+    result = run_build(tmp_path / "out", input_root=_site(tmp_path, posts), datasets=[se.TITLE_BODY],
+                       source_options={"stackexchange": {"split_mb": "0.001"}})
+    assert len(result.rows[se.TITLE_BODY]) == 39
+    assert result.reasons(se.TITLE_BODY) == {"malformed_row": 1}
+    assert result.manifest["datasets"][se.TITLE_BODY]["accounting"]["records"]["holds"]

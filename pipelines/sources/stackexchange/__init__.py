@@ -36,6 +36,12 @@ dataset are pooled as ``small_stackexchanges`` (as in the reference mix), and ea
 
 Source options (``--source-option stackexchange.<key>=<value>``):
     ``exclude_tags``  comma-separated tags; questions carrying any of them are rejected.
+    ``split_mb``      an unpacked, uncompressed ``Posts.xml`` or ``PostLinks.xml`` larger than
+                      this (default 256) is read as byte ranges by several workers at once,
+                      each ``<row/>`` line parsed on its own (the dumps write one row per
+                      line); a line that is not a well-formed row is a ``malformed_row``
+                      reject. Archives and compressed files are always read whole: unpack
+                      StackOverflow's ``Posts.xml`` once to spread it over many workers.
 """
 from __future__ import annotations
 
@@ -47,9 +53,11 @@ import re
 from importlib import resources
 
 import apache_beam as beam
+from lxml import etree
+
 from pipelines.core import accounting, files
 from pipelines.core.normalize import html_to_text, normalize_text
-from pipelines.core.readers import iter_xml_elements
+from pipelines.core.readers import byte_ranges, iter_xml_elements, lines_in_range
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
@@ -93,6 +101,12 @@ def body_text(body_html: str | None) -> str:
 
 
 POST_FIELDS = ("Id", "PostTypeId", "ParentId", "Score", "Title", "Body", "Tags")
+# Unpacked Posts.xml / PostLinks.xml larger than this are read in parallel byte ranges.
+DEFAULT_SPLIT_MB = 256.0
+MiB = 1 << 20
+# One <row/> line: no DTD can be declared in it, entities are not resolved, nothing fetched.
+_ROW_LINE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                   huge_tree=True)
 LINK_FIELDS = ("Id", "PostId", "RelatedPostId", "LinkTypeId")
 
 
@@ -100,6 +114,20 @@ def iter_rows(stream, fields: tuple[str, ...] | None = None) -> Iterator[dict]:
     """Yield the attribute dict of every ``<row/>`` of a dump table (only ``fields`` when
     given), streaming and safely (see :func:`pipelines.core.readers.iter_xml_elements`)."""
     return iter_xml_elements(stream, "row", fields)
+
+
+def positive_float(value: str) -> float:
+    """A number above zero, for :meth:`SourceContext.option`."""
+    number = float(value)
+    if not number > 0:
+        raise ValueError("expected a number above zero")
+    return number
+
+
+def _is_plain(path: str) -> bool:
+    """Whether a file is stored uncompressed (judged from its first bytes)."""
+    with files.open_raw(path) as stream:
+        return files.sniff_compression(stream.read(16)) is None
 
 
 def _int(value) -> int | None:
@@ -184,10 +212,12 @@ class _ReadDump(beam.DoFn):
         self.link_dataset = DUPLICATES if DUPLICATES in ctx.datasets else self.file_dataset
 
     def process(self, element):
-        site, kind, path = element
+        site, kind, path, start, end = element
         relative = self.ctx.relative(path)
         try:
-            if kind == "archive":
+            if end is not None:
+                yield from self._read_range(site, kind, path, start, end, relative)
+            elif kind == "archive":
                 wanted = {"Posts.xml"} | ({"PostLinks.xml"} if self.want_links else set())
                 for member, stream in files.iter_archive_members(
                         path, wanted=lambda name: posixpath.basename(name) in wanted):
@@ -203,6 +233,30 @@ class _ReadDump(beam.DoFn):
             yield rejected(self.file_dataset, "unreadable_file", source_file=relative, whole_file=True,
                            record_id=f"line {position[0]}" if position else "",
                            detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
+
+    def _read_range(self, site, table, path, start, end, source_file):
+        """One byte range of a big unpacked table: its ``<row/>`` lines, parsed one by one
+        (the dumps write one row per line), so that several workers share the file."""
+        fields = POST_FIELDS if table == "posts" else LINK_FIELDS
+        handle = self._post if table == "posts" else self._link
+        if table == "postlinks" and not self.want_links:
+            return
+        with files.open_raw(path) as stream:
+            for offset, line in lines_in_range(stream, start, end):
+                text = line.strip().removeprefix(b"\xef\xbb\xbf")
+                if not text.startswith(b"<row"):
+                    continue  # the XML declaration and the root element's tags
+                try:
+                    attrib = etree.fromstring(text, _ROW_LINE_PARSER).attrib
+                except etree.XMLSyntaxError as exc:
+                    dataset = self.file_dataset if table == "posts" else self.link_dataset
+                    accounting.count_read(dataset)
+                    yield rejected(dataset, "malformed_row", source_file=source_file,
+                                   record_id=f"byte {offset}", excerpt=text,
+                                   detail=f"not a well-formed <row/> line: {exc}")
+                    continue
+                yield from handle(site, {name: attrib[name] for name in fields if name in attrib},
+                                  source_file)
 
     def _read_table(self, site, table, stream, source_file):
         if table == "posts":
@@ -372,18 +426,33 @@ class StackExchange(Source):
         """The dump files to read, as ``(site, kind, path)``; kind is ``archive``,
         ``posts`` or ``postlinks``. Archives of other tables (stackoverflow.com-Users.7z)
         are skipped."""
+        return [(site, kind, path) for site, kind, path, _size in self._tables(ctx)]
+
+    def read_tasks(self, ctx: SourceContext, split_bytes: int) -> list[tuple]:
+        """``(site, kind, path, start, end)`` per reading task: an uncompressed unpacked
+        table larger than ``split_bytes`` is cut into byte ranges read in parallel; an
+        archive or a compressed file is read whole (``end`` is None)."""
+        tasks = []
+        for site, kind, path, size in self._tables(ctx):
+            if kind != "archive" and size > split_bytes and _is_plain(path):
+                tasks.extend((site, kind, path, start, end) for start, end in byte_ranges(size, split_bytes))
+            else:
+                tasks.append((site, kind, path, 0, None))
+        return tasks
+
+    def _tables(self, ctx: SourceContext) -> list[tuple[str, str, str, int]]:
         found = []
-        for path, _size in files.list_dir(ctx.source_dir):
+        for path, size in files.list_dir(ctx.source_dir):
             relative = files.relative_to(path, ctx.source_dir)
             parts = relative.split("/")
             if len(parts) == 1:
                 match = _ARCHIVE_NAME.match(parts[0])
                 if match and (match.group("table") is None or match.group("table") in _TABLES):
-                    found.append((match.group("site"), "archive", path))
+                    found.append((match.group("site"), "archive", path, size))
             elif len(parts) == 2:
                 table = parts[1].split(".")[0]
                 if table in _TABLES and parts[1].startswith(f"{table}.xml"):
-                    found.append((parts[0], _TABLES[table], path))
+                    found.append((parts[0], _TABLES[table], path, size))
         return sorted(found)
 
     def input_files(self, ctx: SourceContext) -> list[tuple[str, int]]:
@@ -395,7 +464,8 @@ class StackExchange(Source):
         exclude = frozenset(t for t in ctx.option("exclude_tags", "").split(",") if t)
         read = (
             pipeline
-            | "stackexchange/ListDumps" >> beam.Create(self.find_tables(ctx))
+            | "stackexchange/ListDumps" >> beam.Create(self.read_tasks(
+                ctx, int(ctx.option("split_mb", DEFAULT_SPLIT_MB, positive_float) * MiB)))
             | "stackexchange/SpreadDumps" >> beam.Reshuffle()
             | "stackexchange/Parse" >> beam.ParDo(_ReadDump(ctx, DUPLICATES in want, exclude))
             .with_outputs("questions", "answers", "links", REJECTED)

@@ -112,7 +112,7 @@ def stream_is_empty(stream: BinaryIO) -> bool:
 def blank_file(dataset: str, source_file: str):
     """The tagged ``blank_file`` reject of a file that has bytes but only whitespace, so
     no record. (A file without any byte is recorded by :class:`ReadFiles` as ``empty_file``.)"""
-    return rejected(dataset, "blank_file", source_file=source_file, whole_file=True,
+    return rejected(dataset, "blank_file", source_file=source_file, counts_as_read=True,
                     detail=f"{source_file} holds only blank lines: no record")
 
 
@@ -230,7 +230,7 @@ class _ReadOneFile(beam.DoFn):
             if self.strict:
                 raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
             yield rejected(self.dataset, "unreadable_file", source_file=relative,
-                           record_id=_position(exc), whole_file=True,
+                           record_id=_position(exc), counts_as_read=True,
                            detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
 
     def _read_archive(self, path: str, relative: str, context):
@@ -239,7 +239,7 @@ class _ReadOneFile(beam.DoFn):
             found = True
             yield from self._read_stream(stream, f"{relative}!{member}", context)
         if not found:
-            yield rejected(self.dataset, "no_member", source_file=relative, whole_file=True,
+            yield rejected(self.dataset, "no_member", source_file=relative, counts_as_read=True,
                            detail=f"{relative}: the archive holds none of the expected files")
 
     def _read_stream(self, stream, source_file: str, context):
@@ -249,7 +249,7 @@ class _ReadOneFile(beam.DoFn):
         else:
             yield from self.read_file(stream, source_file, context)
         if empty:
-            yield rejected(self.dataset, "empty_file", source_file=source_file, whole_file=True,
+            yield rejected(self.dataset, "empty_file", source_file=source_file, counts_as_read=True,
                            detail=f"{source_file} is empty")
 
 

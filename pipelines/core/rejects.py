@@ -69,19 +69,20 @@ def count_reject(reject: dict) -> None:
 
 
 def rejected(dataset: str, reason: str, *, source_file: str, record_id: str = "",
-             detail: str = "", excerpt=None, whole_file: bool = False):
+             detail: str = "", excerpt=None, counts_as_read: bool = False):
     """A reject ready to ``yield`` from a DoFn: counted, and tagged :data:`REJECTED`.
 
-    Arguments are those of :func:`make_reject`; ``whole_file`` marks the reject of a file
-    (unreadable, empty, missing), which also counts as one record read
-    (:mod:`pipelines.core.accounting`).
+    Arguments are those of :func:`make_reject`; ``counts_as_read`` also counts the reject as
+    one record read (:mod:`pipelines.core.accounting`): for a file that cannot be read
+    (unreadable, empty, missing) and for a record rejected where it is read, before any
+    other count saw it.
     """
     import apache_beam as beam
 
     reject = make_reject(dataset, reason, source_file=source_file, record_id=record_id,
                          detail=detail, excerpt=excerpt)
     count_reject(reject)
-    if whole_file:
+    if counts_as_read:
         accounting.count_read(dataset)
     return beam.pvalue.TaggedOutput(REJECTED, reject)
 

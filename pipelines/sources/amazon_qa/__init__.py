@@ -179,8 +179,8 @@ def multi_answer_pairs(record: dict, source_file: str, record_id: str):
     question or answer is rejected alone, the rest of the product is kept."""
     questions = record["questions"]
     if not isinstance(questions, list):
-        accounting.count_read(DATASET)
-        yield rejected(DATASET, "bad_field", source_file=source_file, record_id=record_id,
+        yield rejected(DATASET, "bad_field", counts_as_read=True,
+                       source_file=source_file, record_id=record_id,
                        detail=f"'questions' is a {type(questions).__name__}, not a list", excerpt=record)
         return
     if not questions:
@@ -195,13 +195,13 @@ def multi_answer_pairs(record: dict, source_file: str, record_id: str):
         if problem is None and answers is not None and not isinstance(answers, list):
             problem = ("bad_field", f"'answers' is a {type(answers).__name__}, not a list")
         if problem:
-            accounting.count_read(DATASET)
-            yield rejected(DATASET, problem[0], source_file=source_file, record_id=q_id,
+            yield rejected(DATASET, problem[0], counts_as_read=True,
+                           source_file=source_file, record_id=q_id,
                            detail=f"multi-answer question: {problem[1]}", excerpt=question)
             continue
         if not answers:
-            accounting.count_read(DATASET)
-            yield rejected(DATASET, "no_answer", source_file=source_file, record_id=q_id,
+            yield rejected(DATASET, "no_answer", counts_as_read=True,
+                           source_file=source_file, record_id=q_id,
                            detail="question without answers", excerpt=question)
             continue
         question_text = clean_text(question["questionText"])
@@ -223,16 +223,16 @@ def record_pairs(record, source_file: str, record_id: str):
     """Rows (or rejects) of one parsed line, by its shape: ``questions`` marks the
     multi-answer release, ``question``/``answer`` the single-answer one."""
     if not isinstance(record, dict):
-        accounting.count_read(DATASET)
-        yield rejected(DATASET, "not_an_object", source_file=source_file, record_id=record_id,
+        yield rejected(DATASET, "not_an_object", counts_as_read=True,
+                       source_file=source_file, record_id=record_id,
                        detail=f"line is a {type(record).__name__} literal, not a dict", excerpt=repr(record))
     elif "questions" in record:
         yield from multi_answer_pairs(record, source_file, record_id)
     elif "question" in record or "answer" in record:
         yield from single_answer_pairs(record, source_file, record_id)
     else:
-        accounting.count_read(DATASET)
-        yield rejected(DATASET, "unknown_record_shape", source_file=source_file, record_id=record_id,
+        yield rejected(DATASET, "unknown_record_shape", counts_as_read=True,
+                       source_file=source_file, record_id=record_id,
                        detail=f"dict with keys {sorted(map(str, record))[:10]}: neither "
                               "'question'/'answer' nor 'questions'", excerpt=record)
 
@@ -249,8 +249,8 @@ def read_category_file(stream, source_file: str):
         try:
             record = parse_record(text)
         except ValueError as exc:
-            accounting.count_read(DATASET)
-            yield rejected(DATASET, "bad_literal", source_file=source_file, record_id=line_id,
+            yield rejected(DATASET, "bad_literal", counts_as_read=True,
+                           source_file=source_file, record_id=line_id,
                            detail=str(exc), excerpt=text)
             continue
         asin = record.get("asin") if isinstance(record, dict) else None

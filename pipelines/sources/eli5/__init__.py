@@ -339,7 +339,7 @@ class _RecordReader:
         if layout == "blank":
             yield blank_file(DATASET, source_file)
         elif layout == "other":
-            yield rejected(DATASET, "malformed_file", source_file=source_file, whole_file=True,
+            yield rejected(DATASET, "malformed_file", source_file=source_file, counts_as_read=True,
                            detail="neither a JSON array nor JSON lines", excerpt=stream.peek(200)[:200])
         elif layout == "lines":
             for item in json_lines(stream, DATASET, source_file):
@@ -356,8 +356,8 @@ class _RecordReader:
         for index, value in enumerate(json_items(stream, "item")):
             position = f"element {index}"
             if not isinstance(value, dict):
-                accounting.count_read(DATASET)
-                yield rejected(DATASET, "not_an_object", source_file=source_file, record_id=position,
+                yield rejected(DATASET, "not_an_object", counts_as_read=True,
+                               source_file=source_file, record_id=position,
                                detail="array element is JSON but not an object", excerpt=value)
                 continue
             yield self._record(value, source_file, position, index)
@@ -366,8 +366,8 @@ class _RecordReader:
         try:
             question = question_from_record(record)
         except ValueError as exc:
-            accounting.count_read(DATASET)
-            return rejected(DATASET, "malformed_record", source_file=source_file, record_id=position,
+            return rejected(DATASET, "malformed_record", counts_as_read=True,
+                            source_file=source_file, record_id=position,
                             detail=str(exc), excerpt=record)
         question["source_file"] = source_file
         outcome = evaluate_question(question, self.options)

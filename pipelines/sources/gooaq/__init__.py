@@ -153,8 +153,8 @@ def read_split_file(stream, source_file: str):
     for number, (name, entry) in enumerate(iter_split_entries(stream), start=1):
         entry_id = split_entry_id(entry)
         if entry_id is None:
-            accounting.count_read(DATASET)  # a record only as a reject
-            yield rejected(DATASET, "bad_split_entry", source_file=source_file,
+            # a record only as a reject
+            yield rejected(DATASET, "bad_split_entry", counts_as_read=True, source_file=source_file,
                            record_id=f"{name}[{number}]", excerpt=entry,
                            detail="split entry is not an integer id or [id, similarity]")
             continue

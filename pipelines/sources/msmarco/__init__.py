@@ -527,8 +527,9 @@ def _hard_negative_triplets(element, systems, per_positive: int, seed: str):
 def _line_triplets(qid: int, lines: list, judged: list, systems, per_positive: int, seed: str):
     line, repeated = _first_line(lines)
     for extra in repeated:
-        accounting.count_read(DATASET)  # the whole line is one record
-        yield rejected(DATASET, "duplicate_query_line", source_file=extra["source_file"],
+        # the whole line is one record
+        yield rejected(DATASET, "duplicate_query_line", counts_as_read=True,
+                       source_file=extra["source_file"],
                        record_id=f"line {extra['line']}",
                        detail=f"qid {qid} already has line {line['line']} of {line['source_file']}",
                        excerpt={"qid": qid, "pos": extra["pos"]})

@@ -299,8 +299,8 @@ def _is_reject(item) -> bool:
 
 def _line_reject(reason: str, source_file: str, number: int, detail: str, excerpt):
     """The reject of a line that cannot be parsed: one record read and rejected."""
-    accounting.count_read(DATASET)
-    return rejected(DATASET, reason, source_file=source_file, record_id=f"line {number}",
+    return rejected(DATASET, reason, counts_as_read=True,
+                    source_file=source_file, record_id=f"line {number}",
                     detail=detail, excerpt=excerpt)
 
 
@@ -389,8 +389,8 @@ def is_filtered_member(member: str) -> bool:
 def _metadata_outcome(record: dict):
     """A candidate metadata record, or its reject when it has no usable passage id."""
     if "reason" in record:
-        accounting.count_read(DATASET)
-        yield rejected(DATASET, record["reason"], source_file=record["source_file"],
+        yield rejected(DATASET, record["reason"], counts_as_read=True,
+                       source_file=record["source_file"],
                        record_id=f"line {record['line']}", detail=record["detail"],
                        excerpt=record["excerpt"])
     else:
@@ -404,8 +404,8 @@ def _restrict_to_filtered(element, filtered_only: bool):
     listed, records = list(grouped["listed"]), list(grouped["metadata"])
     if not records:
         for entry in sorted(listed, key=lambda e: (e["source_file"], e["line"])):
-            accounting.count_read(DATASET)
-            yield rejected(DATASET, "no_metadata", source_file=entry["source_file"],
+            yield rejected(DATASET, "no_metadata", counts_as_read=True,
+                           source_file=entry["source_file"],
                            record_id=f"line {entry['line']}", excerpt=question,
                            detail="question of the filtered list has no record in PAQ.metadata.jsonl")
         return
@@ -432,8 +432,9 @@ def _pair_with_passage(element, passage_file: str):
     passages = sorted(grouped["passage"], key=lambda p: p["line"])
     questions = sorted(grouped["question"], key=lambda q: (q["source_file"], q["line"]))
     for extra in passages[1:]:
-        accounting.count_read(DATASET)  # a passage line, a record only as a reject
-        yield rejected(DATASET, "duplicate_passage_id", source_file=passage_file,
+        # a passage line, a record only as a reject
+        yield rejected(DATASET, "duplicate_passage_id", counts_as_read=True,
+                       source_file=passage_file,
                        record_id=f"line {extra['line']}", excerpt=extra["text"][:EXCERPT_CHARS],
                        detail=f"passage id {passage_id} already on line {passages[0]['line']}; "
                               "the first is used")

@@ -125,7 +125,7 @@ def read_pairs(stream, source_file: str):
         return  # a file without any byte: ReadFiles records it as empty_file
     if header != HEADER:
         yield rejected(DATASET, "malformed_file", source_file=source_file, record_id="line 1",
-                       whole_file=True,
+                       counts_as_read=True,
                        detail=f"expected the header {HEADER}, found {header!a}",
                        excerpt="\t".join(header or []).encode("utf-8", "surrogateescape"))
         return
@@ -133,8 +133,7 @@ def read_pairs(stream, source_file: str):
     for fields in _records_or_errors(reader):
         record_line, line = line + 1, reader.line_num
         if isinstance(fields, csv.Error):
-            accounting.count_read(DATASET)
-            yield rejected(DATASET, "bad_csv", source_file=source_file,
+            yield rejected(DATASET, "bad_csv", counts_as_read=True, source_file=source_file,
                            record_id=f"line {record_line}", detail=f"csv refuses the record: {fields}")
             continue
         if not fields:
@@ -142,8 +141,8 @@ def read_pairs(stream, source_file: str):
         pair, reason, detail = parse_pair(fields)
         if pair is None:
             record_id = fields[0] if fields and _INTEGER.match(fields[0]) else f"line {record_line}"
-            accounting.count_read(DATASET)
-            yield rejected(DATASET, reason, source_file=source_file, record_id=record_id,
+            yield rejected(DATASET, reason, counts_as_read=True,
+                           source_file=source_file, record_id=record_id,
                            detail=detail, excerpt="\t".join(fields).encode("utf-8", "surrogateescape"))
             continue
         pair["source_file"] = source_file
@@ -239,8 +238,9 @@ def _keep_first_pair(element):
     pairs = sorted(pairs, key=lambda p: p["id"])
     yield pairs[0]
     for pair in pairs[1:]:
-        accounting.count_read(DATASET)  # one record: rejected before its anchors are taken
-        yield rejected(DATASET, "repeated_pair", source_file=pair["source_file"],
+        # one record: rejected before its anchors are taken
+        yield rejected(DATASET, "repeated_pair", counts_as_read=True,
+                       source_file=pair["source_file"],
                        record_id=str(pair["id"]), excerpt=pair,
                        detail=f"the same two questions are already a duplicate pair in id {pairs[0]['id']}")
 

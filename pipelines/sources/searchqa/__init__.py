@@ -208,8 +208,7 @@ def read_clue(stream, source_file: str, top_k: int):
     A file without any byte gives nothing here: ReadFiles records it as ``empty_file``."""
     data = stream.read(MAX_CLUE_BYTES + 1)
     if len(data) > MAX_CLUE_BYTES:
-        accounting.count_read(DATASET)
-        yield rejected(DATASET, "malformed_record", source_file=source_file,
+        yield rejected(DATASET, "malformed_record", counts_as_read=True, source_file=source_file,
                        detail=f"over {MAX_CLUE_BYTES} bytes: not a clue file")
     elif data:
         yield parse_clue(data, source_file, top_k)

@@ -120,8 +120,8 @@ def question_context_pair(question: str, context: str, *, source_file: str, reco
 def _reject(reason, source_file, record_id, detail, excerpt=None):
     """The tagged reject of one record (a question, or a malformed container standing for
     its questions), counted as read where it is decided."""
-    accounting.count_read(DATASET)
-    return rejected(DATASET, reason, source_file=source_file, record_id=record_id,
+    return rejected(DATASET, reason, counts_as_read=True,
+                    source_file=source_file, record_id=record_id,
                     detail=detail, excerpt=excerpt)
 
 

@@ -230,8 +230,8 @@ class _ReadDump(beam.DoFn):
             if self.ctx.strict:
                 raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
             position = getattr(exc, "position", None)
-            yield rejected(self.file_dataset, "unreadable_file", source_file=relative, whole_file=True,
-                           record_id=f"line {position[0]}" if position else "",
+            yield rejected(self.file_dataset, "unreadable_file", source_file=relative,
+                           counts_as_read=True, record_id=f"line {position[0]}" if position else "",
                            detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
 
     def _read_range(self, site, table, path, start, end, source_file):
@@ -250,8 +250,8 @@ class _ReadDump(beam.DoFn):
                     attrib = etree.fromstring(text, _ROW_LINE_PARSER).attrib
                 except etree.XMLSyntaxError as exc:
                     dataset = self.file_dataset if table == "posts" else self.link_dataset
-                    accounting.count_read(dataset)
-                    yield rejected(dataset, "malformed_row", source_file=source_file,
+                    yield rejected(dataset, "malformed_row", counts_as_read=True,
+                                   source_file=source_file,
                                    record_id=f"byte {offset}", excerpt=text,
                                    detail=f"not a well-formed <row/> line: {exc}")
                     continue
@@ -289,8 +289,9 @@ class _ReadDump(beam.DoFn):
         else:
             parent = attrs.get("ParentId")
             if _int(post_id) is None or score is None or _int(parent) is None:
-                accounting.count_read(self.answer_dataset)  # a record only as a reject
-                yield rejected(self.answer_dataset, "malformed_row", source_file=source_file,
+                # a record only as a reject
+                yield rejected(self.answer_dataset, "malformed_row", counts_as_read=True,
+                               source_file=source_file,
                                record_id=post_id or "", excerpt=attrs,
                                detail="answer without a numeric Id, Score or ParentId")
                 return

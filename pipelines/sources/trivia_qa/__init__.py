@@ -215,7 +215,7 @@ class ReadQuestionFile:
             records += 1
             yield from self._record(line, raw, source_file, split, evidence_root)
         if has_bytes and not records:
-            yield rejected(DATASET, "malformed_file", source_file=source_file, whole_file=True,
+            yield rejected(DATASET, "malformed_file", source_file=source_file, counts_as_read=True,
                            detail="no line of exactly 8 spaces and '{' starts a record: "
                                   "not the pretty-printed TriviaQA release layout")
 
@@ -395,8 +395,9 @@ class _MatchEvidence(beam.DoFn):
         relative = files.relative_to(path, self.input_root)
         text, reason, detail = self._read(path, refs[0]["filename"])
         if text is None:
-            accounting.count_read(DATASET)  # an evidence file, a record only as a reject
-            yield rejected(DATASET, reason, source_file=relative, record_id=refs[0]["filename"],
+            # an evidence file, a record only as a reject
+            yield rejected(DATASET, reason, counts_as_read=True,
+                           source_file=relative, record_id=refs[0]["filename"],
                            detail=f"{detail}; cited by {len(refs)} question(s)",
                            excerpt=[r["qid"] for r in refs[:50]])
             for ref in refs:

@@ -202,8 +202,8 @@ def _csv_rows(stream, source_file: str, reject_dataset: str):
         try:
             qa = qa_from_fields(parse_fields(text))
         except (csv.Error, ValueError) as exc:
-            accounting.count_read(reject_dataset)
-            yield rejected(reject_dataset, "malformed_row", source_file=source_file,
+            yield rejected(reject_dataset, "malformed_row", counts_as_read=True,
+                           source_file=source_file,
                            record_id=record_id, detail=str(exc), excerpt=text)
             continue
         yield {**qa, "source_file": source_file, "record_id": record_id}

@@ -71,6 +71,8 @@ setup(
         "lxml>=5",
         "libarchive-c>=5",
         "ijson>=3.3",
+        "xxhash>=3.4",
+        "numpy>=1.24",
         "smart-open>=7",
         "requests>=2.31",
     ],

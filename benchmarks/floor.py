@@ -2,7 +2,8 @@
 single-process script with lxml and pyarrow, no Beam.
 
 Each ``floor_*`` function reads the synthetic inputs of one source, applies the same pair
-rule with the package's own rule and normalisation functions, and writes one Parquet file.
+rule with the package's own rule and normalisation functions, and writes one Parquet file
+of the same rows (the corpus row schema: texts, dataset, subset, source file, record id).
 It is the cost of the work itself; the pipeline's extra cost is Beam's (and sharding's).
 """
 from __future__ import annotations
@@ -16,26 +17,33 @@ from lxml import etree
 
 from pipelines.core import files
 from pipelines.core.normalize import normalize_text
+from pipelines.core.schema import row_arrow_schema
 from pipelines.sources import stackexchange as se
 
 BATCH = 65_536
 
 
 class _Writer:
-    """Buffer rows and write them as Parquet record batches."""
+    """Buffer rows and write them as Parquet record batches in the corpus row schema."""
 
-    def __init__(self, path: Path, triplets: bool = False):
-        names = ["anchor", "positive"] + (["negative"] if triplets else [])
-        self.schema = pa.schema([(n, pa.string()) for n in names])
+    def __init__(self, path: Path, dataset: str):
+        self.schema = row_arrow_schema()
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
-        self.columns = {n: [] for n in names}
+        self.dataset = dataset
+        self.columns = {n: [] for n in self.schema.names}
         self.rows = 0
 
-    def add(self, *texts):
-        for name, text in zip(self.columns, texts):
-            self.columns[name].append(text)
+    def add(self, anchor, positive, negative=None, *, subset="", source_file, record_id, dataset=None):
+        columns = self.columns
+        columns["anchor"].append(anchor)
+        columns["positive"].append(positive)
+        columns["negative"].append(negative)
+        columns["dataset"].append(dataset or self.dataset)
+        columns["subset"].append(subset)
+        columns["source_file"].append(source_file)
+        columns["record_id"].append(record_id)
         self.rows += 1
-        if len(self.columns["anchor"]) >= BATCH:
+        if len(columns["anchor"]) >= BATCH:
             self.flush()
 
     def flush(self):
@@ -49,14 +57,14 @@ class _Writer:
         return self.rows
 
 
-def _title_body_rows(stream, writer: "_Writer") -> None:
+def _title_body_rows(stream, writer: "_Writer", site: str, source_file: str) -> None:
     for _, element in etree.iterparse(stream, events=("end",), tag="row", huge_tree=True,
                                       resolve_entities=False, no_network=True):
         if element.get("PostTypeId") == "1":
             title = normalize_text(element.get("Title"))
             body = se.body_text(element.get("Body"))
             if se.question_problem(title, body, int(element.get("Score"))) is None:
-                writer.add(title, body)
+                writer.add(title, body, subset=site, source_file=source_file, record_id=element.get("Id"))
         element.clear(keep_tail=False)
         while element.getprevious() is not None:
             del element.getparent()[0]
@@ -65,10 +73,11 @@ def _title_body_rows(stream, writer: "_Writer") -> None:
 def floor_stackexchange_sites(folder: Path, out: Path) -> int:
     """stackexchange_title_body from every ``<site>.7z`` of ``folder``: ``Posts.xml``
     streamed out of the archive with libarchive and parsed with lxml iterparse."""
-    writer = _Writer(out)
+    writer = _Writer(out, se.TITLE_BODY)
     for archive in sorted(folder.glob("*.7z")):
-        for _name, stream in files.iter_archive_members(str(archive), wanted=lambda n: n == "Posts.xml"):
-            _title_body_rows(stream, writer)
+        site = archive.name[:-len(".7z")]
+        for name, stream in files.iter_archive_members(str(archive), wanted=lambda n: n == "Posts.xml"):
+            _title_body_rows(stream, writer, site, f"stackexchange/{archive.name}!{name}")
     return writer.close()
 
 
@@ -82,11 +91,13 @@ def _tsv(path: Path):
 def floor_msmarco_qidpidtriples(folder: Path, out: Path) -> int:
     """msmarco_triplets from ``qidpidtriples`` with the package's rule (per query the
     ``DEFAULT_TRIPLES_PER_QUERY`` triples with the smallest selection keys, negatives judged
-    relevant dropped), texts joined from in-memory dicts: what one process can afford."""
+    relevant dropped), texts repaired and normalised once each, joined from in-memory
+    dicts: what one process can afford."""
     from pipelines.sources import msmarco
 
-    passages = {int(pid): msmarco.repair_mojibake(text) for pid, text in _tsv(folder / "collection.tsv")}
-    queries = {int(qid): text.strip() for qid, text in _tsv(folder / "queries.train.tsv")}
+    passages = {int(pid): normalize_text(msmarco.repair_mojibake(text))
+                for pid, text in _tsv(folder / "collection.tsv")}
+    queries = {int(qid): normalize_text(text) for qid, text in _tsv(folder / "queries.train.tsv")}
     judged: dict[int, set] = {}
     for qid, _zero, pid, _one in _tsv(folder / "qrels.train.tsv"):
         judged.setdefault(int(qid), set()).add(int(pid))
@@ -94,11 +105,13 @@ def floor_msmarco_qidpidtriples(folder: Path, out: Path) -> int:
     for qid, pos, neg in _tsv(folder / "qidpidtriples.train.full.2.tsv"):
         qid, pos, neg = int(qid), int(pos), int(neg)
         candidates.setdefault(qid, []).append((msmarco.selection_key("", qid, pos, neg), pos, neg))
-    writer = _Writer(out, triplets=True)
+    writer = _Writer(out, msmarco.DATASET)
+    source_file = "msmarco/qidpidtriples.train.full.2.tsv"
     for qid in sorted(candidates):
         for _key, pos, neg in msmarco.keep_per_query(candidates[qid], msmarco.DEFAULT_TRIPLES_PER_QUERY):
             if neg not in judged.get(qid, ()):
-                writer.add(queries[qid], passages[pos], passages[neg])
+                writer.add(queries[qid], passages[pos], passages[neg], source_file=source_file,
+                           record_id=f"{qid}/{pos}/{neg}")
     return writer.close()
 
 
@@ -106,13 +119,14 @@ def floor_wikianswers(folder: Path, out: Path) -> int:
     """wikianswers from every gzip part of ``folder`` with the package's cluster rule."""
     from pipelines.sources import wikianswers as wa
 
-    writer = _Writer(out)
+    writer = _Writer(out, wa.DATASET)
     for part in sorted(folder.iterdir()):
+        source_file = f"wikianswers/{part.name}"
         with gzip.open(part, "rt", encoding="utf-8") as stream:
-            for line in stream:
+            for number, line in enumerate(stream, start=1):
                 questions, _answers, _malformed = wa.parse_cluster(line.rstrip("\n"))
                 for anchor, positive in wa.cluster_pairs(wa.distinct_questions(questions)):
-                    writer.add(anchor, positive)
+                    writer.add(anchor, positive, source_file=source_file, record_id=f"line {number}")
     return writer.close()
 
 
@@ -121,16 +135,18 @@ def floor_yahoo_answers(folder: Path, out: Path) -> int:
     all written to one file; returns the rows of the three together."""
     from pipelines.sources import yahoo_answers as ya
 
-    writer = _Writer(out)
+    writer = _Writer(out, "")
+    source_file = "yahoo_answers/yahoo_answers_csv/train.csv"
     with open(folder / "yahoo_answers_csv" / "train.csv", "rb") as stream:
-        for _number, text, _raw in ya.iter_records(stream):
+        for number, text, _raw in ya.iter_records(stream):
             try:
                 qa = ya.qa_from_fields(ya.parse_fields(text))
             except ValueError:
                 continue
-            qa.update(source_file="train.csv", record_id="-")
+            qa.update(source_file=source_file, record_id=f"line {number}")
             for dataset in ya.DATASETS:
                 for row in ya.pair_or_reject(qa, dataset):
                     if isinstance(row, dict):
-                        writer.add(row["anchor"], row["positive"])
+                        writer.add(row["anchor"], row["positive"], dataset=dataset,
+                                   source_file=source_file, record_id=row["record_id"])
     return writer.close()

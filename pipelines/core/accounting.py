@@ -56,14 +56,14 @@ def count_skipped(dataset: str, reason: str, n: int = 1) -> None:
     _counter(dataset, SKIPPED_PREFIX + reason).inc(n)
 
 
-def count_row_in(dataset: str) -> None:
-    """A row from the pair rules entered normalisation (core use)."""
-    _counter(dataset, ROWS_IN).inc()
+def count_row_in(dataset: str, n: int = 1) -> None:
+    """``n`` rows from the pair rules entered normalisation (core use)."""
+    _counter(dataset, ROWS_IN).inc(n)
 
 
-def count_row_dropped(dataset: str) -> None:
-    """A row was dropped by normalisation or the schema check (core use)."""
-    _counter(dataset, ROWS_DROPPED).inc()
+def count_row_dropped(dataset: str, n: int = 1) -> None:
+    """``n`` rows were dropped by normalisation or the schema check (core use)."""
+    _counter(dataset, ROWS_DROPPED).inc(n)
 
 
 def collect(result) -> dict:

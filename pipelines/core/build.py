@@ -37,6 +37,8 @@ from pipelines.core.source import Source, SourceContext, SourceError
 MANIFEST = "manifest.json"
 DATA_CONFIG = "data_config.json"
 WORK_DIR = "_work"
+# Under WORK_DIR: the sources' temporary files (join runs), removed when a build ends.
+SCRATCH_DIR = "scratch"
 REJECTED_DIR = "_rejected"
 _SECRET_FLAG = re.compile(r"(secret|token|password|credential|access_key|key_id|api_key)", re.I)
 
@@ -143,7 +145,8 @@ def plan_sources(request: BuildRequest) -> tuple[list[_PlannedSource], dict[str,
         ctx = SourceContext(
             input_root=root, source_dir=source_dir, datasets=tuple(dataset_ids),
             options=dict(request.source_options.get(source_name, {})), strict=request.strict,
-            source=source_name)
+            source=source_name,
+            work_dir=files.join(request.output.rstrip("/"), WORK_DIR, SCRATCH_DIR, source_name))
         planned.append(_PlannedSource(source, ctx))
     if not planned and not request.sample:
         folder_name = request.input_root.rstrip("/").rsplit("/", 1)[-1]
@@ -224,7 +227,8 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
             spec = registry.get(dataset_id)
             rows = result.rows[dataset_id]
             normalized = rows | f"{dataset_id}/Normalize" >> beam.ParDo(
-                NormalizeRows(dataset_id, spec.text_policy)).with_outputs(REJECTED, main="rows")
+                NormalizeRows(dataset_id, spec.text_policy, normalized=dataset_id in result.normalized)
+            ).with_outputs(REJECTED, main="rows")
             rejects.append(normalized[REJECTED])
             per_subset = spec.mix_per_subset
             (normalized.rows
@@ -451,6 +455,13 @@ def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource]) -> s
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
 
 
+def _clear_scratch(output: str) -> None:
+    """Remove the sources' temporary files (``OUT/_work/scratch``)."""
+    scratch = [p for p, _ in files.list_files(files.join(output, WORK_DIR, SCRATCH_DIR, "**"))]
+    if scratch:
+        FileSystems.delete(scratch)
+
+
 def _remove_previous_build(output: str, previous: dict) -> None:
     """Delete the files a previous complete build wrote, its manifest first."""
     FileSystems.delete([files.join(output, MANIFEST)])
@@ -501,8 +512,10 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
             options.view_as(StandardOptions).runner)):
         pipeline = beam.Pipeline(options=options)
         construct_pipeline(pipeline, request, planned)
+        _clear_scratch(output)  # what a killed run left
         result = pipeline.run()
         result.wait_until_finish()
+    _clear_scratch(output)
     manifest = assemble_manifest(request, planned, status, beam_args, started,
                                  accounting.collect(result))
     manifest["fingerprint"] = fingerprint

@@ -8,7 +8,10 @@ conversion, which only removed tags, so ``&amp;`` reaches the model as ``&``.
 
 :class:`NormalizeRows` runs on every dataset's rows before the sink: it normalises the
 three text fields, applies the dataset's :class:`TextPolicy` (empty and too-long texts)
-and checks the row schema. Each drop becomes a rejected record with a reason.
+and checks the row schema. Each drop becomes a rejected record with a reason. Rows come
+one by one (dicts) or as Arrow tables; a table whose texts were normalised where they
+were read (:func:`mark_normalized`: a passage once, not once per triplet that uses it)
+is only checked.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ import unicodedata
 from dataclasses import dataclass
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.core import accounting
 from pipelines.core.rejects import REJECTED, count_reject, make_reject
@@ -114,8 +119,9 @@ def truncate_text(text: str, max_chars: int) -> str:
     return cut[:space] if space > 0 else cut
 
 
-def apply_policy(row: dict, policy: TextPolicy) -> tuple[dict | None, str | None, str]:
-    """Normalise the texts of ``row`` and apply ``policy``.
+def apply_policy(row: dict, policy: TextPolicy, normalized: bool = False) -> tuple[dict | None, str | None, str]:
+    """Normalise the texts of ``row`` (unless ``normalized``: they already are) and apply
+    ``policy``.
 
     Returns:
         ``(row, None, "")`` when the row is kept (``row`` itself when no text changed,
@@ -126,7 +132,7 @@ def apply_policy(row: dict, policy: TextPolicy) -> tuple[dict | None, str | None
         value = row.get(field)
         if value is None and field == "negative":
             continue
-        text = normalize_text(value) if isinstance(value, str) else value
+        text = normalize_text(value) if isinstance(value, str) and not normalized else value
         if isinstance(text, str):
             if not text:
                 return None, f"{field}_empty", f"{field} is empty after normalisation"
@@ -146,24 +152,106 @@ def apply_policy(row: dict, policy: TextPolicy) -> tuple[dict | None, str | None
     return out, None, ""
 
 
+_NORMALIZED = b"corpus.normalized"
+TEXT_FIELDS = ("anchor", "positive", "negative")
+
+
+def mark_normalized(table: pa.Table) -> pa.Table:
+    """Mark a table whose text columns all went through :func:`normalize_text` already."""
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), _NORMALIZED: b"1"})
+
+
+def is_normalized(table: pa.Table) -> bool:
+    return (table.schema.metadata or {}).get(_NORMALIZED) == b"1"
+
+
+def normalize_column(column) -> pa.Array:
+    """:func:`normalize_text` of every value of a string column (nulls stay null)."""
+    return pa.array([None if value is None else normalize_text(value) for value in column.to_pylist()],
+                    pa.string())
+
+
+def _surely_kept(table: pa.Table, policy: TextPolicy, not_null: tuple[str, ...],
+                 non_empty: tuple[str, ...]) -> pa.Array:
+    """Rows of a normalised table that :func:`apply_policy` keeps unchanged: every text
+    within the policy's lengths, the other fields present (and non-empty where the
+    schema says so). The others go through :func:`apply_policy` one by one (for their
+    exact reason, or their truncation)."""
+    mask = None
+    for name in TEXT_FIELDS:
+        length = pc.utf8_length(table[name])
+        ok = pc.greater_equal(length, max(1, policy.min_chars))
+        if policy.max_chars is not None:
+            ok = pc.and_(ok, pc.less_equal(length, policy.max_chars))
+        if name == "negative":
+            ok = pc.or_(pc.is_null(table[name]), ok)
+        mask = ok if mask is None else pc.and_(mask, ok)
+    for name in not_null:
+        mask = pc.and_(mask, pc.is_valid(table[name]))
+    for name in non_empty:
+        mask = pc.and_(mask, pc.greater(pc.binary_length(table[name]), 0))
+    return pc.fill_null(mask, False)
+
+
 class NormalizeRows(beam.DoFn):
     """Normalise a dataset's rows; rows that fail the policy or the schema go to ``rejected``.
 
     Args:
         dataset: the dataset id (used for metrics names).
         policy: the dataset's :class:`TextPolicy`.
+        normalized: the source normalised every text where it read it
+            (:attr:`SourceOutput.normalized`); only the policy and the schema are checked.
     """
 
-    def __init__(self, dataset: str, policy: TextPolicy):
+    def __init__(self, dataset: str, policy: TextPolicy, normalized: bool = False):
         self.dataset = dataset
         self.policy = policy
+        self.normalized = normalized
+
+    def setup(self):
+        from pipelines.core.schema import field_rules
+
+        self._not_null = tuple(name for name, nullable, _non_empty in field_rules()
+                               if not nullable and name not in TEXT_FIELDS)
+        self._non_empty = tuple(name for name, _nullable, non_empty in field_rules()
+                                if non_empty and name not in TEXT_FIELDS)
 
     def process(self, row):
+        if isinstance(row, pa.Table):
+            yield from self._process_table(row)
+            return
         accounting.count_row_in(self.dataset)
-        kept, reason, detail = apply_policy(row, self.policy)
+        kept, reason, detail = apply_policy(row, self.policy, self.normalized)
         if kept is not None:
             yield kept
             return
+        yield self._reject(row, reason, detail)
+
+    def _process_table(self, table: pa.Table):
+        if table.num_rows == 0:
+            return
+        accounting.count_row_in(self.dataset, table.num_rows)
+        # Texts of the rows checked one by one below are normalised by then either way.
+        if not (self.normalized or is_normalized(table)):
+            for name in TEXT_FIELDS:
+                table = table.set_column(table.schema.get_field_index(name), name,
+                                         normalize_column(table[name]))
+        ok = _surely_kept(table, self.policy, self._not_null, self._non_empty)
+        if pc.all(ok).as_py():
+            yield table
+            return
+        yield table.filter(ok)
+        kept_rows = []
+        for row in table.filter(pc.invert(ok)).to_pylist():
+            kept, reason, detail = apply_policy(row, self.policy, normalized=True)
+            if kept is not None:
+                kept_rows.append(kept)
+            else:
+                yield self._reject(row, reason, detail)
+        if kept_rows:
+            yield pa.Table.from_pylist(kept_rows, schema=table.schema)
+
+    def _reject(self, row, reason: str, detail: str):
         accounting.count_row_dropped(self.dataset)
         source_file = row.get("source_file") if isinstance(row, dict) else None
         record_id = row.get("record_id") if isinstance(row, dict) else None
@@ -172,4 +260,4 @@ class NormalizeRows(beam.DoFn):
             detail=detail, excerpt=row,
         )
         count_reject(reject)
-        yield beam.pvalue.TaggedOutput(REJECTED, reject)
+        return beam.pvalue.TaggedOutput(REJECTED, reject)

@@ -167,12 +167,12 @@ def reading_file(path: str, raw):
     return _NotReporting() if meter is None else _FileReading(meter, path, raw)
 
 
-def count_record() -> None:
-    """Count one record (a line, a JSON item, an XML row) of the file this thread reads."""
+def count_record(n: int = 1) -> None:
+    """Count ``n`` records (lines, JSON items, XML rows) of the file this thread reads."""
     reading = getattr(_current, "reading", None)
     if reading is None:
         return
-    reading.pending += 1
+    reading.pending += n
     if reading.pending >= RECORDS_PER_CHECK:
         reading.flush()
 

@@ -59,7 +59,7 @@ def make_row(dataset: str, anchor: str, positive: str, negative: str | None = No
 
 
 @lru_cache(maxsize=None)
-def _field_rules() -> tuple[tuple[str, bool, bool], ...]:
+def field_rules() -> tuple[tuple[str, bool, bool], ...]:
     """``(name, nullable, non_empty)`` of every field of ``schemas/corpus_row.json``."""
     return tuple((f["name"], f["nullable"], f["non_empty"])
                  for f in load_schema_document("corpus_row")["fields"])
@@ -73,7 +73,7 @@ def validate_row(row: Any) -> str | None:
         extra = sorted(set(row) - set(ROW_FIELDS))
         if extra:
             return f"unexpected fields {extra}"
-    for name, nullable, non_empty in _field_rules():
+    for name, nullable, non_empty in field_rules():
         if name not in row:
             return f"missing field {name!r}"
         value = row[name]

@@ -3,8 +3,10 @@
 :class:`WriteShards` writes one dataset (or its rejected records) as
 ``<dir>/<prefix>-SSSSS-of-NNNNN.<ext>`` without ever shuffling the rows themselves:
 
-1. **Spill.** Records are keyed by a 128-bit BLAKE2 hash of their content and provenance
-   and buffered per bundle; every ``spill_bytes`` the buffer is sorted by (subset, key)
+1. **Spill.** Records arrive one by one (dicts) or as Arrow tables of rows, and are
+   buffered per bundle; every ``spill_bytes`` the buffer becomes one table, each record
+   keyed by a 128-bit XXH3 hash of all its fields (content and provenance, computed
+   from the table without a Python object per value), sorted by (subset, key)
    and written as one Parquet *run* under ``spill_dir``, a subset per row group. Only the
    run's description (row groups with their subset, key range, rows and bytes) travels on.
    Memory is bounded by the buffer, whatever the input size.
@@ -29,7 +31,6 @@ a runner delivers them in. Memory is bounded by one shard (``target_shard_bytes`
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import math
@@ -38,7 +39,9 @@ import uuid
 from dataclasses import dataclass
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
+import xxhash
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -79,17 +82,44 @@ class ShardingConfig:
 
 
 def row_key(record: dict) -> bytes:
-    """128-bit BLAKE2b key of a record's values, in field order (stable across runs)."""
-    digest = hashlib.blake2b(digest_size=KEY_BYTES)
-    for value in record.values():
-        digest.update(b"\x00" if value is None else str(value).encode("utf-8", "surrogatepass"))
-        digest.update(b"\x1f")
-    return digest.digest()
+    """128-bit XXH3 key of a record's values, in field order (stable across runs, machines
+    and xxhash versions): the same key :func:`row_keys` gives the record in a table."""
+    joined = "".join(("\x00" if value is None else str(value)) + "\x1f" for value in record.values())
+    return xxhash.xxh3_128_digest(joined.encode("utf-8", "surrogatepass"))
+
+
+def row_keys(table: pa.Table) -> pa.Array:
+    """:func:`row_key` of every row of ``table`` (string columns), as ``binary(16)``.
+
+    The fields are joined by pyarrow; only the hash itself is called per row, on a view
+    of the joined bytes.
+    """
+    if table.num_rows == 0:
+        return pa.array([], pa.binary(KEY_BYTES))
+    columns = [table[name] for name in table.schema.names]
+    trailing = pa.array([""] * table.num_rows, pa.string())
+    joined = pc.binary_join_element_wise(*columns, trailing, "\x1f", null_handling="replace",
+                                         null_replacement="\x00")
+    joined = pc.cast(joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined,
+                     pa.large_binary())
+    _validity, offsets, data = joined.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)[joined.offset:joined.offset + len(joined) + 1].tolist()
+    view = memoryview(data) if data is not None else memoryview(b"")
+    digest = xxhash.xxh3_128_digest
+    keys = b"".join([digest(view[start:end]) for start, end in zip(bounds, bounds[1:])])
+    return pa.Array.from_buffers(pa.binary(KEY_BYTES), len(bounds) - 1, [None, pa.py_buffer(keys)])
 
 
 def record_size(record: dict) -> int:
     """Estimated bytes of a record: its text lengths plus a fixed overhead."""
     return ROW_OVERHEAD_BYTES + sum(len(v) for v in record.values() if isinstance(v, str))
+
+
+def table_size(table: pa.Table) -> int:
+    """:func:`record_size` summed over a table of records (UTF-8 bytes for characters)."""
+    text = sum(pc.sum(pc.binary_length(table[name])).as_py() or 0
+               for name in table.schema.names if pa.types.is_string(table.schema.field(name).type))
+    return text + ROW_OVERHEAD_BYTES * table.num_rows
 
 
 def shard_name(prefix: str, index: int, total: int, ext: str) -> str:
@@ -200,8 +230,8 @@ def _value_counts(table: pa.Table, column: str) -> dict:
 # -- step 1: spill sorted runs ----------------------------------------------------------------
 
 class _SpillRuns(beam.DoFn):
-    """Buffer records, spill them as Parquet runs sorted by (subset, key), emit the runs'
-    descriptions."""
+    """Buffer records (dicts, or Arrow tables of them), spill them as Parquet runs sorted
+    by (subset, key), emit the runs' descriptions."""
 
     def __init__(self, spill_dir: str, subset_field: str | None, shard_format, config: ShardingConfig):
         self.spill_dir = spill_dir
@@ -210,37 +240,53 @@ class _SpillRuns(beam.DoFn):
         self.config = config
 
     def setup(self):
-        self._schema = self.format.schema().append(pa.field(KEY, pa.binary(KEY_BYTES)))
+        self._schema = self.format.schema()
+        self._key_schema = self._schema.append(pa.field(KEY, pa.binary(KEY_BYTES)))
 
     def start_bundle(self):
-        self._buffer: list[dict] = []
-        self._keys: list[bytes] = []
+        self._records: list[dict] = []
+        self._tables: list[pa.Table] = []
+        self._rows = 0
         self._bytes = 0
 
     def process(self, record):
-        self._buffer.append(record)
-        self._keys.append(row_key(record))
-        self._bytes += record_size(record)
+        if isinstance(record, pa.Table):
+            if record.num_rows == 0:
+                return
+            self._tables.append(record.select(self._schema.names).cast(self._schema))
+            self._bytes += table_size(record)
+            self._rows += record.num_rows
+        else:
+            self._records.append(record)
+            self._bytes += record_size(record)
+            self._rows += 1
         if self._bytes >= self.config.spill_bytes:
             yield self._spill()
 
     def finish_bundle(self):
-        if self._buffer:
+        if self._rows:
             yield GlobalWindows.windowed_value(self._spill())
 
+    def _buffered(self) -> pa.Table:
+        tables = list(self._tables)
+        if self._records:
+            columns = {name: [r.get(name) for r in self._records] for name in self._schema.names}
+            tables.append(pa.table(columns, schema=self._schema))
+        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
     def _spill(self) -> dict:
-        columns = {name: [r.get(name) for r in self._buffer] for name in self._schema.names[:-1]}
-        columns[KEY] = self._keys
-        table = pa.table(columns, schema=self._schema)
+        table = self._buffered()
+        avg = max(1, self._bytes // self._rows)
+        self.start_bundle()
+        table = table.append_column(KEY, row_keys(table))
         subset_column = self.subset_field if self.subset_field else None
         order = [(KEY, "ascending")] if subset_column is None else [(subset_column, "ascending"), (KEY, "ascending")]
         table = table.sort_by(order)
-        avg = max(1, self._bytes // len(self._buffer))
         rows_per_group = max(1, self.config.spill_row_group_bytes // avg)
         path = files.join(self.spill_dir, f"run-{uuid.uuid4().hex}.parquet")
         row_groups = []
         with FileSystems.create(path) as stream:
-            writer = pq.ParquetWriter(stream, self._schema, compression="lz4")
+            writer = pq.ParquetWriter(stream, self._key_schema, compression="lz4")
             for subset, start, length in _subset_slices(table, subset_column):
                 for offset in range(start, start + length, rows_per_group):
                     chunk = table.slice(offset, min(rows_per_group, start + length - offset))
@@ -249,7 +295,6 @@ class _SpillRuns(beam.DoFn):
                     row_groups.append([subset, keys[0].as_py(), keys[-1].as_py(), chunk.num_rows,
                                        avg * chunk.num_rows])
             writer.close()
-        self.start_bundle()
         return {"path": path, "row_groups": row_groups}
 
 
@@ -258,12 +303,18 @@ def _subset_slices(table: pa.Table, subset_column: str | None):
     if subset_column is None:
         yield "", 0, table.num_rows
         return
-    values = table[subset_column].to_pylist()
     start = 0
-    for index in range(1, len(values) + 1):
-        if index == len(values) or values[index] != values[start]:
-            yield values[start] or "", start, index - start
-            start = index
+    for value, length in _runs(table[subset_column]):
+        yield value or "", start, length
+        start += length
+
+
+def _runs(column) -> list[tuple[str, int]]:
+    """``(value, length)`` of each run of equal values of a column."""
+    encoded = pc.run_end_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    ends = encoded.run_ends.to_pylist()
+    values = encoded.values.to_pylist()
+    return [(value, end - start) for value, start, end in zip(values, [0] + ends[:-1], ends)]
 
 
 # -- step 2: plan ------------------------------------------------------------------------------

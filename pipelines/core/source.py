@@ -42,6 +42,8 @@ class SourceContext:
         options: source options given as ``--source-option <source>.<key>=<value>``.
         strict: fail the run on the first unreadable file instead of recording it.
         source: the source's name (for messages).
+        work_dir: folder for the source's temporary files (the runs of its joins), on
+            the same filesystem as the output; removed when the build finishes.
     """
 
     input_root: str
@@ -50,7 +52,17 @@ class SourceContext:
     options: Mapping[str, str] = field(default_factory=dict)
     strict: bool = False
     source: str = ""
+    work_dir: str = ""
     used_options: set = field(default_factory=set, compare=False, repr=False)
+
+    def scratch_dir(self) -> str:
+        """:attr:`work_dir`, or a new local temporary folder when the context has none
+        (a source expanded outside a build, as in tests)."""
+        if self.work_dir:
+            return self.work_dir
+        import tempfile
+
+        return tempfile.mkdtemp(prefix=f"corpus-{self.source or 'source'}-")
 
     def relative(self, path: str) -> str:
         """Provenance name of ``path``: relative to the input root."""
@@ -122,12 +134,17 @@ class SourceOutput:
     """What a source's transform returns.
 
     Attributes:
-        rows: one PCollection of row dicts per produced dataset id.
+        rows: one PCollection per produced dataset id, of row dicts or Arrow tables of rows
+            (the corpus row schema).
         rejects: PCollections of rejected-record dicts (any dataset), flattened by the core.
+        normalized: datasets whose row texts all went through
+            :func:`pipelines.core.normalize.normalize_text` (or ``html_to_text``) where
+            they were read; the core then only checks them against the text policy.
     """
 
     rows: dict[str, beam.PCollection]
     rejects: list[beam.PCollection] = field(default_factory=list)
+    normalized: frozenset = frozenset()
 
 
 class Source:

@@ -122,12 +122,18 @@ import posixpath
 import re
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.core import accounting, files
-from pipelines.core.readers import ReadFiles, json_lines, text_records, unless_blank
+from pipelines.core.exchange import HashJoin, SpillByHash
+from pipelines.core.normalize import mark_normalized, normalize_text
+from pipelines.core.readers import ReadFiles, json_lines, text_records, tsv_tables, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row
+from pipelines.core.schema import make_row, row_arrow_schema
 from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput, positive_int
 
 DATASET = "msmarco_triplets"
@@ -214,37 +220,65 @@ def _tsv_lines(stream, source_file: str, columns: int, max_split: int = -1):
         yield number, fields
 
 
-def _id_texts(stream, source_file: str, what: str):
-    """``(id, text)`` of a two-column ``id \\t text`` file; an id that is not an integer
-    makes the line a ``malformed_line`` reject (``what`` names the id in its detail)."""
-    for item in _tsv_lines(stream, source_file, 2, max_split=1):
-        if _is_reject(item):
-            yield item
-            continue
-        number, (identifier, text) = item
-        parsed = parse_int(identifier)
-        if parsed is None:
-            yield _malformed(source_file, number, f"{what} id is not an integer", text)
-            continue
-        yield parsed, text
+# Arrow schemas of what the id inputs become, and of the triplets on their way to rows.
+PASSAGES = pa.schema([("pid", pa.int64()), ("text", pa.string())])
+QUERY_TEXTS = pa.schema([("qid", pa.int64()), ("text", pa.string())])
+JUDGED = pa.schema([("qid", pa.int64()), ("pid", pa.int64())])
+ID_TRIPLES = pa.schema([("qid", pa.int64()), ("pos", pa.int64()), ("neg", pa.int64()),
+                        ("source_file", pa.string())])
+
+
+def _with_texts(table: pa.Table, texts) -> pa.Table:
+    return table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
 
 
 def read_collection(stream, source_file: str):
-    """Passages ``(pid, repaired text)`` of ``collection.tsv``."""
-    for item in _id_texts(stream, source_file, "passage"):
-        yield item if _is_reject(item) else (item[0], repair_mojibake(item[1]))
+    """Passages of ``collection.tsv`` as ``(pid, text)`` tables; each text repaired
+    (:func:`repair_mojibake`) and normalised once here, not once per triplet using it."""
+    for item in tsv_tables(stream, DATASET, source_file, ("pid", "text"), ids=("pid",)):
+        if _is_reject(item):
+            yield item
+            continue
+        yield mark_normalized(_with_texts(item, [normalize_text(repair_mojibake(t))
+                                                 for t in item["text"].to_pylist()]))
 
 
 def read_queries(stream, source_file: str):
-    """Queries ``(qid, text)`` of ``queries.train.tsv``; the text is stripped."""
-    for item in _id_texts(stream, source_file, "query"):
-        yield item if _is_reject(item) else (item[0], item[1].strip())
+    """Queries of ``queries.train.tsv`` as ``(qid, text)`` tables, the text normalised
+    (which strips it)."""
+    for item in tsv_tables(stream, DATASET, source_file, ("qid", "text"), ids=("qid",)):
+        if _is_reject(item):
+            yield item
+            continue
+        yield mark_normalized(_with_texts(item, [normalize_text(t) for t in item["text"].to_pylist()]))
 
 
 def read_qrels(stream, source_file: str):
-    """Judged relevant ``(qid, pid)`` pairs of ``qrels.train.tsv`` (TREC ``qid 0 pid rel``;
-    TAB or space separated). Lines with relevance 0 are judgements of non-relevance, not
-    candidates, and are skipped."""
+    """Judged relevant pairs of ``qrels.train.tsv`` (TREC ``qid 0 pid rel``; TAB or space
+    separated) as ``(qid, pid)`` tables. Lines with relevance 0 are judgements of
+    non-relevance, not candidates, and are skipped."""
+    pairs: list[tuple[int, int]] = []
+    for item in _judged_pairs(stream, source_file):
+        if _is_reject(item):
+            yield item
+            continue
+        pairs.append(item)
+        if len(pairs) >= _QRELS_PER_TABLE:
+            yield _judged_table(pairs)
+            pairs = []
+    if pairs:
+        yield _judged_table(pairs)
+
+
+_QRELS_PER_TABLE = 1 << 16
+
+
+def _judged_table(pairs) -> pa.Table:
+    qids, pids = zip(*pairs)
+    return pa.table({"qid": pa.array(qids, pa.int64()), "pid": pa.array(pids, pa.int64())})
+
+
+def _judged_pairs(stream, source_file: str):
     for item in text_records(stream, DATASET, source_file):
         if _is_reject(item):
             yield item
@@ -296,19 +330,14 @@ def read_hard_negatives(stream, source_file: str):
 
 
 def read_id_triples(stream, source_file: str):
-    """``(qid, (pos, neg, source_file))`` of ``qidpidtriples.train.full.2.tsv``."""
-    for item in _tsv_lines(stream, source_file, 3):
+    """Triples of ``qidpidtriples.train.full.2.tsv`` as ``(qid, pos, neg, source_file)``
+    tables; every line is a record read."""
+    for item in tsv_tables(stream, DATASET, source_file, ("qid", "pos", "neg"), ids=("qid", "pos", "neg")):
         if _is_reject(item):
             yield item
             continue
-        number, fields = item
-        ids = [parse_int(f) for f in fields]
-        if any(i is None for i in ids):
-            yield _malformed(source_file, number, "qid, positive and negative pid must be integers",
-                             "\t".join(fields))
-            continue
-        qid, pos, neg = ids
-        yield qid, (pos, neg, source_file)
+        accounting.count_read(DATASET, item.num_rows)
+        yield item.append_column("source_file", pa.array([source_file] * item.num_rows, pa.string()))
 
 
 def read_text_triples(stream, source_file: str):
@@ -490,7 +519,7 @@ class _SmallestDistinctCounted(_SmallestDistinct):
 
 
 class _KeyCandidates(beam.DoFn):
-    """Prefix each triple with its :func:`selection_key` and count it."""
+    """Prefix each text triple with its :func:`selection_key` and count it."""
 
     def __init__(self, seed: str):
         self.seed = seed
@@ -510,6 +539,49 @@ def _count_kept(element):
     Metrics.counter("msmarco", "triples_kept").inc(len(kept))
     accounting.count_skipped(DATASET, "beyond_query_cap", seen - len(kept))
     return query, kept
+
+
+def select_triples(tables: dict, per_query: int, seed: str):
+    """:class:`HashJoin` function of ``qidpidtriples``: the triples the queries of one
+    task keep (:func:`keep_per_query`, vectorised), those whose negative is judged
+    relevant rejected (``negative_is_positive``).
+
+    Args:
+        tables: ``{"triples": (qid, pos, neg, source_file), "judged": (qid, pid)}``.
+        per_query: triples kept per query.
+        seed: salt of :func:`selection_key`.
+    """
+    triples, judged = tables["triples"], tables["judged"]
+    if triples.num_rows == 0:
+        return
+    Metrics.counter("msmarco", "triples_read").inc(triples.num_rows)
+    # A triple repeated verbatim is one candidate; the first file (by name) stands for it.
+    distinct = (triples.group_by(["qid", "pos", "neg"], use_threads=False)
+                .aggregate([("source_file", "min")])
+                .rename_columns({"source_file_min": "source_file"}))
+    keys = [selection_key(seed, q, p, n) for q, p, n in zip(
+        distinct["qid"].to_pylist(), distinct["pos"].to_pylist(), distinct["neg"].to_pylist())]
+    ordered = distinct.append_column("_key", pa.array(keys, pa.uint64())).sort_by(
+        [("qid", "ascending"), ("_key", "ascending"), ("pos", "ascending"), ("neg", "ascending")])
+    qids = ordered["qid"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, qids[1:] != qids[:-1]])
+    rank = np.arange(len(qids)) - np.repeat(starts, np.diff(np.r_[starts, len(qids)]))
+    kept = ordered.filter(pa.array(rank < per_query)).drop_columns(["_key"])
+    Metrics.counter("msmarco", "triples_kept").inc(kept.num_rows)
+    accounting.count_skipped(DATASET, "beyond_query_cap", triples.num_rows - kept.num_rows)
+    if judged.num_rows:
+        marks = judged.group_by(["qid", "pid"], use_threads=False).aggregate([])
+        marks = marks.append_column("_judged", pa.array(np.ones(marks.num_rows, dtype=bool)))
+        kept = kept.join(marks, keys=["qid", "neg"], right_keys=["qid", "pid"],
+                         join_type="left outer", use_threads=False)
+        relevant = pc.is_valid(kept["_judged"])
+        for triplet in kept.filter(relevant).drop_columns(["_judged"]).to_pylist():
+            record_id = f"{triplet['qid']}/{triplet['pos']}/{triplet['neg']}"
+            yield rejected(DATASET, "negative_is_positive", source_file=triplet["source_file"],
+                           record_id=record_id, excerpt={**triplet, "record_id": record_id},
+                           detail="the negative passage is judged relevant for the query in the qrels")
+        kept = kept.filter(pc.invert(relevant)).drop_columns(["_judged"])
+    yield kept.select(ID_TRIPLES.names)
 
 
 def _first_line(lines: list) -> tuple[dict, list]:
@@ -548,21 +620,6 @@ def _line_triplets(qid: int, lines: list, judged: list, systems, per_positive: i
                "record_id": f"{qid}/{positive}/{negative}"}
 
 
-def _id_triplets(element):
-    qid, grouped = element
-    judged = set(grouped["judged"])
-    for kept in grouped["kept"]:
-        for _key, positive, negative, source_file in kept:
-            triplet = {"qid": qid, "pos": positive, "neg": negative, "source_file": source_file,
-                       "record_id": f"{qid}/{positive}/{negative}"}
-            if negative in judged:
-                yield rejected(DATASET, "negative_is_positive", source_file=source_file,
-                               record_id=triplet["record_id"], excerpt=triplet,
-                               detail="the negative passage is judged relevant for the query in the qrels")
-            else:
-                yield triplet
-
-
 def _text_triplets(element):
     query, kept = element
     for _key, positive, negative, source_file, line in kept:
@@ -579,21 +636,75 @@ _JOINS = {
 }
 
 
-def _attach_text(element, step: str):
-    """Give every triplet of one id the text of that id, or reject it."""
+def attach_text(tables: dict, step: str):
+    """:class:`HashJoin` function: give every triplet of one task the text of its id for
+    ``step`` (``query``, ``positive`` or ``negative``), or reject it when the id has no
+    text (``*_missing``) or several different ones (``duplicate_*_id``).
+
+    Args:
+        tables: ``{"triplets": (qid, pos, neg, source_file, texts so far), "texts": (id, text)}``.
+        step: a key of ``_JOINS``.
+    """
     id_field, text_field, missing, ambiguous, what = _JOINS[step]
-    key, grouped = element
-    texts = sorted(set(grouped["text"]))
-    for triplet in grouped["triplet"]:  # iterated, never listed: a popular passage has many
-        if len(texts) == 1:
-            yield {**triplet, text_field: texts[0]}
-            continue
-        reason = missing if not texts else ambiguous
-        detail = (f"{what} {key} not found" if not texts else
-                  f"{what} {key} has {len(texts)} different texts")
-        yield rejected(DATASET, reason, source_file=triplet["source_file"],
-                       record_id=triplet["record_id"], detail=detail,
+    triplets, texts = tables["triplets"], tables["texts"]
+    if triplets.num_rows == 0:
+        return
+    text_id = texts.schema.names[0]
+    per_id = (texts.group_by([text_id, "text"], use_threads=False).aggregate([])
+              .group_by(text_id, use_threads=False).aggregate([("text", "count"), ("text", "min")]))
+    joined = triplets.join(per_id, keys=id_field, right_keys=text_id, join_type="left outer",
+                           use_threads=False)
+    found = pc.equal(pc.fill_null(joined["text_count"], 0), 1)
+    for triplet in joined.filter(pc.invert(found)).to_pylist():
+        count = triplet.pop("text_count") or 0
+        triplet.pop("text_min")
+        record_id = f"{triplet['qid']}/{triplet['pos']}/{triplet['neg']}"
+        detail = (f"{what} {triplet[id_field]} not found" if not count else
+                  f"{what} {triplet[id_field]} has {count} different texts")
+        yield rejected(DATASET, missing if not count else ambiguous, source_file=triplet["source_file"],
+                       record_id=record_id, detail=detail,
                        excerpt={k: triplet[k] for k in ("qid", "pos", "neg")})
+    yield (joined.filter(found).drop_columns(["text_count"])
+           .rename_columns({"text_min": text_field}))
+
+
+def triplet_rows(table: pa.Table) -> pa.Table:
+    """msmarco_triplets rows from joined triplets: (query text, relevant passage text,
+    negative passage text); the record id is ``qid/positive pid/negative pid``. The texts
+    were normalised where they were read."""
+    accounting.count_paired(DATASET, table.num_rows)
+    as_text = [pc.cast(table[name], pa.string()) for name in ("qid", "pos", "neg")]
+    count = table.num_rows
+    return mark_normalized(pa.table({
+        "anchor": table["query"], "positive": table["positive"], "negative": table["negative"],
+        "dataset": pa.array([DATASET] * count, pa.string()),
+        "subset": pa.array([""] * count, pa.string()),
+        "source_file": table["source_file"],
+        "record_id": pc.binary_join_element_wise(*as_text, "/"),
+    }, schema=row_arrow_schema()))
+
+
+class _TriplesAsTables(beam.DoFn):
+    """Gather triplet dicts (``qid``, ``pos``, ``neg``, ``source_file``) into tables."""
+
+    ROWS = 1 << 16
+
+    def start_bundle(self):
+        self._rows = []
+
+    def process(self, triplet):
+        self._rows.append(triplet)
+        if len(self._rows) >= self.ROWS:
+            yield self._table()
+
+    def finish_bundle(self):
+        if self._rows:
+            yield GlobalWindows.windowed_value(self._table())
+
+    def _table(self) -> pa.Table:
+        table = pa.Table.from_pylist(self._rows, schema=ID_TRIPLES)
+        self._rows = []
+        return table
 
 
 class MsMarco(Source):
@@ -667,48 +778,56 @@ class MsMarco(Source):
             )
             return SourceOutput(rows={DATASET: rows}, rejects=rejects)
 
-        judged = (read[QRELS].records if QRELS in read
-                  else pipeline | "msmarco/NoQrels" >> beam.Create([]))
+        spill_dir = ctx.scratch_dir()
+
+        def runs(pcoll, label: str, key: str, schema: pa.Schema):
+            return pcoll | f"msmarco/Spill{label}" >> beam.ParDo(
+                SpillByHash(files.join(spill_dir, label), key, schema))
+
+        no_tables = pipeline | "msmarco/NoQrels" >> beam.Create([])
+        judged = read[QRELS].records if QRELS in read else no_tables
         if choice == HARD_NEGATIVES:
             systems = _systems_option(ctx)
             per_positive = _positive_option(ctx, "negatives_per_positive", DEFAULT_NEGATIVES_PER_POSITIVE)
+            judged_pairs = judged | "msmarco/JudgedPairs" >> beam.FlatMap(
+                lambda table: zip(table["qid"].to_pylist(), table["pid"].to_pylist()))
             selected = (
-                {"line": read[HARD_NEGATIVES].records, "judged": judged}
+                {"line": read[HARD_NEGATIVES].records, "judged": judged_pairs}
                 | "msmarco/JoinQrels" >> beam.CoGroupByKey()
                 | "msmarco/SelectNegatives" >> beam.FlatMap(
                     _hard_negative_triplets, systems, per_positive, seed)
                 .with_outputs(REJECTED, main="triplets")
             )
+            triplets = selected.triplets | "msmarco/TripletTables" >> beam.ParDo(_TriplesAsTables())
         else:
-            kept = (
-                read[QIDPIDTRIPLES].records
-                | "msmarco/KeyIdTriples" >> beam.ParDo(_KeyCandidates(seed))
-                | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinctCounted(per_query))
-                | "msmarco/CountKept" >> beam.Map(_count_kept)
-            )
             selected = (
-                {"kept": kept, "judged": judged}
-                | "msmarco/JoinQrels" >> beam.CoGroupByKey()
-                | "msmarco/DropJudgedNegatives" >> beam.FlatMap(_id_triplets)
-                .with_outputs(REJECTED, main="triplets")
+                {"triples": runs(read[QIDPIDTRIPLES].records, "Triples", "qid", ID_TRIPLES),
+                 "judged": runs(judged, "Judged", "qid", JUDGED)}
+                | "msmarco/KeepPerQuery" >> HashJoin(
+                    functools.partial(select_triples, per_query=per_query, seed=seed),
+                    {"triples": ID_TRIPLES, "judged": JUDGED})
             )
+            triplets = selected.main
         rejects.append(selected[REJECTED])
 
-        triplets = selected.triplets
-        for step, texts in (("query", read[QUERIES].records), ("positive", read[COLLECTION].records),
-                            ("negative", read[COLLECTION].records)):
-            id_field = _JOINS[step][0]
+        query_runs = runs(read[QUERIES].records, "Queries", "qid", QUERY_TEXTS)
+        passage_runs = runs(read[COLLECTION].records, "Passages", "pid", PASSAGES)
+        schema = ID_TRIPLES
+        for step, texts, text_schema in (("query", query_runs, QUERY_TEXTS),
+                                         ("positive", passage_runs, PASSAGES),
+                                         ("negative", passage_runs, PASSAGES)):
+            id_field, text_field = _JOINS[step][:2]
             label = step.capitalize()
             joined = (
-                {"triplet": triplets | f"msmarco/KeyBy{label}" >> beam.Map(
-                    lambda t, field=id_field: (t[field], t)), "text": texts}
-                | f"msmarco/Join{label}" >> beam.CoGroupByKey()
-                | f"msmarco/Attach{label}" >> beam.FlatMap(_attach_text, step)
-                .with_outputs(REJECTED, main="triplets")
+                {"triplets": runs(triplets, f"TripletsBy{label}", id_field, schema), "texts": texts}
+                | f"msmarco/Join{label}" >> HashJoin(
+                    functools.partial(attach_text, step=step),
+                    {"triplets": schema, "texts": text_schema})
             )
+            schema = schema.append(pa.field(text_field, pa.string()))
             rejects.append(joined[REJECTED])
-            triplets = joined.triplets
-        rows = triplets | "msmarco/Row" >> beam.Map(triplet_row)
+            triplets = joined.main
+        rows = triplets | "msmarco/Rows" >> beam.Map(triplet_rows)
         return SourceOutput(rows={DATASET: rows}, rejects=rejects)
 
     @staticmethod

@@ -110,10 +110,12 @@ _ROW_LINE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load
 LINK_FIELDS = ("Id", "PostId", "RelatedPostId", "LinkTypeId")
 
 
-def iter_rows(stream, fields: tuple[str, ...] | None = None) -> Iterator[dict]:
+def iter_rows(stream, fields: tuple[str, ...] | None = None,
+              where: tuple[str, frozenset] | None = None) -> Iterator[dict]:
     """Yield the attribute dict of every ``<row/>`` of a dump table (only ``fields`` when
-    given), streaming and safely (see :func:`pipelines.core.readers.iter_xml_elements`)."""
-    return iter_xml_elements(stream, "row", fields)
+    given; only rows whose attribute ``where[0]`` is in ``where[1]`` when given), streaming
+    and safely (see :func:`pipelines.core.readers.iter_xml_elements`)."""
+    return iter_xml_elements(stream, "row", fields, where)
 
 
 def positive_float(value: str) -> float:
@@ -260,10 +262,12 @@ class _ReadDump(beam.DoFn):
 
     def _read_table(self, site, table, stream, source_file):
         if table == "posts":
-            for attrs in iter_rows(stream, POST_FIELDS):
+            # Only the post types _post reads: other rows are skipped without a copy.
+            kinds = frozenset((QUESTION, ANSWER) if self.want_answers else (QUESTION,))
+            for attrs in iter_rows(stream, POST_FIELDS, ("PostTypeId", kinds)):
                 yield from self._post(site, attrs, source_file)
         elif self.want_links:
-            for attrs in iter_rows(stream, LINK_FIELDS):
+            for attrs in iter_rows(stream, LINK_FIELDS, ("LinkTypeId", frozenset((DUPLICATE_LINK_TYPE,)))):
                 yield from self._link(site, attrs, source_file)
 
     def _post(self, site, attrs, source_file):
@@ -523,7 +527,8 @@ class StackExchange(Source):
                 _duplicate_rows).with_outputs(REJECTED, main="rows")
             rows[DUPLICATES] = pairs.rows
             rejects.extend([unique[REJECTED], with_post[REJECTED], with_both[REJECTED], pairs[REJECTED]])
-        return SourceOutput(rows=rows, rejects=rejects)
+        # Titles are normalised and bodies rendered as normalised text where they are read.
+        return SourceOutput(rows=rows, rejects=rejects, normalized=frozenset(rows))
 
 
 SOURCE = StackExchange()

@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -226,9 +227,11 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
         for dataset_id in ctx.datasets:
             spec = registry.get(dataset_id)
             rows = result.rows[dataset_id]
-            normalized = rows | f"{dataset_id}/Normalize" >> beam.ParDo(
-                NormalizeRows(dataset_id, spec.text_policy, normalized=dataset_id in result.normalized)
-            ).with_outputs(REJECTED, main="rows")
+            normalize = beam.ParDo(
+                NormalizeRows(dataset_id, spec.text_policy, normalized=dataset_id in result.normalized))
+            if rows.element_type is pa.Table:  # rows in Arrow tables stay tables
+                normalize = normalize.with_output_types(pa.Table)
+            normalized = rows | f"{dataset_id}/Normalize" >> normalize.with_outputs(REJECTED, main="rows")
             rejects.append(normalized[REJECTED])
             per_subset = spec.mix_per_subset
             (normalized.rows

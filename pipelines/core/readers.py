@@ -406,13 +406,17 @@ class ReadFiles(beam.PTransform):
             ``read_file`` as ``"<archive>!<member>"``, one after the other in one pass.
             An archive without any matching member is a ``no_member`` reject. ``None``
             (the default) reads every file as a single stream.
+        output_type: the type of the main output's elements when ``read_file`` yields
+            one kind (``pa.Table`` for table readers, so that Beam uses the Arrow coder).
     Returns:
         A ``DoOutputsTuple``: the main output and ``REJECTED``.
     """
 
     def __init__(self, paths: list, read_file: Callable, *, input_root: str, dataset: str,
-                 strict: bool = False, decompress: bool = True, members: Callable | None = None):
+                 strict: bool = False, decompress: bool = True, members: Callable | None = None,
+                 output_type=None):
         super().__init__()
+        self.output_type = output_type
         self.paths = sorted(paths, key=lambda item: item[0] if isinstance(item, tuple) else item)
         self.read_file = read_file
         self.input_root = input_root
@@ -422,13 +426,15 @@ class ReadFiles(beam.PTransform):
         self.members = members
 
     def expand(self, pbegin):
+        read = beam.ParDo(_ReadOneFile(self.read_file, self.input_root, self.dataset,
+                                       self.strict, self.decompress, self.members))
+        if self.output_type is not None:
+            read = read.with_output_types(self.output_type)
         return (
             pbegin
             | "List" >> beam.Create(self.paths)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadOneFile(self.read_file, self.input_root, self.dataset,
-                                                 self.strict, self.decompress, self.members))
-            .with_outputs(REJECTED, main="records")
+            | "Read" >> read.with_outputs(REJECTED, main="records")
         )
 
 

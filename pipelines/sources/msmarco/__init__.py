@@ -129,7 +129,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.core import accounting, files
-from pipelines.core.exchange import HashJoin, SpillByHash
+from pipelines.core.exchange import HashJoin, SpillByHash, tables
 from pipelines.core.normalize import mark_normalized, normalize_text
 from pipelines.core.readers import ReadFiles, json_lines, text_records, tsv_tables, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
@@ -350,6 +350,9 @@ def read_text_triples(stream, source_file: str):
         number, (query, positive, negative) = item
         yield query.strip(), (repair_mojibake(positive), repair_mojibake(negative), source_file, number)
 
+
+# Inputs read as Arrow tables (the others yield one Python object per record).
+_TABLE_KINDS = (COLLECTION, QUERIES, QRELS, QIDPIDTRIPLES)
 
 _READERS = {
     COLLECTION: read_collection,
@@ -798,7 +801,7 @@ class MsMarco(Source):
                     _hard_negative_triplets, systems, per_positive, seed)
                 .with_outputs(REJECTED, main="triplets")
             )
-            triplets = selected.triplets | "msmarco/TripletTables" >> beam.ParDo(_TriplesAsTables())
+            triplets = selected.triplets | "msmarco/TripletTables" >> tables(beam.ParDo(_TriplesAsTables()))
         else:
             selected = (
                 {"triples": runs(read[QIDPIDTRIPLES].records, "Triples", "qid", ID_TRIPLES),
@@ -827,7 +830,7 @@ class MsMarco(Source):
             schema = schema.append(pa.field(text_field, pa.string()))
             rejects.append(joined[REJECTED])
             triplets = joined.main
-        rows = triplets | "msmarco/Rows" >> beam.Map(triplet_rows)
+        rows = triplets | "msmarco/Rows" >> tables(beam.Map(triplet_rows))
         return SourceOutput(rows={DATASET: rows}, rejects=rejects)
 
     @staticmethod
@@ -835,7 +838,8 @@ class MsMarco(Source):
         """Read the file of one ``kind`` (its member when it is an archive)."""
         return pipeline | f"msmarco/Read{kind.title().replace('_', '')}" >> ReadFiles(
             [(path, kind)], read_input, input_root=ctx.input_root, dataset=DATASET,
-            strict=ctx.strict, members=functools.partial(is_member_of, kind))
+            strict=ctx.strict, members=functools.partial(is_member_of, kind),
+            output_type=pa.Table if kind in _TABLE_KINDS else None)
 
 
 def _positive_option(ctx: SourceContext, key: str, default: int) -> int:

@@ -18,6 +18,7 @@ from lxml import etree
 from pipelines.core import files
 from pipelines.core.normalize import normalize_text
 from pipelines.core.schema import row_arrow_schema
+from pipelines.core.sink import PARQUET_OPTIONS
 from pipelines.sources import stackexchange as se
 
 BATCH = 65_536
@@ -28,7 +29,7 @@ class _Writer:
 
     def __init__(self, path: Path, dataset: str):
         self.schema = row_arrow_schema()
-        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd")
+        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd", **PARQUET_OPTIONS)
         self.dataset = dataset
         self.columns = {n: [] for n in self.schema.names}
         self.rows = 0

@@ -431,12 +431,21 @@ def unknown_beam_flags(beam_args: list[str]) -> list[str]:
     return [arg for arg in unknown if arg.startswith("-")]
 
 
+# The DirectRunner of Beam 2.77 first tries Prism, a separate runner it downloads from
+# GitHub: offline the attempt fails after seconds spent; online the build would run on
+# another runner than the one tested. Local builds go straight to the FnApiRunner, which
+# is what the DirectRunner runs otherwise (it honours --direct_running_mode and
+# --direct_num_workers).
+LOCAL_RUNNER = "FnApiRunner"
+
+
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
-    """Beam options from the flags ``corpus`` did not recognise; DirectRunner by default."""
+    """Beam options from the flags ``corpus`` did not recognise; the local runner (see
+    :data:`LOCAL_RUNNER`) when none, or the DirectRunner, is named."""
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
-    if standard.runner is None:
-        standard.runner = "DirectRunner"
+    if standard.runner is None or standard.runner in ("DirectRunner", "direct"):
+        standard.runner = LOCAL_RUNNER
     return options
 
 

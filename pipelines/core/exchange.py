@@ -79,6 +79,13 @@ def tables(transform):
     return transform.with_output_types(pa.Table)
 
 
+def as_tables(pcoll):
+    """Mark ``pcoll`` (e.g. one tagged output of a multi-output ParDo, which cannot be typed
+    on its own) as holding ``pa.Table`` elements, so that it uses :class:`ArrowTableCoder`."""
+    pcoll.element_type = pa.Table
+    return pcoll
+
+
 def id_hash(ids) -> np.ndarray:
     """64-bit hashes of integer ids (SplitMix64's finaliser: fast, vectorised, the same on
     every machine), spreading consecutive ids evenly over the hash space."""

@@ -93,3 +93,33 @@ def describe_row(row: Any) -> str:
     if isinstance(row, dict):
         return (f"{row.get('dataset')!s}:{row.get('source_file')!s}#{row.get('record_id')!s}")
     return repr(row)[:200]
+
+
+class RowTables:
+    """Gather row dicts (:func:`make_row`) into Arrow tables in the row schema, so that a
+    source can hand rows on in batches: one Beam element per table instead of per row.
+
+    Args:
+        rows_per_table: rows of a full table.
+    """
+
+    def __init__(self, rows_per_table: int = 8192):
+        self.rows_per_table = rows_per_table
+        self._schema = row_arrow_schema()
+        self._columns: dict[str, list] = {name: [] for name in ROW_FIELDS}
+
+    def add(self, row: dict) -> pa.Table | None:
+        """Add one row; return a table when ``rows_per_table`` rows are gathered."""
+        for name, column in self._columns.items():
+            column.append(row[name])
+        if len(self._columns["anchor"]) >= self.rows_per_table:
+            return self.flush()
+        return None
+
+    def flush(self) -> pa.Table | None:
+        """The rows gathered so far as a table (``None`` when there are none)."""
+        if not self._columns["anchor"]:
+            return None
+        table = pa.table(self._columns, schema=self._schema)
+        self._columns = {name: [] for name in ROW_FIELDS}
+        return table

@@ -171,6 +171,12 @@ def _key_bound(numerator: int, denominator: int) -> bytes | None:
 
 # -- shard formats --------------------------------------------------------------------------
 
+# Dictionary encoding and statistics only where they pay: the texts are nearly all distinct
+# (a dictionary is built, then abandoned) and their min/max say nothing; measured 30%
+# faster writing of MS MARCO shards for the same size.
+PARQUET_OPTIONS = {"use_dictionary": ["dataset", "subset", "source_file"],
+                   "write_statistics": ["dataset", "subset", "source_file", "record_id"]}
+
 class ParquetShards:
     """Shards of corpus rows as Parquet, in the schema of ``schemas/corpus_row.json``."""
 
@@ -188,7 +194,7 @@ class ParquetShards:
                    for name in ("anchor", "positive", "negative"))
         avg = max(1, size // max(1, table.num_rows) + ROW_OVERHEAD_BYTES)
         pq.write_table(table, stream, row_group_size=max(1, self.config.row_group_bytes // avg),
-                       compression=self.config.compression)
+                       compression=self.config.compression, **PARQUET_OPTIONS)
 
     @staticmethod
     def summarize(table: pa.Table) -> dict:

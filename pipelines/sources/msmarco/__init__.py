@@ -652,10 +652,8 @@ def attach_text(tables: dict, step: str):
     triplets, texts = tables["triplets"], tables["texts"]
     if triplets.num_rows == 0:
         return
-    text_id = texts.schema.names[0]
-    per_id = (texts.group_by([text_id, "text"], use_threads=False).aggregate([])
-              .group_by(text_id, use_threads=False).aggregate([("text", "count"), ("text", "min")]))
-    joined = triplets.join(per_id, keys=id_field, right_keys=text_id, join_type="left outer",
+    per_id = _texts_per_id(texts)
+    joined = triplets.join(per_id, keys=id_field, right_keys=texts.schema.names[0], join_type="left outer",
                            use_threads=False)
     found = pc.equal(pc.fill_null(joined["text_count"], 0), 1)
     for triplet in joined.filter(pc.invert(found)).to_pylist():
@@ -669,6 +667,27 @@ def attach_text(tables: dict, step: str):
                        excerpt={k: triplet[k] for k in ("qid", "pos", "neg")})
     yield (joined.filter(found).drop_columns(["text_count"])
            .rename_columns({"text_min": text_field}))
+
+
+def _texts_per_id(texts: pa.Table) -> pa.Table:
+    """``(id, text_count, text_min)``: per id the number of different texts and the text.
+
+    Ids are nearly always given once, so texts are compared (hashed) only for the ids that
+    appear more than once: ``text_count`` is 1 for an id given twice with the same text.
+    """
+    text_id = texts.schema.names[0]
+    counts = texts.group_by(text_id, use_threads=False).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts["count_all"], 1))[text_id]
+    once = texts.filter(pc.invert(pc.is_in(texts[text_id], repeated)))
+    per_id = pa.table({text_id: once[text_id], "text_count": pa.array(np.ones(once.num_rows, np.int64)),
+                       "text_min": once["text"]})
+    if len(repeated):
+        several = texts.filter(pc.is_in(texts[text_id], repeated))
+        distinct = (several.group_by([text_id, "text"], use_threads=False).aggregate([])
+                    .group_by(text_id, use_threads=False).aggregate([("text", "count"), ("text", "min")]))
+        per_id = pa.concat_tables([per_id, distinct.select([text_id, "text_count", "text_min"])
+                                   .cast(per_id.schema)])
+    return per_id
 
 
 def triplet_rows(table: pa.Table) -> pa.Table:

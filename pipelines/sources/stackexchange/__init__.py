@@ -22,7 +22,9 @@ Pair rules (``docs/corpus-spec.md``), one function each:
     :func:`title_answer_pair`   stackexchange_title_answer: (title, best answer text)
     :func:`duplicate_pair`      stackexchange_duplicate_questions: (title, duplicate title)
 
-Joins (question to best answer, link to both titles) are Beam joins keyed by
+stackexchange_title_body needs no join: its rule runs where the posts are read and its
+rows leave the reader in Arrow tables (one Beam element per few thousand rows). Joins
+(question to best answer, link to both titles) are Beam joins keyed by
 ``(site, post id)``; no site is ever held in a dict.
 
 Body text is HTML rendered as text (:func:`pipelines.core.normalize.html_to_text`): tags
@@ -59,7 +61,8 @@ from pipelines.core import accounting, files
 from pipelines.core.normalize import html_to_text, normalize_text
 from pipelines.core.readers import byte_ranges, iter_xml_elements, lines_in_range
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row
+from pipelines.core.exchange import as_tables
+from pipelines.core.schema import RowTables, make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
 
 TITLE_BODY = "stackexchange_title_body"
@@ -199,7 +202,8 @@ def duplicate_pair(link: dict, title: str, duplicate_title: str) -> dict:
 # -- Beam transforms --------------------------------------------------------------------
 
 class _ReadDump(beam.DoFn):
-    """Stream one archive or table file and emit questions, answers and duplicate links."""
+    """Stream one archive or table file and emit questions, answers and duplicate links,
+    and the stackexchange_title_body rows (a join-free rule, applied here) in tables."""
 
     def __init__(self, ctx: SourceContext, want_links: bool, exclude_tags: frozenset):
         self.ctx = ctx
@@ -212,8 +216,20 @@ class _ReadDump(beam.DoFn):
         self.file_dataset = self.question_datasets[0]
         self.answer_dataset = TITLE_ANSWER if TITLE_ANSWER in ctx.datasets else self.file_dataset
         self.link_dataset = DUPLICATES if DUPLICATES in ctx.datasets else self.file_dataset
+        self.title_body = TITLE_BODY in ctx.datasets
+        # Questions go on one by one only to the joins of the other two datasets.
+        self.emit_questions = TITLE_ANSWER in ctx.datasets or DUPLICATES in ctx.datasets
+
+    def setup(self):
+        self._title_body_rows = RowTables()
 
     def process(self, element):
+        yield from self._read(element)
+        table = self._title_body_rows.flush()
+        if table is not None:
+            yield beam.pvalue.TaggedOutput("title_body_rows", table)
+
+    def _read(self, element):
         site, kind, path, start, end = element
         relative = self.ctx.relative(path)
         try:
@@ -285,11 +301,21 @@ class _ReadDump(beam.DoFn):
                                    detail="question without a numeric Id, a numeric Score or a Title")
                 return
             tags = parse_tags(attrs.get("Tags"))
-            yield beam.pvalue.TaggedOutput("questions", {
+            question = {
                 "site": site, "id": post_id, "title": normalize_text(attrs["Title"]),
                 "body": body_text(attrs.get("Body")), "score": score, "source_file": source_file,
                 "excluded_tags": sorted(set(tags) & self.exclude_tags),
-            })
+            }
+            if self.emit_questions:
+                yield beam.pvalue.TaggedOutput("questions", question)
+            if self.title_body:
+                reject = question_reject(question, TITLE_BODY)
+                if reject is not None:
+                    yield reject
+                else:
+                    table = self._title_body_rows.add(title_body_pair(question))
+                    if table is not None:
+                        yield beam.pvalue.TaggedOutput("title_body_rows", table)
         else:
             parent = attrs.get("ParentId")
             if _int(post_id) is None or score is None or _int(parent) is None:
@@ -322,6 +348,18 @@ def _question_excerpt(question: dict) -> dict:
             "score": question["score"]}
 
 
+def question_reject(question: dict, dataset: str):
+    """The tagged reject of a question that does not qualify for ``dataset`` (an excluded
+    tag, or :func:`question_problem`), or ``None`` when it qualifies."""
+    reason = ("excluded_tag" if question["excluded_tags"] else
+              question_problem(question["title"], question["body"], question["score"]))
+    if reason is None:
+        return None
+    return rejected(dataset, reason, source_file=question["source_file"],
+                    record_id=question["id"], excerpt=_question_excerpt(question),
+                    detail=f"question does not qualify: {reason}")
+
+
 class _QualifyQuestions(beam.DoFn):
     """Split questions into qualifying ones and rejects for one dataset."""
 
@@ -329,14 +367,8 @@ class _QualifyQuestions(beam.DoFn):
         self.dataset = dataset
 
     def process(self, question):
-        reason = ("excluded_tag" if question["excluded_tags"] else
-                  question_problem(question["title"], question["body"], question["score"]))
-        if reason is None:
-            yield question
-            return
-        yield rejected(self.dataset, reason, source_file=question["source_file"],
-                       record_id=question["id"], excerpt=_question_excerpt(question),
-                       detail=f"question does not qualify: {reason}")
+        reject = question_reject(question, self.dataset)
+        yield question if reject is None else reject
 
 
 def _pair_with_best_answer(element):
@@ -473,7 +505,7 @@ class StackExchange(Source):
                 ctx, int(ctx.option("split_mb", DEFAULT_SPLIT_MB, positive_float) * MiB)))
             | "stackexchange/SpreadDumps" >> beam.Reshuffle()
             | "stackexchange/Parse" >> beam.ParDo(_ReadDump(ctx, DUPLICATES in want, exclude))
-            .with_outputs("questions", "answers", "links", REJECTED)
+            .with_outputs("questions", "answers", "links", "title_body_rows", REJECTED)
         )
         rows, rejects = {}, [read[REJECTED]]
         questions = read.questions
@@ -485,7 +517,7 @@ class StackExchange(Source):
             return result.ok
 
         if TITLE_BODY in want:
-            rows[TITLE_BODY] = qualified(TITLE_BODY) | f"{TITLE_BODY}/Pair" >> beam.Map(title_body_pair)
+            rows[TITLE_BODY] = as_tables(read.title_body_rows)
         if TITLE_ANSWER in want:
             best = read.answers | f"{TITLE_ANSWER}/BestAnswer" >> beam.CombinePerKey(_BestAnswer())
             keyed = qualified(TITLE_ANSWER) | f"{TITLE_ANSWER}/KeyQuestions" >> beam.Map(

@@ -132,6 +132,17 @@ def archive_format(path: str) -> str | None:
     return None
 
 
+def size_of(path: str) -> int:
+    """Size of one file in bytes."""
+    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+
+
+def is_plain(path: str) -> bool:
+    """Whether ``path`` is stored uncompressed and is not an archive (from its first bytes)."""
+    with open_raw(path) as raw:
+        return sniff_compression(raw.read(512)) is None
+
+
 @contextlib.contextmanager
 def open_input(path: str) -> Iterator[BinaryIO]:
     """Open ``path`` as a buffered binary stream with its compression undone.

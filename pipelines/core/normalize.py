@@ -183,13 +183,13 @@ def _surely_kept(table: pa.Table, policy: TextPolicy, not_null: tuple[str, ...],
         ok = pc.greater_equal(length, max(1, policy.min_chars))
         if policy.max_chars is not None:
             ok = pc.and_(ok, pc.less_equal(length, policy.max_chars))
-        if name == "negative":
-            ok = pc.or_(pc.is_null(table[name]), ok)
-        mask = ok if mask is None else pc.and_(mask, ok)
+        if name == "negative":  # null for pair datasets: fine (Kleene logic: null or x)
+            ok = pc.or_kleene(pc.is_null(table[name]), ok)
+        mask = ok if mask is None else pc.and_kleene(mask, ok)
     for name in not_null:
-        mask = pc.and_(mask, pc.is_valid(table[name]))
+        mask = pc.and_kleene(mask, pc.is_valid(table[name]))
     for name in non_empty:
-        mask = pc.and_(mask, pc.greater(pc.binary_length(table[name]), 0))
+        mask = pc.and_kleene(mask, pc.greater(pc.binary_length(table[name]), 0))
     return pc.fill_null(mask, False)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import os
 import json
+from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 import apache_beam as beam
@@ -98,6 +99,58 @@ def lines_in_range(stream: BinaryIO, start: int, end: int) -> Iterator[tuple[int
         position += len(line)
 
 
+class LineRange(io.RawIOBase):
+    """The whole lines of a seekable binary stream whose first byte lies in
+    ``[start, end)``, as a stream (see :func:`lines_in_range`): the line that begins before
+    ``start`` is left to the range before, the line that crosses ``end`` is read to its end.
+
+    Attributes:
+        start: the range's first byte in the file; readers name a line inside a range by
+            its number counted from there (the line numbers of the file are not known).
+    """
+
+    def __init__(self, raw: BinaryIO, start: int, end: int):
+        self._raw = raw
+        self.start = start
+        self._end = end
+        limit = max_line_bytes()
+        if start > 0:
+            raw.seek(start - 1)
+            if len(raw.readline(limit + 1)) > limit:  # the end of the line before the range
+                raise LineTooLong(f"the line before byte {start:,} is longer than {limit:,} bytes")
+        self._position = raw.tell()
+        self._tail = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self._tail and not self._done:
+            if self._position < self._end:
+                data = self._raw.read(min(len(buffer), self._end - self._position))
+                self._position += len(data)
+                if not data:
+                    self._done = True
+                elif self._position >= self._end and not data.endswith(b"\n"):
+                    data += self._raw.readline(max_line_bytes() + 1)  # the line crossing the end
+                    self._done = True
+                self._tail = data
+            else:
+                self._done = True
+        n = min(len(buffer), len(self._tail))
+        buffer[:n] = self._tail[:n]
+        self._tail = self._tail[n:]
+        return n
+
+
+def range_start(stream) -> int | None:
+    """The first byte of the range when ``stream`` is one :class:`LineRange` of a split
+    file (possibly buffered), ``None`` when it is a whole file."""
+    raw = getattr(stream, "raw", stream)
+    return raw.start if isinstance(raw, LineRange) else None
+
+
 def stream_is_empty(stream: BinaryIO) -> bool:
     """Whether ``stream`` has no byte left to read; nothing is consumed.
 
@@ -130,6 +183,9 @@ def unless_blank(items: Iterable, stream: BinaryIO, dataset: str, source_file: s
         dataset: the dataset the reject is counted under.
         source_file: the file's provenance name.
     """
+    if range_start(stream) is not None:  # one range of a big file: it has records elsewhere
+        yield from items
+        return
     has_bytes = not stream_is_empty(stream)
     produced = False
     for item in items:
@@ -139,10 +195,12 @@ def unless_blank(items: Iterable, stream: BinaryIO, dataset: str, source_file: s
         yield blank_file(dataset, source_file)
 
 
-def text_records(stream: BinaryIO, dataset: str, source_file: str, first_line: int = 1) -> Iterator:
+def text_records(stream: BinaryIO, dataset: str, source_file: str, first_line: int = 1,
+                 where: str = "") -> Iterator:
     """Non-blank lines of a UTF-8 text file, with invalid lines turned into rejects.
 
-    ``first_line`` is the number of the stream's first line (see :func:`text_lines`).
+    ``first_line`` is the number of the stream's first line (see :func:`text_lines`);
+    ``where`` is added to the record id of a reject (" after byte N" in a byte range).
 
     Yields:
         ``(line_number, text)`` for every line that is valid UTF-8 and not blank, and a
@@ -151,7 +209,8 @@ def text_records(stream: BinaryIO, dataset: str, source_file: str, first_line: i
     for number, text, raw in text_lines(stream, first_line):
         if text is None:
             yield rejected(dataset, "bad_encoding", source_file=source_file,
-                           record_id=f"line {number}", detail="line is not valid UTF-8", excerpt=raw)
+                           record_id=f"line {number}{where}", detail="line is not valid UTF-8",
+                           excerpt=raw)
         elif text.strip():
             yield number, text
 
@@ -223,13 +282,16 @@ def tsv_tables(stream: BinaryIO, dataset: str, source_file: str, names: tuple[st
                                  quoted_strings_can_be_null=False)
     limit = max_line_bytes()
     first_line = 1
+    # In a byte range of a file (LineRange) lines are counted from the range's start.
+    start = range_start(stream)
+    where = f" after byte {start:,}" if start else ""
     while True:
         block = stream.read(block_bytes)
         if not block:
             return
         if not block.endswith(b"\n"):
             block += stream.readline(limit + 1)
-        if first_line == 1 and block.startswith(b"\xef\xbb\xbf"):
+        if first_line == 1 and not where and block.startswith(b"\xef\xbb\xbf"):
             block = block[3:]
         lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
         table = None
@@ -250,11 +312,12 @@ def tsv_tables(stream: BinaryIO, dataset: str, source_file: str, names: tuple[st
             if table.num_rows:
                 yield table
         else:
-            yield from _tsv_lines_table(io.BytesIO(block), dataset, source_file, first_line, schema, ids)
+            yield from _tsv_lines_table(io.BytesIO(block), dataset, source_file, first_line, schema,
+                                        ids, where)
         first_line += lines
 
 
-def _tsv_lines_table(stream, dataset, source_file, first_line, schema, ids):
+def _tsv_lines_table(stream, dataset, source_file, first_line, schema, ids, where=""):
     """One block of :func:`tsv_tables` read line by line: its rejects, then one table."""
     import pyarrow as pa
 
@@ -262,7 +325,7 @@ def _tsv_lines_table(stream, dataset, source_file, first_line, schema, ids):
     columns = len(names)
     split = columns - 1 if names[-1] not in ids else -1
     rows = {name: [] for name in names}
-    for item in text_records(stream, dataset, source_file, first_line):
+    for item in text_records(stream, dataset, source_file, first_line, where):
         if not isinstance(item, tuple):
             yield item
             continue
@@ -282,7 +345,7 @@ def _tsv_lines_table(stream, dataset, source_file, first_line, schema, ids):
                 values.append(value)
         if problem:
             yield rejected(dataset, "malformed_line", source_file=source_file,
-                           record_id=f"line {number}", detail=problem, excerpt=text[:300])
+                           record_id=f"line {number}{where}", detail=problem, excerpt=text[:300])
             continue
         for name, value in zip(names, values):
             rows[name].append(value)
@@ -340,10 +403,23 @@ class _ReadOneFile(beam.DoFn):
         self.members = members
 
     def process(self, element):
-        path, context = element if isinstance(element, tuple) else (element, _NO_CONTEXT)
+        byte_range = None
+        if isinstance(element, FileRange):
+            path, context, byte_range = element.path, element.context, (element.start, element.end)
+            if not element.has_context:
+                context = _NO_CONTEXT
+        else:
+            path, context = element if isinstance(element, tuple) else (element, _NO_CONTEXT)
         relative = files.relative_to(path, self.input_root)
         try:
-            if self.members is not None and files.archive_format(path):
+            if byte_range is not None:
+                with files.open_raw(path) as raw:
+                    stream = io.BufferedReader(LineRange(raw, *byte_range), files.READ_BUFFER)
+                    if context is _NO_CONTEXT:
+                        yield from self.read_file(stream, relative)
+                    else:
+                        yield from self.read_file(stream, relative, context)
+            elif self.members is not None and files.archive_format(path):
                 yield from self._read_archive(path, relative, context)
             else:
                 opener = files.open_input(path) if self.decompress else files.open_raw(path)
@@ -379,6 +455,32 @@ class _ReadOneFile(beam.DoFn):
 _NO_CONTEXT = object()
 
 
+@dataclass(frozen=True)
+class FileRange:
+    """One byte range of a big plain file, read by one worker (see ``ReadFiles.split_bytes``)."""
+
+    path: str
+    start: int
+    end: int
+    context: object = None
+    has_context: bool = False
+
+
+def split_plain_files(items: list, split_bytes: int) -> list:
+    """``items`` (paths or ``(path, context)``) with every uncompressed, unarchived file
+    larger than ``split_bytes`` replaced by its :class:`FileRange` s."""
+    result = []
+    for item in items:
+        path, context = item if isinstance(item, tuple) else (item, None)
+        size = files.size_of(path)
+        if size > split_bytes and files.is_plain(path):
+            result.extend(FileRange(path, start, end, context, isinstance(item, tuple))
+                          for start, end in byte_ranges(size, split_bytes))
+        else:
+            result.append(item)
+    return result
+
+
 def _position(exc: Exception) -> str:
     position = getattr(exc, "position", None) or getattr(exc, "lineno", None)
     if isinstance(position, tuple):
@@ -408,15 +510,21 @@ class ReadFiles(beam.PTransform):
             (the default) reads every file as a single stream.
         output_type: the type of the main output's elements when ``read_file`` yields
             one kind (``pa.Table`` for table readers, so that Beam uses the Arrow coder).
+        split_bytes: files stored uncompressed and unarchived that are larger than this
+            are read as byte ranges of this size by several workers at once; each range
+            reaches ``read_file`` as a stream of whole lines (for line-oriented files; a
+            reader names a line in a range by its number from the range's ``start``).
+            The blank- and empty-file checks do not apply to a split file.
     Returns:
         A ``DoOutputsTuple``: the main output and ``REJECTED``.
     """
 
     def __init__(self, paths: list, read_file: Callable, *, input_root: str, dataset: str,
                  strict: bool = False, decompress: bool = True, members: Callable | None = None,
-                 output_type=None):
+                 output_type=None, split_bytes: int | None = None):
         super().__init__()
         self.output_type = output_type
+        self.split_bytes = split_bytes
         self.paths = sorted(paths, key=lambda item: item[0] if isinstance(item, tuple) else item)
         self.read_file = read_file
         self.input_root = input_root
@@ -432,7 +540,8 @@ class ReadFiles(beam.PTransform):
             read = read.with_output_types(self.output_type)
         return (
             pbegin
-            | "List" >> beam.Create(self.paths)
+            | "List" >> beam.Create(split_plain_files(self.paths, self.split_bytes)
+                                    if self.split_bytes else self.paths)
             | "Spread" >> beam.Reshuffle()
             | "Read" >> read.with_outputs(REJECTED, main="records")
         )
@@ -482,8 +591,12 @@ def iter_xml_elements(stream: BinaryIO, tag: str, fields: tuple[str, ...] | None
         whole, events=("end",), tag=tag, resolve_entities=False, no_network=True,
         load_dtd=False, huge_tree=True, remove_comments=True, remove_pis=True)
     where_name, where_values = where or (None, None)
+    uncounted = 0
     for _, element in parser:
-        progress.count_record()
+        uncounted += 1
+        if uncounted == _COUNT_EVERY:
+            progress.count_record(uncounted)
+            uncounted = 0
         attrib = element.attrib
         if where_name is not None and attrib.get(where_name) not in where_values:
             pass
@@ -496,6 +609,12 @@ def iter_xml_elements(stream: BinaryIO, tag: str, fields: tuple[str, ...] | None
         if parent is not None:
             while element.getprevious() is not None:
                 del parent[0]
+    progress.count_record(uncounted)
+
+
+# Elements counted for the progress report at once (a call per element costs as much as
+# the attribute copy).
+_COUNT_EVERY = 1024
 
 
 def _first_element_start(data: bytes) -> int:

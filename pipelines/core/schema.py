@@ -106,20 +106,18 @@ class RowTables:
     def __init__(self, rows_per_table: int = 8192):
         self.rows_per_table = rows_per_table
         self._schema = row_arrow_schema()
-        self._columns: dict[str, list] = {name: [] for name in ROW_FIELDS}
+        self._rows: list[dict] = []
 
     def add(self, row: dict) -> pa.Table | None:
         """Add one row; return a table when ``rows_per_table`` rows are gathered."""
-        for name, column in self._columns.items():
-            column.append(row[name])
-        if len(self._columns["anchor"]) >= self.rows_per_table:
+        self._rows.append(row)
+        if len(self._rows) >= self.rows_per_table:
             return self.flush()
         return None
 
     def flush(self) -> pa.Table | None:
         """The rows gathered so far as a table (``None`` when there are none)."""
-        if not self._columns["anchor"]:
+        if not self._rows:
             return None
-        table = pa.table(self._columns, schema=self._schema)
-        self._columns = {name: [] for name in ROW_FIELDS}
-        return table
+        rows, self._rows = self._rows, []
+        return pa.table({name: [row[name] for row in rows] for name in ROW_FIELDS}, schema=self._schema)

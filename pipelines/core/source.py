@@ -105,6 +105,14 @@ def positive_int(value: str) -> int:
     return number
 
 
+def positive_float(value: str) -> float:
+    """A number above zero, for :meth:`SourceContext.option`."""
+    number = float(value)
+    if not number > 0:
+        raise ValueError("expected a number above zero")
+    return number
+
+
 def names_from(allowed) -> "Callable[[str], frozenset]":
     """A cast for :meth:`SourceContext.option` that reads a comma-separated, non-empty
     subset of ``allowed`` (e.g. the splits a source can read)."""

@@ -232,3 +232,20 @@ def test_byte_ranges_give_every_line_exactly_once(lines, split_bytes):
     got = [line for start, end in byte_ranges(len(data), split_bytes)
            for _offset, line in lines_in_range(stream, start, end)]
     assert got == [line + b"\n" for line in lines]
+
+
+@given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+       st.integers(min_value=1, max_value=50), st.integers(min_value=1, max_value=64))
+def test_line_ranges_are_streams_of_whole_lines(lines, split_bytes, read_size):
+    """Read as streams (as ReadFiles hands them to readers), the ranges of a file hold
+    every line exactly once, whole."""
+    from pipelines.core.readers import LineRange, byte_ranges
+
+    data = b"".join(line + b"\n" for line in lines)
+    got = b""
+    for start, end in byte_ranges(len(data), split_bytes):
+        stream = io.BufferedReader(LineRange(io.BytesIO(data), start, end), 16)
+        part = b"".join(iter(lambda: stream.read(read_size), b""))
+        assert part == b"" or part.endswith(b"\n")
+        got += part
+    assert got == data

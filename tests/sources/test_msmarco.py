@@ -5,6 +5,7 @@ import gzip
 import io
 import random
 import shutil
+import tarfile
 
 import apache_beam as beam
 import pyarrow as pa
@@ -287,6 +288,38 @@ def test_sample_with_qidpidtriples(tmp_path):
         "100/0/3", "100/0/6", "100/1/2", "100/1/3", "101/2/4", "102/4/5"}
     assert result.reasons(DATASET) == {"bad_encoding": 1, "malformed_line": 4,
                                        "negative_is_positive": 1, "query_missing": 1}
+
+
+def _unpacked_sample(root):
+    """The bundled sample with every file unpacked and uncompressed (as big inputs are,
+    to be read in byte ranges)."""
+    sample = SOURCE.sample_root() + "/msmarco"
+    folder = root / "msmarco"
+    folder.mkdir(parents=True)
+    for archive, member in (("collection.tar.gz", "collection.tsv"), ("queries.tar.gz", "queries.train.tsv")):
+        with tarfile.open(f"{sample}/{archive}") as tar:
+            (folder / member).write_bytes(tar.extractfile(member).read())
+    with gzip.open(f"{sample}/qidpidtriples.train.full.2.tsv.gz") as stream:
+        (folder / "qidpidtriples.train.full.2.tsv").write_bytes(stream.read())
+    shutil.copy(f"{sample}/qrels.train.tsv", folder / "qrels.train.tsv")
+    return root
+
+
+def test_byte_ranges_give_the_same_triplets_and_rejects(tmp_path):
+    """The sample's TSV files, unpacked, read in ~100-byte ranges (several per file, lines
+    crossing range ends, bad lines inside ranges) give the rows, rejects and counts of
+    whole-file reading."""
+    root = _unpacked_sample(tmp_path / "in")
+    options = {"negatives": "qidpidtriples"}
+    whole = run_conserved_build(tmp_path / "whole", input_root=root, datasets=[DATASET],
+                                source_options={"msmarco": options})
+    split = run_conserved_build(tmp_path / "split", input_root=root, datasets=[DATASET],
+                                source_options={"msmarco": {**options, "split_mb": "0.0001"}})
+    assert split.rows[DATASET] == whole.rows[DATASET]
+    assert split.reasons(DATASET) == whole.reasons(DATASET)
+    assert split.manifest["datasets"][DATASET]["accounting"] == whole.manifest["datasets"][DATASET]["accounting"]
+    ranged = [r["record_id"] for r in split.rejects[DATASET] if r["reason"] == "malformed_line"]
+    assert ranged and any(" after byte " in record_id for record_id in ranged)
 
 
 def test_sample_with_qidpidtriples_capped_per_query(tmp_path):

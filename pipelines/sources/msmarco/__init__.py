@@ -50,11 +50,16 @@ pool (as the line's own ``pos`` do); with ``qidpidtriples`` a kept triple whose 
 is judged relevant is rejected. Positives come from the negatives input itself (``pos``
 of the line, second column of the triple), which upstream built from these qrels.
 
-Joins: the id inputs are Beam joins keyed by id, never dicts: mined negatives and
-triples are joined with the qrels by qid, then with the query text by qid, then with the
-passage text by positive pid and by negative pid (CoGroupByKey each time). Each file is
-read by one worker from start to end (archives and gzip cannot be split); the per-query
-cap on ``qidpidtriples`` runs as a combiner, so only the kept triples are shuffled.
+Joins: the id inputs are joined by id, never with dicts. The id files are read as Arrow
+tables (:func:`pipelines.core.readers.tsv_tables`) and joined with partitioned hash joins
+(:class:`pipelines.core.exchange.HashJoin`: every side spilled in runs sorted by the
+hash of its id, one task per hash range joining its share with pyarrow): BM25 triples
+with the qrels by qid (the per-query cap applied there, vectorised), then all triplets
+with the query text by qid, the passage text by positive pid and by negative pid. The
+hard-negatives lines are joined with the qrels by a Beam ``CoGroupByKey`` (one element
+per query) before they become triplet tables. Memory is bounded by a run buffer and one
+task's share; archives and compressed files are read by one worker each, big plain ones
+in byte ranges (option ``split_mb``).
 
 Pair rules (one function each):
     :func:`select_hard_negatives`  which (positive, negative) pids one query of the
@@ -112,6 +117,12 @@ Source options (``--source-option msmarco.<key>=<value>``):
                                 ``triples_small`` (default 35)
     ``seed``                    salt of :func:`selection_key`: another value draws
                                 another (equally deterministic) choice (default empty)
+    ``split_mb``                ``collection.tsv``, ``queries.train.tsv`` and
+                                ``qidpidtriples.train.full.2.tsv`` stored unpacked and
+                                uncompressed and larger than this (default 32) are read
+                                as byte ranges by several workers at once (a malformed
+                                line in a range is named by its number after the range's
+                                first byte); archives and compressed files are read whole
 """
 from __future__ import annotations
 
@@ -134,7 +145,8 @@ from pipelines.core.normalize import mark_normalized, normalize_text
 from pipelines.core.readers import ReadFiles, json_lines, text_records, tsv_tables, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row, row_arrow_schema
-from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput, positive_int
+from pipelines.core.source import (Source, SourceContext, SourceError, SourceOutput, positive_float,
+                                   positive_int)
 
 DATASET = "msmarco_triplets"
 
@@ -351,8 +363,12 @@ def read_text_triples(stream, source_file: str):
         yield query.strip(), (repair_mojibake(positive), repair_mojibake(negative), source_file, number)
 
 
-# Inputs read as Arrow tables (the others yield one Python object per record).
+# Inputs read as Arrow tables (the others yield one Python object per record), and those
+# read in byte ranges by several workers when they are big, plain files.
 _TABLE_KINDS = (COLLECTION, QUERIES, QRELS, QIDPIDTRIPLES)
+_SPLIT_KINDS = (COLLECTION, QUERIES, QIDPIDTRIPLES)
+DEFAULT_SPLIT_MB = 32.0
+MiB = 1 << 20
 
 _READERS = {
     COLLECTION: read_collection,
@@ -854,11 +870,14 @@ class MsMarco(Source):
 
     @staticmethod
     def _read(pipeline, ctx: SourceContext, kind: str, path: str):
-        """Read the file of one ``kind`` (its member when it is an archive)."""
+        """Read the file of one ``kind`` (its member when it is an archive); big plain TSV
+        files in byte ranges (option ``split_mb``)."""
+        split_mb = ctx.option("split_mb", DEFAULT_SPLIT_MB, positive_float)
         return pipeline | f"msmarco/Read{kind.title().replace('_', '')}" >> ReadFiles(
             [(path, kind)], read_input, input_root=ctx.input_root, dataset=DATASET,
             strict=ctx.strict, members=functools.partial(is_member_of, kind),
-            output_type=pa.Table if kind in _TABLE_KINDS else None)
+            output_type=pa.Table if kind in _TABLE_KINDS else None,
+            split_bytes=int(split_mb * MiB) if kind in _SPLIT_KINDS else None)
 
 
 def _positive_option(ctx: SourceContext, key: str, default: int) -> int:

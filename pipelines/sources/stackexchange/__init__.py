@@ -63,7 +63,7 @@ from pipelines.core.readers import byte_ranges, iter_xml_elements, lines_in_rang
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.exchange import as_tables
 from pipelines.core.schema import RowTables, make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.core.source import Source, SourceContext, SourceOutput, positive_float
 
 TITLE_BODY = "stackexchange_title_body"
 TITLE_ANSWER = "stackexchange_title_answer"
@@ -121,20 +121,6 @@ def iter_rows(stream, fields: tuple[str, ...] | None = None,
     return iter_xml_elements(stream, "row", fields, where)
 
 
-def positive_float(value: str) -> float:
-    """A number above zero, for :meth:`SourceContext.option`."""
-    number = float(value)
-    if not number > 0:
-        raise ValueError("expected a number above zero")
-    return number
-
-
-def _is_plain(path: str) -> bool:
-    """Whether a file is stored uncompressed (judged from its first bytes)."""
-    with files.open_raw(path) as stream:
-        return files.sniff_compression(stream.read(16)) is None
-
-
 def _int(value) -> int | None:
     try:
         return int(value)
@@ -163,8 +149,8 @@ def question_problem(title: str, body: str, score: int) -> str | None:
 
 
 def title_body_pair(question: dict) -> dict:
-    """stackexchange_title_body: (question title, question body text)."""
-    accounting.count_paired(TITLE_BODY)
+    """stackexchange_title_body: (question title, question body text). (Counted as paired
+    when its table of rows leaves the reader.)"""
     return make_row(TITLE_BODY, question["title"], question["body"], subset=question["site"],
                     source_file=question["source_file"], record_id=question["id"])
 
@@ -224,10 +210,18 @@ class _ReadDump(beam.DoFn):
         self._title_body_rows = RowTables()
 
     def process(self, element):
+        self._questions_read = 0  # counted once per file: a counter call per row costs
         yield from self._read(element)
+        for dataset in self.question_datasets:
+            accounting.count_read(dataset, self._questions_read)
         table = self._title_body_rows.flush()
         if table is not None:
-            yield beam.pvalue.TaggedOutput("title_body_rows", table)
+            yield self._title_body_table(table)
+
+    @staticmethod
+    def _title_body_table(table):
+        accounting.count_paired(TITLE_BODY, table.num_rows)
+        return beam.pvalue.TaggedOutput("title_body_rows", table)
 
     def _read(self, element):
         site, kind, path, start, end = element
@@ -292,15 +286,15 @@ class _ReadDump(beam.DoFn):
             return  # tag wikis and other post types are not candidates; answers only for title_answer
         post_id, score = attrs.get("Id"), _int(attrs.get("Score"))
         if post_type == QUESTION:
-            for dataset in self.question_datasets:
-                accounting.count_read(dataset)
+            self._questions_read += 1
             if _int(post_id) is None or score is None or attrs.get("Title") is None:
                 for dataset in self.question_datasets:
                     yield rejected(dataset, "malformed_row", source_file=source_file,
                                    record_id=post_id or "", excerpt=attrs,
                                    detail="question without a numeric Id, a numeric Score or a Title")
                 return
-            tags = parse_tags(attrs.get("Tags"))
+            # Tags matter only to exclude_tags.
+            tags = parse_tags(attrs.get("Tags")) if self.exclude_tags else ()
             question = {
                 "site": site, "id": post_id, "title": normalize_text(attrs["Title"]),
                 "body": body_text(attrs.get("Body")), "score": score, "source_file": source_file,
@@ -315,7 +309,7 @@ class _ReadDump(beam.DoFn):
                 else:
                     table = self._title_body_rows.add(title_body_pair(question))
                     if table is not None:
-                        yield beam.pvalue.TaggedOutput("title_body_rows", table)
+                        yield self._title_body_table(table)
         else:
             parent = attrs.get("ParentId")
             if _int(post_id) is None or score is None or _int(parent) is None:
@@ -471,7 +465,7 @@ class StackExchange(Source):
         archive or a compressed file is read whole (``end`` is None)."""
         tasks = []
         for site, kind, path, size in self._tables(ctx):
-            if kind != "archive" and size > split_bytes and _is_plain(path):
+            if kind != "archive" and size > split_bytes and files.is_plain(path):
                 tasks.extend((site, kind, path, start, end) for start, end in byte_ranges(size, split_bytes))
             else:
                 tasks.append((site, kind, path, 0, None))

@@ -143,7 +143,7 @@ class SpillByHash(beam.DoFn):
 
     def _spill(self) -> dict:
         # One chunk per column: sorting (a take) over many chunks is several times slower.
-        table = pa.concat_tables(self._tables).combine_chunks()
+        table = pa.concat_tables(self._tables).unify_dictionaries().combine_chunks()
         self.start_bundle()
         hashes = pa.array(id_hash(table[self.key]), pa.uint64())
         table = table.append_column(HASH, hashes).sort_by(HASH)
@@ -161,15 +161,16 @@ class SpillByHash(beam.DoFn):
         return {"path": path, "batches": batches}
 
 
-def plan_tasks(runs: dict[str, list[dict]], task_bytes: int) -> list[dict]:
+def plan_tasks(runs: dict[str, list[dict]], task_bytes: int, min_tasks: int = 1) -> list[dict]:
     """The tasks of a join: per task its hash range and, per side, the run batches to read.
 
     Args:
         runs: per side name, the descriptions :class:`SpillByHash` emitted.
         task_bytes: Arrow bytes one task should hold.
+        min_tasks: tasks at least, so that small joins still keep several workers busy.
     """
     total = sum(b[3] for side in runs.values() for run in side for b in run["batches"])
-    count = max(1, math.ceil(total / task_bytes))
+    count = max(min_tasks, math.ceil(total / task_bytes))
     tasks = []
     for j in range(count):
         low, high = hash_range(j, count)
@@ -223,25 +224,29 @@ class HashJoin(beam.PTransform):
         schemas: per side, its schema (a side without any row gives an empty table).
         task_bytes: Arrow bytes one task should hold (with the join's own working memory,
             about twice that is needed).
+        min_tasks: tasks at least (a task with no row costs next to nothing; equal
+            tasks let the runner share them evenly among its workers).
     Returns:
         A ``DoOutputsTuple``: ``main`` (what ``join`` yields untagged) and ``REJECTED``.
     """
 
-    def __init__(self, join: Callable, schemas: dict[str, pa.Schema], task_bytes: int = 64 * MiB):
+    def __init__(self, join: Callable, schemas: dict[str, pa.Schema], task_bytes: int = 64 * MiB,
+                 min_tasks: int = 8):
         super().__init__()
         self.join = join
         self.schemas = schemas
         self.task_bytes = task_bytes
+        self.min_tasks = min_tasks
 
     def expand(self, sides):
         tagged = [runs | f"Tag{side.title()}" >> beam.Map(lambda run, side=side: (side, run))
                   for side, runs in sorted(sides.items())]
-        task_bytes = self.task_bytes
+        task_bytes, min_tasks = self.task_bytes, self.min_tasks
         return (
             tagged
             | "FlattenRuns" >> beam.Flatten()
             | "CollectRuns" >> beam.combiners.ToList()
-            | "PlanTasks" >> beam.FlatMap(lambda runs: plan_tasks(_by_side(runs), task_bytes))
+            | "PlanTasks" >> beam.FlatMap(lambda runs: plan_tasks(_by_side(runs), task_bytes, min_tasks))
             | "SpreadTasks" >> beam.Reshuffle()
             | "Join" >> tables(beam.ParDo(_JoinTask(self.join, self.schemas)))
             .with_outputs(REJECTED, main="main")

@@ -32,7 +32,8 @@ from pipelines import registry
 from pipelines.core import accounting, cloud, files, mix, progress, verify
 from pipelines.core.normalize import NormalizeRows
 from pipelines.core.rejects import REJECTED
-from pipelines.core.sink import JsonLinesGzipShards, ParquetShards, ShardingConfig, WriteShards
+from pipelines.core.sink import (JsonLinesGzipShards, ParquetShards, ShardingConfig, SpillByDataset,
+                                 WriteShards)
 from pipelines.core.source import Source, SourceContext, SourceError
 
 MANIFEST = "manifest.json"
@@ -244,20 +245,22 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
              | f"{dataset_id}/SaveSummary" >> beam.Map(_write_json, files.join(work, f"{dataset_id}.rows.json")))
             built.append(dataset_id)
 
+    # Rejected records are spilled where they are produced (per dataset), and only the
+    # runs' descriptions are gathered: a Flatten of the records themselves would be held in
+    # memory whole by a local runner.
     index = {dataset_id: n for n, dataset_id in enumerate(built)}
-
-    def route(reject, _count):
-        if reject["dataset"] not in index:
-            raise ValueError(f"reject for dataset {reject['dataset']!r} that this run does not build")
-        return index[reject["dataset"]]
-
-    parts = (rejects | "Rejected/Flatten" >> beam.Flatten()
-             | "Rejected/ByDataset" >> beam.Partition(route, len(built)))
+    spill_dirs = {d: files.join(work, "spill", REJECTED_DIR, d) for d in built}
+    runs = [reject_records | f"Rejected/Spill{j}" >> beam.ParDo(
+                SpillByDataset(spill_dirs, JsonLinesGzipShards(), config))
+            for j, reject_records in enumerate(rejects)]
+    parts = (runs | "Rejected/FlattenRuns" >> beam.Flatten()
+             | "Rejected/ByDataset" >> beam.Partition(lambda item, _count: index[item[0]], len(built)))
     for dataset_id in built:
         (parts[index[dataset_id]]
+         | f"{dataset_id}/RejectedRuns" >> beam.Map(lambda item: item[1])
          | f"{dataset_id}/WriteRejected" >> WriteShards(
              files.join(output, REJECTED_DIR, dataset_id), "rejected", JsonLinesGzipShards(), config,
-             spill_dir=files.join(work, "spill", REJECTED_DIR, dataset_id), subset_field=None)
+             spill_dir=spill_dirs[dataset_id], subset_field=None, spilled=True)
          | f"{dataset_id}/SaveRejectedSummary" >> beam.Map(
              _write_json, files.join(work, f"{dataset_id}.rejected.json")))
 

@@ -118,7 +118,7 @@ class SpillByHash(beam.DoFn):
     """
 
     def __init__(self, spill_dir: str, key: str, schema: pa.Schema, spill_bytes: int = 64 * MiB,
-                 row_group_bytes: int = 2 * MiB):
+                 row_group_bytes: int = MiB):
         self.spill_dir = spill_dir
         self.key = key
         self.schema = schema
@@ -230,7 +230,7 @@ class HashJoin(beam.PTransform):
         A ``DoOutputsTuple``: ``main`` (what ``join`` yields untagged) and ``REJECTED``.
     """
 
-    def __init__(self, join: Callable, schemas: dict[str, pa.Schema], task_bytes: int = 64 * MiB,
+    def __init__(self, join: Callable, schemas: dict[str, pa.Schema], task_bytes: int = 16 * MiB,
                  min_tasks: int = 8):
         super().__init__()
         self.join = join

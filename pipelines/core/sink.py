@@ -236,6 +236,10 @@ def _value_counts(table: pa.Table, column: str) -> dict:
 
 # -- step 1: spill sorted runs ----------------------------------------------------------------
 
+# Records buffered as dicts before they are turned into one Arrow table.
+RECORDS_PER_TABLE = 4096
+
+
 class _SpillRuns(beam.DoFn):
     """Buffer records (dicts, or Arrow tables of them), spill them as Arrow runs sorted
     by (subset, key), emit the runs' descriptions."""
@@ -267,6 +271,9 @@ class _SpillRuns(beam.DoFn):
             self._records.append(record)
             self._bytes += record_size(record)
             self._rows += 1
+            if len(self._records) >= RECORDS_PER_TABLE:
+                # Held as Arrow, a buffered record takes its text's size, not a dict's.
+                self._tables.append(self._records_table())
         if self._bytes >= self.config.spill_bytes:
             yield self._spill()
 
@@ -274,11 +281,15 @@ class _SpillRuns(beam.DoFn):
         if self._rows:
             yield GlobalWindows.windowed_value(self._spill())
 
+    def _records_table(self) -> pa.Table:
+        records, self._records = self._records, []
+        return pa.table({name: [r.get(name) for r in records] for name in self._schema.names},
+                        schema=self._schema)
+
     def _buffered(self) -> pa.Table:
-        tables = list(self._tables)
         if self._records:
-            columns = {name: [r.get(name) for r in self._records] for name in self._schema.names}
-            tables.append(pa.table(columns, schema=self._schema))
+            self._tables.append(self._records_table())
+        tables = self._tables
         return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
     def _spill(self) -> dict:
@@ -304,6 +315,50 @@ class _SpillRuns(beam.DoFn):
                         row_groups.append([subset, keys[0].as_py(), keys[-1].as_py(), chunk.num_rows,
                                            avg * chunk.num_rows])
         return {"path": path, "row_groups": row_groups}
+
+
+class SpillByDataset(beam.DoFn):
+    """Step 1 of :class:`WriteShards` for records of several datasets at once (the rejected
+    records of a source): one buffer and spill folder per dataset, runs emitted as
+    ``(dataset, run)``. Applied to each PCollection of records where it is produced, so
+    that records are never gathered in one PCollection first (which a local runner would
+    hold in memory whole).
+
+    Args:
+        spill_dirs: per dataset id, its spill folder.
+        shard_format, config: as for :class:`WriteShards`.
+        field: the record field naming the dataset.
+    """
+
+    def __init__(self, spill_dirs: dict[str, str], shard_format, config: ShardingConfig,
+                 field: str = "dataset"):
+        self.spill_dirs = spill_dirs
+        self.format = shard_format
+        self.config = config
+        self.field = field
+
+    def setup(self):
+        self._spills = {}
+        for dataset, spill_dir in self.spill_dirs.items():
+            spill = _SpillRuns(spill_dir, None, self.format, self.config)
+            spill.setup()
+            self._spills[dataset] = spill
+
+    def start_bundle(self):
+        for spill in self._spills.values():
+            spill.start_bundle()
+
+    def process(self, record):
+        dataset = record.get(self.field) if isinstance(record, dict) else None
+        if dataset not in self._spills:
+            raise ValueError(f"record for dataset {dataset!r} that this run does not build")
+        for run in self._spills[dataset].process(record):
+            yield dataset, run
+
+    def finish_bundle(self):
+        for dataset, spill in sorted(self._spills.items()):
+            if spill._rows:
+                yield GlobalWindows.windowed_value((dataset, spill._spill()))
 
 
 def _subset_slices(table: pa.Table, subset_column: str | None):
@@ -440,6 +495,8 @@ class WriteShards(beam.PTransform):
             :func:`plan_shards`).
         spill_dir: folder for the temporary sorted runs, outside ``directory``; its files
             are removed when the shards are written.
+        spilled: the input holds the runs' descriptions (from :class:`SpillByDataset`),
+            not the records.
     Returns:
         A PCollection with one summary dict: the plan and per shard its file name,
         rows, bytes, group and per-subset (or per-reason) counts.
@@ -447,8 +504,9 @@ class WriteShards(beam.PTransform):
 
     def __init__(self, directory: str, prefix: str, shard_format, config: ShardingConfig, *,
                  spill_dir: str, subset_field: str | None = "subset", pool_below: int = 0,
-                 pool_name: str = ""):
+                 pool_name: str = "", spilled: bool = False):
         super().__init__()
+        self.spilled = spilled
         self.directory = directory
         self.prefix = prefix
         self.format = shard_format
@@ -459,12 +517,10 @@ class WriteShards(beam.PTransform):
         self.spill_dir = spill_dir
 
     def expand(self, records):
-        runs = (
-            records
-            | "SpillSortedRuns" >> beam.ParDo(
+        if not self.spilled:
+            records = records | "SpillSortedRuns" >> beam.ParDo(
                 _SpillRuns(self.spill_dir, self.subset_field, self.format, self.config))
-            | "CollectRuns" >> beam.combiners.ToList()
-        )
+        runs = records | "CollectRuns" >> beam.combiners.ToList()
         planned = runs | "PlanShards" >> beam.Map(
             lambda all_runs: _plan_tasks(sorted(all_runs, key=lambda r: r["path"]), self.config,
                                          self.pool_below, self.pool_name))

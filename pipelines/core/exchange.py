@@ -6,7 +6,7 @@ a ``CoGroupByKey`` holds the whole shuffle in memory. Here the rows travel as Ar
 tables and the join is a partitioned hash join (a "Grace" join) in three steps:
 
 1. **Spill** (:class:`SpillByHash`): each side's tables are buffered per bundle and
-   written every ``spill_bytes`` as one run file (Arrow IPC, LZ4), its rows sorted by
+   written every ``spill_bytes`` as one run file (Arrow IPC; LZ4 on object stores), its rows sorted by
    :func:`id_hash` of the side's id column, one record batch per ``row_group_bytes``.
    Only the run's description (path, and per batch its first and last hash, rows and
    bytes) travels on through Beam.
@@ -151,7 +151,7 @@ class SpillByHash(beam.DoFn):
         path = files.join(self.spill_dir, f"run-{uuid.uuid4().hex}.arrow")
         batches = []
         with FileSystems.create(path) as stream:
-            options = pa.ipc.IpcWriteOptions(compression="lz4")
+            options = pa.ipc.IpcWriteOptions(compression=files.run_compression(path))
             with pa.ipc.new_file(stream, table.schema, options=options) as writer:
                 for offset in range(0, table.num_rows, rows_per_batch):
                     chunk = table.slice(offset, rows_per_batch)
@@ -174,7 +174,8 @@ def plan_tasks(runs: dict[str, list[dict]], task_bytes: int, min_tasks: int = 1)
     tasks = []
     for j in range(count):
         low, high = hash_range(j, count)
-        reads = {side: sorted((run["path"], index)
+        # A batch wholly inside the range is read without a filter (no copy).
+        reads = {side: sorted((run["path"], index, first >= low and last < high)
                               for run in side_runs
                               for index, (first, last, _rows, _bytes) in enumerate(run["batches"])
                               if last >= low and first < high)
@@ -184,15 +185,19 @@ def plan_tasks(runs: dict[str, list[dict]], task_bytes: int, min_tasks: int = 1)
 
 
 def read_range(reads: list, schema: pa.Schema, low: int, high: int) -> pa.Table:
-    """The rows of ``reads`` (``(run path, batch index)``) whose hash is in ``[low, high)``."""
+    """The rows of ``reads`` (``(run path, batch index, wholly inside the range)``) whose
+    hash is in ``[low, high)``."""
     parts, by_path = [], {}
-    for path, index in reads:
-        by_path.setdefault(path, []).append(index)
+    for path, index, inside in reads:
+        by_path.setdefault(path, []).append((index, inside))
     for path, indices in sorted(by_path.items()):
         with files.open_raw(path) as stream:
             reader = pa.ipc.open_file(stream)
-            for index in indices:
+            for index, inside in indices:
                 batch = reader.get_batch(index)
+                if inside:
+                    parts.append(pa.Table.from_batches([batch]).drop_columns([HASH]))
+                    continue
                 hashes = batch.column(HASH)
                 mask = pc.and_(pc.greater_equal(hashes, pa.scalar(low, pa.uint64())),
                                pc.less(hashes, pa.scalar(min(high, _SPACE - 1), pa.uint64()))

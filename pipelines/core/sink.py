@@ -7,7 +7,8 @@
    buffered per bundle; every ``spill_bytes`` the buffer becomes one table, each record
    keyed by a 128-bit XXH3 hash of all its fields (content and provenance, computed
    from the table without a Python object per value), sorted by (subset, key)
-   and written as one *run* under ``spill_dir`` (an Arrow IPC file with LZ4, a subset per
+   and written as one *run* under ``spill_dir`` (an Arrow IPC file, LZ4-compressed on object
+   stores, see :func:`pipelines.core.files.run_compression`; a subset per
    record batch, called row group below). Only the run's description (row groups with
    their subset, key range, rows and bytes) travels on.
    Memory is bounded by the buffer, whatever the input size.
@@ -303,9 +304,9 @@ class _SpillRuns(beam.DoFn):
         rows_per_group = max(1, self.config.spill_row_group_bytes // avg)
         path = files.join(self.spill_dir, f"run-{uuid.uuid4().hex}.arrow")
         row_groups = []
-        # Arrow IPC with LZ4: written and read back several times faster than Parquet.
+        # Arrow IPC: written and read back several times faster than Parquet.
         with FileSystems.create(path) as stream:
-            options = pa.ipc.IpcWriteOptions(compression="lz4")
+            options = pa.ipc.IpcWriteOptions(compression=files.run_compression(path))
             with pa.ipc.new_file(stream, self._key_schema, options=options) as writer:
                 for subset, start, length in _subset_slices(table, subset_column):
                     for offset in range(start, start + length, rows_per_group):
@@ -396,8 +397,9 @@ def _plan_tasks(runs: list[dict], config: ShardingConfig, pool_below: int, pool_
     for group, (offset, count) in plan["groups"].items():
         for j in range(count):
             low, high = _key_bound(j, count), _key_bound(j + 1, count)
+            # A row group wholly inside the range is read without a filter (no copy).
             reads = sorted(
-                (run["path"], index)
+                (run["path"], index, first >= low and (high is None or last < high))
                 for run in runs
                 for index, (subset, first, last, _rows, _size) in enumerate(run["row_groups"])
                 if plan["subset_group"][subset] == group
@@ -410,13 +412,16 @@ def _plan_tasks(runs: list[dict], config: ShardingConfig, pool_below: int, pool_
 
 def _read_slice(reads: list, low: bytes, high: bytes | None) -> list[pa.Table]:
     tables, by_path = [], {}
-    for path, index in reads:
-        by_path.setdefault(path, []).append(index)
+    for path, index, inside in reads:
+        by_path.setdefault(path, []).append((index, inside))
     for path, indices in sorted(by_path.items()):
         with files.open_raw(path) as stream:
             run = pa.ipc.open_file(stream)
-            for index in indices:
+            for index, inside in indices:
                 table = pa.Table.from_batches([run.get_batch(index)])
+                if inside:
+                    tables.append(table)
+                    continue
                 mask = pc.greater_equal(table[KEY], pa.scalar(low, pa.binary(KEY_BYTES)))
                 if high is not None:
                     mask = pc.and_(mask, pc.less(table[KEY], pa.scalar(high, pa.binary(KEY_BYTES))))

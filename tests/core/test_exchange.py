@@ -36,7 +36,7 @@ def test_plan_reads_only_overlapping_batches():
     runs = {"left": [{"path": "a", "batches": [[0, 10, 5, 100], [1 << 63, (1 << 64) - 1, 5, 100]]}],
             "right": []}
     tasks = plan_tasks(runs, task_bytes=100)
-    assert [t["reads"]["left"] for t in tasks] == [[("a", 0)], [("a", 1)]]
+    assert [t["reads"]["left"] for t in tasks] == [[("a", 0, True)], [("a", 1, True)]]
     assert len(plan_tasks(runs, task_bytes=1 << 30, min_tasks=5)) == 5
 
 

@@ -215,7 +215,8 @@ class JsonLinesGzipShards:
 
     def write(self, table: pa.Table, stream) -> None:
         # No file name in the header (the temporary name would make the bytes differ).
-        with gzip.GzipFile(filename="", fileobj=stream, mode="wb", mtime=0) as gz:
+        # Level 6 (zlib's own default): several times faster than gzip's 9, ~10% larger.
+        with gzip.GzipFile(filename="", fileobj=stream, mode="wb", mtime=0, compresslevel=6) as gz:
             text = io.TextIOWrapper(gz, encoding="utf-8", newline="\n")
             for record in table.to_pylist():
                 text.write(json.dumps(record, ensure_ascii=False, sort_keys=True))

@@ -9,7 +9,7 @@ process of its own (wall time, peak RSS from ``wait4``, rows and output bytes):
 
 * ``floor``      the same parsing, pair rule and Parquet writing in a plain single-process
                  script (lxml, pyarrow, no Beam): :mod:`benchmarks.floor`;
-* ``1 worker``   ``corpus build`` on the DirectRunner, in memory, one worker;
+* ``1 worker``   ``corpus build`` on the local runner (the FnApiRunner), in memory, one worker;
 * ``2 workers``  the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``
                  (on the 4x input, where starting the worker processes weighs less).
 

@@ -184,25 +184,35 @@ def plan_tasks(runs: dict[str, list[dict]], task_bytes: int, min_tasks: int = 1)
     return tasks
 
 
-def read_range(reads: list, schema: pa.Schema, low: int, high: int) -> pa.Table:
-    """The rows of ``reads`` (``(run path, batch index, wholly inside the range)``) whose
-    hash is in ``[low, high)``."""
-    parts, by_path = [], {}
+def read_runs(reads: list, column: str, low: pa.Scalar, high: pa.Scalar | None) -> list[pa.Table]:
+    """The rows of run batches whose ``column`` lies in ``[low, high)`` (no upper bound when
+    ``high`` is ``None``), one table per batch.
+
+    Args:
+        reads: ``(run path, batch index, wholly inside the range)``; a batch wholly inside is
+            taken as it is (no filter, no copy).
+    """
+    tables, by_path = [], {}
     for path, index, inside in reads:
         by_path.setdefault(path, []).append((index, inside))
     for path, indices in sorted(by_path.items()):
         with files.open_raw(path) as stream:
-            reader = pa.ipc.open_file(stream)
+            run = pa.ipc.open_file(stream)
             for index, inside in indices:
-                batch = reader.get_batch(index)
-                if inside:
-                    parts.append(pa.Table.from_batches([batch]).drop_columns([HASH]))
-                    continue
-                hashes = batch.column(HASH)
-                mask = pc.and_(pc.greater_equal(hashes, pa.scalar(low, pa.uint64())),
-                               pc.less(hashes, pa.scalar(min(high, _SPACE - 1), pa.uint64()))
-                               if high < _SPACE else pa.scalar(True))
-                parts.append(pa.Table.from_batches([batch]).filter(mask).drop_columns([HASH]))
+                table = pa.Table.from_batches([run.get_batch(index)])
+                if not inside:
+                    mask = pc.greater_equal(table[column], low)
+                    if high is not None:
+                        mask = pc.and_(mask, pc.less(table[column], high))
+                    table = table.filter(mask)
+                tables.append(table)
+    return tables
+
+
+def read_range(reads: list, schema: pa.Schema, low: int, high: int) -> pa.Table:
+    """The rows of ``reads`` (see :func:`read_runs`) whose hash is in ``[low, high)``."""
+    upper = None if high >= _SPACE else pa.scalar(high, pa.uint64())
+    parts = [t.drop_columns([HASH]) for t in read_runs(reads, HASH, pa.scalar(low, pa.uint64()), upper)]
     if not parts:
         return schema.empty_table()
     return pa.concat_tables(parts).cast(schema)

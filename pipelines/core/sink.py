@@ -50,6 +50,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.core import files
+from pipelines.core.exchange import read_runs
 from pipelines.core.schema import load_schema_document, row_arrow_schema
 
 MiB = 1 << 20
@@ -412,22 +413,8 @@ def _plan_tasks(runs: list[dict], config: ShardingConfig, pool_below: int, pool_
 # -- step 3: write one shard -------------------------------------------------------------------
 
 def _read_slice(reads: list, low: bytes, high: bytes | None) -> list[pa.Table]:
-    tables, by_path = [], {}
-    for path, index, inside in reads:
-        by_path.setdefault(path, []).append((index, inside))
-    for path, indices in sorted(by_path.items()):
-        with files.open_raw(path) as stream:
-            run = pa.ipc.open_file(stream)
-            for index, inside in indices:
-                table = pa.Table.from_batches([run.get_batch(index)])
-                if inside:
-                    tables.append(table)
-                    continue
-                mask = pc.greater_equal(table[KEY], pa.scalar(low, pa.binary(KEY_BYTES)))
-                if high is not None:
-                    mask = pc.and_(mask, pc.less(table[KEY], pa.scalar(high, pa.binary(KEY_BYTES))))
-                tables.append(table.filter(mask))
-    return tables
+    key = pa.binary(KEY_BYTES)
+    return read_runs(reads, KEY, pa.scalar(low, key), None if high is None else pa.scalar(high, key))
 
 
 def _write_atomically(path: str, write) -> int:

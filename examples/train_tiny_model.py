@@ -42,7 +42,7 @@ def corpus_texts(output: str, max_texts: int):
         if not entry.drawable:
             continue
         for path in entry.files:
-            for record_batch in pq.ParquetFile(path).iter_batches(columns=entry.text_columns):
+            for record_batch in pq.ParquetFile(path).iter_batches(columns=entry.text_columns, use_threads=False):
                 for column in record_batch.columns:
                     for text in column.to_pylist():
                         yield text

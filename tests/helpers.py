@@ -41,7 +41,7 @@ def read_output(output: Path) -> BuildResult:
             continue
         rows[dataset_id] = [
             row for shard in entry["shards"]
-            for row in pq.read_table(output / dataset_id / shard["file"]).to_pylist()]
+            for row in pq.read_table(output / dataset_id / shard["file"], use_threads=False).to_pylist()]
         rejects[dataset_id] = [
             json.loads(line) for name in entry["rejected"]["files"]
             for line in gzip.open(output / name, "rt", encoding="utf-8")]

@@ -1,6 +1,8 @@
 """The `corpus` command as a user runs it: sample build, verify, and readable errors."""
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,19 @@ def test_missing_source_folder_says_what_layout_is_expected(tmp_path, capsys):
     assert run(["build", "--input-root", str(tmp_path / "in"), "--output", str(tmp_path / "out"),
                 "--datasets", "stackexchange_title_body"]) == 2
     assert "one folder per source under --input-root" in capsys.readouterr().err
+
+
+def test_verify_as_a_command_exits_cleanly(sample_output):
+    """`corpus verify` in a process of its own, as `make sample` runs it, several times:
+    reading shards with pyarrow's thread pool made the process abort at exit about half the
+    time (exit code 134 after a correct report)."""
+    command = shutil.which("corpus", path=str(Path(sys.executable).parent))
+    assert command, "the corpus command is installed beside this Python (pip install -e .)"
+    for _ in range(6):
+        result = subprocess.run([command, "verify", str(sample_output)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "counts match the manifest" in result.stdout
 
 
 def test_verify_of_a_folder_without_manifest(tmp_path, capsys):

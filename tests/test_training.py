@@ -73,7 +73,7 @@ def test_entries_without_weight_or_rows_are_never_drawn(corpus):
 
 
 def _shard_rows(entry: training.MixEntry) -> list[dict]:
-    return [row for path in entry.files for row in pq.read_table(path).to_pylist()]
+    return [row for path in entry.files for row in pq.read_table(path, use_threads=False).to_pylist()]
 
 
 def test_each_batch_is_one_entry_with_distinct_texts_and_the_right_columns(corpus):

@@ -174,7 +174,10 @@ def recount_shards(output: str, manifest: dict) -> list[str]:
             path = files.join(output, dataset_id, shard["file"])
             try:
                 with files.open_raw(path) as stream:
-                    table = pq.read_table(stream, columns=["subset"])
+                    # Without pyarrow's thread pool: with it, pyarrow 25 makes a short-lived
+                    # process abort at exit about half the time ("terminate called without
+                    # an active exception").
+                    table = pq.read_table(stream, columns=["subset"], use_threads=False)
             except Exception as exc:  # a missing or corrupt shard is reported, not raised
                 problems.append(f"{dataset_id}: cannot read {posixpath.basename(path)} ({exc})")
                 continue

@@ -49,7 +49,8 @@ def text_lengths(output: str, dataset: str, entry: dict, max_rows: int = LENGTH_
     lengths: dict[str, list[int]] = {"anchor": [], "positive": []}
     for shard in entry["shards"]:
         with files.open_raw(files.join(output, dataset, shard["file"])) as stream:
-            for batch in pq.ParquetFile(stream).iter_batches(batch_size=4096, columns=["anchor", "positive"]):
+            for batch in pq.ParquetFile(stream).iter_batches(batch_size=4096, columns=["anchor", "positive"],
+                                                                use_threads=False):
                 room = max_rows - len(lengths["anchor"])
                 if room <= 0:
                     return lengths

@@ -148,17 +148,33 @@ class SpillByHash(beam.DoFn):
         hashes = pa.array(id_hash(table[self.key]), pa.uint64())
         table = table.append_column(HASH, hashes).sort_by(HASH)
         rows_per_batch = max(1, self.row_group_bytes * table.num_rows // max(1, table.nbytes))
-        path = files.join(self.spill_dir, f"run-{uuid.uuid4().hex}.arrow")
-        batches = []
-        with FileSystems.create(path) as stream:
-            options = pa.ipc.IpcWriteOptions(compression=files.run_compression(path))
-            with pa.ipc.new_file(stream, table.schema, options=options) as writer:
-                for offset in range(0, table.num_rows, rows_per_batch):
-                    chunk = table.slice(offset, rows_per_batch)
-                    writer.write_table(chunk, max_chunksize=chunk.num_rows)
-                    column = chunk[HASH]
-                    batches.append([column[0].as_py(), column[-1].as_py(), chunk.num_rows, chunk.nbytes])
-        return {"path": path, "batches": batches}
+        slices = [(offset, min(rows_per_batch, table.num_rows - offset))
+                  for offset in range(0, table.num_rows, rows_per_batch)]
+        path, batches = write_run(self.spill_dir, table, HASH, slices)
+        return {"path": path, "batches": [[first, last, chunk.num_rows, chunk.nbytes]
+                                          for first, last, chunk in batches]}
+
+
+def write_run(directory: str, table: pa.Table, column: str, slices) -> tuple[str, list]:
+    """Write a table sorted by ``column`` as one run file (Arrow IPC, see
+    :func:`pipelines.core.files.run_compression`) under ``directory``, a record batch per
+    ``(offset, length)`` of ``slices``.
+
+    Returns:
+        The run's path and, per batch, ``(first value, last value, the batch's table)``
+        of ``column``, from which callers describe the run (:func:`read_runs` reads it).
+    """
+    path = files.join(directory, f"run-{uuid.uuid4().hex}.arrow")
+    batches = []
+    with FileSystems.create(path) as stream:
+        options = pa.ipc.IpcWriteOptions(compression=files.run_compression(path))
+        with pa.ipc.new_file(stream, table.schema, options=options) as writer:
+            for offset, length in slices:
+                chunk = table.slice(offset, length)
+                writer.write_table(chunk, max_chunksize=chunk.num_rows)
+                values = chunk[column]
+                batches.append((values[0].as_py(), values[-1].as_py(), chunk))
+    return path, batches
 
 
 def plan_tasks(runs: dict[str, list[dict]], task_bytes: int, min_tasks: int = 1) -> list[dict]:

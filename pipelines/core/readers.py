@@ -242,7 +242,9 @@ def json_lines(stream: BinaryIO, dataset: str, source_file: str) -> Iterator:
 
 # Bytes of whole lines parsed at once by :func:`tsv_tables`.
 TSV_BLOCK_BYTES = 8 << 20
-_ID_PATTERN = r"^-?[0-9]{1,18}$"
+# Ids of up to 18 digits always fit an int64.
+_ID_DIGITS = 18
+_ID_PATTERN = rf"^-?[0-9]{{1,{_ID_DIGITS}}}$"
 
 
 def tsv_tables(stream: BinaryIO, dataset: str, source_file: str, names: tuple[str, ...],
@@ -338,7 +340,7 @@ def _tsv_lines_table(stream, dataset, source_file, first_line, schema, ids, wher
             values = []
             for name, value in zip(names, fields):
                 if name in ids:
-                    value = _plain_int(value)
+                    value = parse_int(value, _ID_DIGITS)
                     if value is None:
                         problem = f"{name} is not an integer"
                         break
@@ -353,11 +355,14 @@ def _tsv_lines_table(stream, dataset, source_file, first_line, schema, ids, wher
         yield pa.table(rows, schema=schema)
 
 
-def _plain_int(value: str) -> int | None:
-    """An id column's value as an int (surrounding spaces allowed), or ``None``."""
+def parse_int(value: str, max_digits: int | None = None) -> int | None:
+    """An id from a text column as an int (surrounding spaces and a minus sign allowed), or
+    ``None`` when it is not a plain integer (or has more than ``max_digits`` digits)."""
     value = value.strip()
     digits = value[1:] if value.startswith("-") else value
-    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    if max_digits is not None and len(digits) > max_digits:
         return None
     return int(value)
 
@@ -405,20 +410,14 @@ class _ReadOneFile(beam.DoFn):
     def process(self, element):
         byte_range = None
         if isinstance(element, FileRange):
-            path, context, byte_range = element.path, element.context, (element.start, element.end)
-            if not element.has_context:
-                context = _NO_CONTEXT
-        else:
-            path, context = element if isinstance(element, tuple) else (element, _NO_CONTEXT)
+            element, byte_range = element.item, (element.start, element.end)
+        path, context = element if isinstance(element, tuple) else (element, _NO_CONTEXT)
         relative = files.relative_to(path, self.input_root)
         try:
             if byte_range is not None:
                 with files.open_raw(path) as raw:
                     stream = io.BufferedReader(LineRange(raw, *byte_range), files.READ_BUFFER)
-                    if context is _NO_CONTEXT:
-                        yield from self.read_file(stream, relative)
-                    else:
-                        yield from self.read_file(stream, relative, context)
+                    yield from self._call_reader(stream, relative, context)
             elif self.members is not None and files.archive_format(path):
                 yield from self._read_archive(path, relative, context)
             else:
@@ -441,12 +440,14 @@ class _ReadOneFile(beam.DoFn):
             yield rejected(self.dataset, "no_member", source_file=relative, counts_as_read=True,
                            detail=f"{relative}: the archive holds none of the expected files")
 
+    def _call_reader(self, stream, source_file: str, context):
+        if context is _NO_CONTEXT:
+            return self.read_file(stream, source_file)
+        return self.read_file(stream, source_file, context)
+
     def _read_stream(self, stream, source_file: str, context):
         empty = hasattr(stream, "peek") and stream_is_empty(stream)
-        if context is _NO_CONTEXT:
-            yield from self.read_file(stream, source_file)
-        else:
-            yield from self.read_file(stream, source_file, context)
+        yield from self._call_reader(stream, source_file, context)
         if empty:
             yield rejected(self.dataset, "empty_file", source_file=source_file, counts_as_read=True,
                            detail=f"{source_file} is empty")
@@ -457,13 +458,16 @@ _NO_CONTEXT = object()
 
 @dataclass(frozen=True)
 class FileRange:
-    """One byte range of a big plain file, read by one worker (see ``ReadFiles.split_bytes``)."""
+    """One byte range of a big plain file, read by one worker (see ``ReadFiles.split_bytes``).
 
-    path: str
+    Attributes:
+        item: the file as :class:`ReadFiles` lists it: a path or ``(path, context)``.
+        start, end: the range's bytes, ``[start, end)``.
+    """
+
+    item: object
     start: int
     end: int
-    context: object = None
-    has_context: bool = False
 
 
 def split_plain_files(items: list, split_bytes: int) -> list:
@@ -471,11 +475,10 @@ def split_plain_files(items: list, split_bytes: int) -> list:
     larger than ``split_bytes`` replaced by its :class:`FileRange` s."""
     result = []
     for item in items:
-        path, context = item if isinstance(item, tuple) else (item, None)
+        path = item[0] if isinstance(item, tuple) else item
         size = files.size_of(path)
         if size > split_bytes and files.is_plain(path):
-            result.extend(FileRange(path, start, end, context, isinstance(item, tuple))
-                          for start, end in byte_ranges(size, split_bytes))
+            result.extend(FileRange(item, start, end) for start, end in byte_ranges(size, split_bytes))
         else:
             result.append(item)
     return result
@@ -598,12 +601,8 @@ def iter_xml_elements(stream: BinaryIO, tag: str, fields: tuple[str, ...] | None
             progress.count_record(uncounted)
             uncounted = 0
         attrib = element.attrib
-        if where_name is not None and attrib.get(where_name) not in where_values:
-            pass
-        elif fields is None:
-            yield dict(attrib)
-        else:
-            yield {name: attrib[name] for name in fields if name in attrib}
+        if where_name is None or attrib.get(where_name) in where_values:
+            yield dict(attrib) if fields is None else {name: attrib[name] for name in fields if name in attrib}
         element.clear(keep_tail=False)
         parent = element.getparent()
         if parent is not None:

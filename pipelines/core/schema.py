@@ -95,29 +95,38 @@ def describe_row(row: Any) -> str:
     return repr(row)[:200]
 
 
+def records_table(records: list[dict], schema: pa.Schema) -> pa.Table:
+    """Dict records as one Arrow table of ``schema`` (a field a record lacks is null; keys
+    outside the schema are left out)."""
+    return pa.table({name: [record.get(name) for record in records] for name in schema.names},
+                    schema=schema)
+
+
 class RowTables:
-    """Gather row dicts (:func:`make_row`) into Arrow tables in the row schema, so that a
-    source can hand rows on in batches: one Beam element per table instead of per row.
+    """Gather dict records (rows from :func:`make_row`, by default) into Arrow tables, so
+    that a source can hand them on in batches: one Beam element per table instead of per
+    record.
 
     Args:
-        rows_per_table: rows of a full table.
+        rows_per_table: records of a full table.
+        schema: the tables' schema; the corpus row schema when ``None``.
     """
 
-    def __init__(self, rows_per_table: int = 8192):
+    def __init__(self, rows_per_table: int = 8192, schema: pa.Schema | None = None):
         self.rows_per_table = rows_per_table
-        self._schema = row_arrow_schema()
+        self._schema = schema if schema is not None else row_arrow_schema()
         self._rows: list[dict] = []
 
     def add(self, row: dict) -> pa.Table | None:
-        """Add one row; return a table when ``rows_per_table`` rows are gathered."""
+        """Add one record; return a table when ``rows_per_table`` records are gathered."""
         self._rows.append(row)
         if len(self._rows) >= self.rows_per_table:
             return self.flush()
         return None
 
     def flush(self) -> pa.Table | None:
-        """The rows gathered so far as a table (``None`` when there are none)."""
+        """The records gathered so far as a table (``None`` when there are none)."""
         if not self._rows:
             return None
         rows, self._rows = self._rows, []
-        return pa.table({name: [row[name] for row in rows] for name in ROW_FIELDS}, schema=self._schema)
+        return records_table(rows, self._schema)

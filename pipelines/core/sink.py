@@ -50,8 +50,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.core import files
-from pipelines.core.exchange import read_runs
-from pipelines.core.schema import load_schema_document, row_arrow_schema
+from pipelines.core.exchange import read_runs, write_run
+from pipelines.core.schema import load_schema_document, records_table, row_arrow_schema
 
 MiB = 1 << 20
 # Fixed per-row overhead added to the text length when estimating a row's size.
@@ -255,7 +255,6 @@ class _SpillRuns(beam.DoFn):
 
     def setup(self):
         self._schema = self.format.schema()
-        self._key_schema = self._schema.append(pa.field(KEY, pa.binary(KEY_BYTES)))
 
     def start_bundle(self):
         self._records: list[dict] = []
@@ -286,8 +285,7 @@ class _SpillRuns(beam.DoFn):
 
     def _records_table(self) -> pa.Table:
         records, self._records = self._records, []
-        return pa.table({name: [r.get(name) for r in records] for name in self._schema.names},
-                        schema=self._schema)
+        return records_table(records, self._schema)
 
     def _buffered(self) -> pa.Table:
         if self._records:
@@ -304,19 +302,15 @@ class _SpillRuns(beam.DoFn):
         order = [(KEY, "ascending")] if subset_column is None else [(subset_column, "ascending"), (KEY, "ascending")]
         table = table.sort_by(order)
         rows_per_group = max(1, self.config.spill_row_group_bytes // avg)
-        path = files.join(self.spill_dir, f"run-{uuid.uuid4().hex}.arrow")
-        row_groups = []
-        # Arrow IPC: written and read back several times faster than Parquet.
-        with FileSystems.create(path) as stream:
-            options = pa.ipc.IpcWriteOptions(compression=files.run_compression(path))
-            with pa.ipc.new_file(stream, self._key_schema, options=options) as writer:
-                for subset, start, length in _subset_slices(table, subset_column):
-                    for offset in range(start, start + length, rows_per_group):
-                        chunk = table.slice(offset, min(rows_per_group, start + length - offset))
-                        writer.write_table(chunk, max_chunksize=chunk.num_rows)
-                        keys = chunk[KEY]
-                        row_groups.append([subset, keys[0].as_py(), keys[-1].as_py(), chunk.num_rows,
-                                           avg * chunk.num_rows])
+        # Row groups never span two subsets, so a shard reads only its group's.
+        subsets, slices = [], []
+        for subset, start, length in _subset_slices(table, subset_column):
+            for offset in range(start, start + length, rows_per_group):
+                subsets.append(subset)
+                slices.append((offset, min(rows_per_group, start + length - offset)))
+        path, batches = write_run(self.spill_dir, table, KEY, slices)
+        row_groups = [[subset, first, last, chunk.num_rows, avg * chunk.num_rows]
+                      for subset, (first, last, chunk) in zip(subsets, batches)]
         return {"path": path, "row_groups": row_groups}
 
 

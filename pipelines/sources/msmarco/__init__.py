@@ -142,9 +142,9 @@ from apache_beam.transforms.window import GlobalWindows
 from pipelines.core import accounting, files
 from pipelines.core.exchange import HashJoin, SpillByHash, tables
 from pipelines.core.normalize import mark_normalized, normalize_text
-from pipelines.core.readers import ReadFiles, json_lines, text_records, tsv_tables, unless_blank
+from pipelines.core.readers import ReadFiles, json_lines, parse_int, text_records, tsv_tables, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row, row_arrow_schema
+from pipelines.core.schema import RowTables, make_row, row_arrow_schema
 from pipelines.core.source import (Source, SourceContext, SourceError, SourceOutput, positive_float,
                                    positive_int)
 
@@ -192,15 +192,6 @@ def repair_mojibake(text: str) -> str:
         return text.encode("latin-1").decode("utf-8")
     except UnicodeError:
         return text
-
-
-def parse_int(value) -> int | None:
-    """An id from a TSV column, or ``None`` when it is not a plain integer."""
-    value = value.strip()
-    digits = value[1:] if value.startswith("-") else value
-    if not (digits.isascii() and digits.isdigit()):
-        return None
-    return int(value)
 
 
 def _is_id(value) -> bool:
@@ -276,25 +267,14 @@ def read_qrels(stream, source_file: str):
     """Judged relevant pairs of ``qrels.train.tsv`` (TREC ``qid 0 pid rel``; TAB or space
     separated) as ``(qid, pid)`` tables. Lines with relevance 0 are judgements of
     non-relevance, not candidates, and are skipped."""
-    pairs: list[tuple[int, int]] = []
+    judged = RowTables(1 << 16, JUDGED)
     for item in _judged_pairs(stream, source_file):
-        if _is_reject(item):
-            yield item
-            continue
-        pairs.append(item)
-        if len(pairs) >= _QRELS_PER_TABLE:
-            yield _judged_table(pairs)
-            pairs = []
-    if pairs:
-        yield _judged_table(pairs)
-
-
-_QRELS_PER_TABLE = 1 << 16
-
-
-def _judged_table(pairs) -> pa.Table:
-    qids, pids = zip(*pairs)
-    return pa.table({"qid": pa.array(qids, pa.int64()), "pid": pa.array(pids, pa.int64())})
+        table = item if _is_reject(item) else judged.add({"qid": item[0], "pid": item[1]})
+        if table is not None:
+            yield table
+    table = judged.flush()
+    if table is not None:
+        yield table
 
 
 def _judged_pairs(stream, source_file: str):
@@ -730,24 +710,18 @@ def triplet_rows(table: pa.Table) -> pa.Table:
 class _TriplesAsTables(beam.DoFn):
     """Gather triplet dicts (``qid``, ``pos``, ``neg``, ``source_file``) into tables."""
 
-    ROWS = 1 << 16
-
     def start_bundle(self):
-        self._rows = []
+        self._triplets = RowTables(1 << 16, ID_TRIPLES)
 
     def process(self, triplet):
-        self._rows.append(triplet)
-        if len(self._rows) >= self.ROWS:
-            yield self._table()
+        table = self._triplets.add(triplet)
+        if table is not None:
+            yield table
 
     def finish_bundle(self):
-        if self._rows:
-            yield GlobalWindows.windowed_value(self._table())
-
-    def _table(self) -> pa.Table:
-        table = pa.Table.from_pylist(self._rows, schema=ID_TRIPLES)
-        self._rows = []
-        return table
+        table = self._triplets.flush()
+        if table is not None:
+            yield GlobalWindows.windowed_value(table)
 
 
 class MsMarco(Source):

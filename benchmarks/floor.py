@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from lxml import etree
@@ -102,10 +103,12 @@ def floor_msmarco_qidpidtriples(folder: Path, out: Path) -> int:
     judged: dict[int, set] = {}
     for qid, _zero, pid, _one in _tsv(folder / "qrels.train.tsv"):
         judged.setdefault(int(qid), set()).add(int(pid))
+    triples = [(int(qid), int(pos), int(neg)) for qid, pos, neg in _tsv(folder / "qidpidtriples.train.full.2.tsv")]
+    # The rule's keys, computed over whole columns as the package does.
+    keys = msmarco.selection_keys("", *np.array(triples, dtype=np.int64).T).tolist()
     candidates: dict[int, list] = {}
-    for qid, pos, neg in _tsv(folder / "qidpidtriples.train.full.2.tsv"):
-        qid, pos, neg = int(qid), int(pos), int(neg)
-        candidates.setdefault(qid, []).append((msmarco.selection_key("", qid, pos, neg), pos, neg))
+    for key, (qid, pos, neg) in zip(keys, triples):
+        candidates.setdefault(qid, []).append((key, pos, neg))
     writer = _Writer(out, msmarco.DATASET)
     source_file = "msmarco/qidpidtriples.train.full.2.tsv"
     for qid in sorted(candidates):

@@ -200,35 +200,52 @@ def plan_tasks(runs: dict[str, list[dict]], task_bytes: int, min_tasks: int = 1)
     return tasks
 
 
-def read_runs(reads: list, column: str, low: pa.Scalar, high: pa.Scalar | None) -> list[pa.Table]:
+def read_runs(reads: list, column: str, low, high) -> list[pa.Table]:
     """The rows of run batches whose ``column`` lies in ``[low, high)`` (no upper bound when
     ``high`` is ``None``), one table per batch.
 
     Args:
         reads: ``(run path, batch index, wholly inside the range)``; a batch wholly inside is
-            taken as it is (no filter, no copy).
+            taken as it is (no copy).
+        column: the column the runs are sorted by: ``uint64`` (bounds are ints) or
+            fixed-size binary (bounds are bytes of that size).
     """
     tables, by_path = [], {}
     for path, index, inside in reads:
         by_path.setdefault(path, []).append((index, inside))
     for path, indices in sorted(by_path.items()):
-        with files.open_raw(path) as stream:
+        # A local run is memory-mapped: its batches are read without a copy.
+        with pa.memory_map(path) if files.is_local(path) else files.open_raw(path) as stream:
             run = pa.ipc.open_file(stream)
             for index, inside in indices:
                 table = pa.Table.from_batches([run.get_batch(index)])
                 if not inside:
-                    mask = pc.greater_equal(table[column], low)
-                    if high is not None:
-                        mask = pc.and_(mask, pc.less(table[column], high))
-                    table = table.filter(mask)
+                    # The batch is sorted: the range is one slice of it (no copy).
+                    values = _sorted_values(table[column].chunk(0))
+                    first = int(np.searchsorted(values, _bound(values, low), "left"))
+                    last = len(values) if high is None else int(np.searchsorted(values, _bound(values, high), "left"))
+                    table = table.slice(first, max(0, last - first))
                 tables.append(table)
     return tables
 
 
+def _sorted_values(array: pa.Array) -> np.ndarray:
+    """A sorted run column as numpy, without a copy (fixed-size binary as ``S<width>``,
+    which numpy orders byte by byte)."""
+    if pa.types.is_fixed_size_binary(array.type):
+        width = array.type.byte_width
+        return np.frombuffer(array.buffers()[1], dtype=f"S{width}", count=len(array),
+                             offset=array.offset * width)
+    return array.to_numpy(zero_copy_only=True)
+
+
+def _bound(values: np.ndarray, bound):
+    return np.array(bound, dtype=values.dtype)
+
+
 def read_range(reads: list, schema: pa.Schema, low: int, high: int) -> pa.Table:
     """The rows of ``reads`` (see :func:`read_runs`) whose hash is in ``[low, high)``."""
-    upper = None if high >= _SPACE else pa.scalar(high, pa.uint64())
-    parts = [t.drop_columns([HASH]) for t in read_runs(reads, HASH, pa.scalar(low, pa.uint64()), upper)]
+    parts = [t.drop_columns([HASH]) for t in read_runs(reads, HASH, low, None if high >= _SPACE else high)]
     if not parts:
         return schema.empty_table()
     return pa.concat_tables(parts).cast(schema)

@@ -132,11 +132,16 @@ def archive_format(path: str) -> str | None:
     return None
 
 
+def is_local(path: str) -> bool:
+    """Whether ``path`` is on a local disk (no ``scheme://``)."""
+    return "://" not in path
+
+
 def run_compression(path: str) -> str | None:
     """Codec of temporary Arrow runs written at ``path``: none on a local disk (writing is
     3-4x faster than with LZ4, measured on MS MARCO rows, and local disk is cheap), LZ4 on
     object stores (``gs://``, ``s3://``), where bytes cost transfer time."""
-    return "lz4" if "://" in path else None
+    return None if is_local(path) else "lz4"
 
 
 def size_of(path: str) -> int:

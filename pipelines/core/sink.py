@@ -406,9 +406,6 @@ def _plan_tasks(runs: list[dict], config: ShardingConfig, pool_below: int, pool_
 
 # -- step 3: write one shard -------------------------------------------------------------------
 
-def _read_slice(reads: list, low: bytes, high: bytes | None) -> list[pa.Table]:
-    key = pa.binary(KEY_BYTES)
-    return read_runs(reads, KEY, pa.scalar(low, key), None if high is None else pa.scalar(high, key))
 
 
 def _write_atomically(path: str, write) -> int:
@@ -429,7 +426,7 @@ class _WriteShard(beam.DoFn):
     def process(self, task, plan):
         schema = self.format.schema()
         key_schema = schema.append(pa.field(KEY, pa.binary(KEY_BYTES)))
-        parts = _read_slice(task["reads"], task["low"], task["high"])
+        parts = read_runs(task["reads"], KEY, task["low"], task["high"])
         table = pa.concat_tables(parts).combine_chunks() if parts else key_schema.empty_table()
         # Equal keys are identical records (128-bit hashes do not collide in practice), so
         # sorting by key alone fixes the order.

@@ -140,7 +140,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.core import accounting, files
-from pipelines.core.exchange import HashJoin, SpillByHash, tables
+from pipelines.core.exchange import HashJoin, SpillByHash, id_hash, tables
 from pipelines.core.normalize import mark_normalized, normalize_text
 from pipelines.core.readers import ReadFiles, json_lines, parse_int, text_records, tsv_tables, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
@@ -390,12 +390,45 @@ def is_member_of(kind: str, member: str) -> bool:
 
 # -- pair rules ------------------------------------------------------------------------
 
-def selection_key(seed: str, *ids) -> int:
-    """Deterministic pseudo-random rank of a candidate: 64-bit BLAKE2b of the seed and
-    the ids. Choosing the candidates with the smallest keys takes an even spread of them,
-    the same on every run and runner, whatever order the input comes in."""
-    text = "\t".join([seed, *map(str, ids)])
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+def selection_key(seed: str, *values) -> int:
+    """Deterministic pseudo-random rank of one candidate: :func:`selection_keys` of one row,
+    in plain Python. Values are ids (ints) or texts (the text triples of
+    ``triples_small``), a text taken as its 64-bit BLAKE2b."""
+    key = _as_id(seed) & _MASK64
+    for value in values:
+        key = _splitmix64(key ^ _splitmix64(_as_id(value) & _MASK64))
+    return key
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    """SplitMix64's finaliser of one unsigned 64-bit int (:func:`id_hash` of one id)."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def selection_keys(seed: str, *columns) -> np.ndarray:
+    """Deterministic pseudo-random ranks of candidates given as columns of integer ids
+    (arrays of equal length), as ``uint64``: SplitMix64's finaliser chained over the
+    seed's 64-bit BLAKE2b and each id. Choosing the candidates with the smallest keys takes
+    an even spread of them, the same on every run and runner, whatever order the input
+    comes in; vectorised, so ranking millions of triples costs next to nothing."""
+    key = np.full(len(columns[0]), _as_id(seed), dtype=np.int64).view(np.uint64)
+    for column in columns:
+        key = id_hash((key ^ id_hash(column)).view(np.int64))
+    return key
+
+
+def _as_id(value) -> int:
+    """An int id as itself; a text as its 64-bit BLAKE2b (as a signed 64-bit int)."""
+    if isinstance(value, int):
+        return value
+    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def select_hard_negatives(qid: int, positives, negatives_by_system: dict, judged=(), *,
@@ -417,11 +450,15 @@ def select_hard_negatives(qid: int, positives, negatives_by_system: dict, judged
     negatives (the very top) from dominating, and does not depend on input order.
     Different positives of one query draw different negatives.
     """
-    candidates = negative_candidates(positives, negatives_by_system, judged, systems)
+    candidates = np.array(sorted(negative_candidates(positives, negatives_by_system, judged, systems)),
+                          dtype=np.int64)
     triplets = []
     for positive in sorted(set(positives)):
-        ranked = sorted(candidates, key=lambda neg: (selection_key(seed, qid, positive, neg), neg))
-        triplets.extend((positive, negative) for negative in ranked[:per_positive])
+        keys = selection_keys(seed, np.full(len(candidates), qid), np.full(len(candidates), positive),
+                              candidates)
+        # Stable on candidates sorted by pid: equal keys fall back to the smaller pid.
+        ranked = candidates[np.argsort(keys, kind="stable")][:per_positive]
+        triplets.extend((positive, int(negative)) for negative in ranked)
     return triplets
 
 
@@ -550,21 +587,29 @@ def _count_kept(element):
 def select_triples(tables: dict, per_query: int, seed: str):
     """:class:`HashJoin` function of ``qidpidtriples``: the triples the queries of one
     task keep (:func:`keep_per_query`, vectorised), those whose negative is judged
-    relevant rejected (``negative_is_positive``).
+    relevant rejected (``negative_is_positive``), the others with their query text
+    (:func:`attach_text`).
 
     Args:
-        tables: ``{"triples": (qid, pos, neg, source_file), "judged": (qid, pid)}``.
+        tables: ``{"triples": (qid, pos, neg, source_file), "judged": (qid, pid),
+            "texts": (qid, text)}``.
         per_query: triples kept per query.
         seed: salt of :func:`selection_key`.
     """
-    triples, judged = tables["triples"], tables["judged"]
+    for item in _kept_triples(tables["triples"], tables["judged"], per_query, seed):
+        if _is_reject(item):
+            yield item
+        else:
+            yield from attach_text({"triplets": item, "texts": tables["texts"]}, "query")
+
+
+def _kept_triples(triples: pa.Table, judged: pa.Table, per_query: int, seed: str):
     if triples.num_rows == 0:
         return
     Metrics.counter("msmarco", "triples_read").inc(triples.num_rows)
     # A triple repeated verbatim is one candidate (a build reads one triples file).
     distinct = triples.group_by(["qid", "pos", "neg", "source_file"], use_threads=False).aggregate([])
-    keys = [selection_key(seed, q, p, n) for q, p, n in zip(
-        distinct["qid"].to_pylist(), distinct["pos"].to_pylist(), distinct["neg"].to_pylist())]
+    keys = selection_keys(seed, *(distinct[name].to_numpy() for name in ("qid", "pos", "neg")))
     ordered = distinct.append_column("_key", pa.array(keys, pa.uint64())).sort_by(
         [("qid", "ascending"), ("_key", "ascending"), ("pos", "ascending"), ("neg", "ascending")])
     qids = ordered["qid"].to_numpy()
@@ -645,6 +690,9 @@ def attach_text(tables: dict, step: str):
     ``step`` (``query``, ``positive`` or ``negative``), or reject it when the id has no
     text (``*_missing``) or several different ones (``duplicate_*_id``).
 
+    The triplets keep their order and columns; only the text column is new (a ``take``
+    from the task's texts), so the texts already attached are not copied again.
+
     Args:
         tables: ``{"triplets": (qid, pos, neg, source_file, texts so far), "texts": (id, text)}``.
         step: a key of ``_JOINS``.
@@ -653,42 +701,49 @@ def attach_text(tables: dict, step: str):
     triplets, texts = tables["triplets"], tables["texts"]
     if triplets.num_rows == 0:
         return
-    per_id = _texts_per_id(texts)
-    joined = triplets.join(per_id, keys=id_field, right_keys=texts.schema.names[0], join_type="left outer",
-                           use_threads=False)
-    found = pc.equal(pc.fill_null(joined["text_count"], 0), 1)
-    for triplet in joined.filter(pc.invert(found)).to_pylist():
-        count = triplet.pop("text_count") or 0
-        triplet.pop("text_min")
-        record_id = f"{triplet['qid']}/{triplet['pos']}/{triplet['neg']}"
-        detail = (f"{what} {triplet[id_field]} not found" if not count else
-                  f"{what} {triplet[id_field]} has {count} different texts")
-        yield rejected(DATASET, missing if not count else ambiguous, source_file=triplet["source_file"],
-                       record_id=record_id, detail=detail,
-                       excerpt={k: triplet[k] for k in ("qid", "pos", "neg")})
-    yield (joined.filter(found).drop_columns(["text_count"])
-           .rename_columns({"text_min": text_field}))
+    ids, counts, text = _texts_per_id(texts)
+    position = pc.index_in(triplets[id_field], value_set=ids)
+    count = (pc.if_else(pc.is_valid(position), 1, 0) if counts is None
+             else pc.fill_null(pc.take(counts, position), 0))
+    found = pc.equal(count, 1)
+    if not pc.all(found).as_py():
+        lost = triplets.select(["qid", "pos", "neg", "source_file"]).append_column("count", count)
+        for triplet in lost.filter(pc.invert(found)).to_pylist():
+            count_of_id = triplet.pop("count")
+            record_id = f"{triplet['qid']}/{triplet['pos']}/{triplet['neg']}"
+            detail = (f"{what} {triplet[id_field]} not found" if not count_of_id else
+                      f"{what} {triplet[id_field]} has {count_of_id} different texts")
+            yield rejected(DATASET, missing if not count_of_id else ambiguous,
+                           source_file=triplet["source_file"], record_id=record_id, detail=detail,
+                           excerpt={k: triplet[k] for k in ("qid", "pos", "neg")})
+        triplets, position = triplets.filter(found), position.filter(found)
+    yield triplets.append_column(text_field, pc.take(text, position))
 
 
-def _texts_per_id(texts: pa.Table) -> pa.Table:
-    """``(id, text_count, text_min)``: per id the number of different texts and the text.
+def _texts_per_id(texts: pa.Table) -> tuple[pa.Array, pa.Array | None, pa.Array]:
+    """``(ids, text counts, texts)`` of one task's ``(id, text)`` table: per distinct id the
+    number of different texts given for it (``None`` when every id is given once) and a text.
 
     Ids are nearly always given once, so texts are compared (hashed) only for the ids that
-    appear more than once: ``text_count`` is 1 for an id given twice with the same text.
+    appear more than once: an id given twice with the same text counts one text.
     """
     text_id = texts.schema.names[0]
+    texts = texts.combine_chunks()
     counts = texts.group_by(text_id, use_threads=False).aggregate([([], "count_all")])
+    if counts.num_rows == texts.num_rows:
+        return texts[text_id].chunk(0) if texts.num_rows else pa.array([], pa.int64()), None, texts["text"]
     repeated = counts.filter(pc.greater(counts["count_all"], 1))[text_id]
     once = texts.filter(pc.invert(pc.is_in(texts[text_id], repeated)))
-    per_id = pa.table({text_id: once[text_id], "text_count": pa.array(np.ones(once.num_rows, np.int64)),
-                       "text_min": once["text"]})
-    if len(repeated):
-        several = texts.filter(pc.is_in(texts[text_id], repeated))
-        distinct = (several.group_by([text_id, "text"], use_threads=False).aggregate([])
-                    .group_by(text_id, use_threads=False).aggregate([("text", "count"), ("text", "min")]))
-        per_id = pa.concat_tables([per_id, distinct.select([text_id, "text_count", "text_min"])
-                                   .cast(per_id.schema)])
-    return per_id
+    several = texts.filter(pc.is_in(texts[text_id], repeated))
+    distinct = (several.group_by([text_id, "text"], use_threads=False).aggregate([])
+                .group_by(text_id, use_threads=False).aggregate([("text", "count"), ("text", "min")]))
+    per_id = pa.concat_tables([
+        pa.table({text_id: once[text_id], "text_count": pa.array(np.ones(once.num_rows, np.int64)),
+                  "text": once["text"]}),
+        distinct.select([text_id, "text_count", "text_min"]).rename_columns([text_id, "text_count", "text"])
+        .cast(pa.schema([(text_id, pa.int64()), ("text_count", pa.int64()), ("text", pa.string())])),
+    ]).combine_chunks()
+    return per_id[text_id].chunk(0), per_id["text_count"].chunk(0), per_id["text"]
 
 
 def triplet_rows(table: pa.Table) -> pa.Table:
@@ -817,22 +872,27 @@ class MsMarco(Source):
             )
             triplets = selected.triplets | "msmarco/TripletTables" >> tables(beam.ParDo(_TriplesAsTables()))
         else:
+            # Triples, qrels and query texts are all keyed by qid: one join selects the
+            # triples and gives them their query text.
             selected = (
                 {"triples": runs(read[QIDPIDTRIPLES].records, "Triples", "qid", ID_TRIPLES),
-                 "judged": runs(judged, "Judged", "qid", JUDGED)}
+                 "judged": runs(judged, "Judged", "qid", JUDGED),
+                 "texts": runs(read[QUERIES].records, "Queries", "qid", QUERY_TEXTS)}
                 | "msmarco/KeepPerQuery" >> HashJoin(
                     functools.partial(select_triples, per_query=per_query, seed=seed),
-                    {"triples": ID_TRIPLES, "judged": JUDGED})
+                    {"triples": ID_TRIPLES, "judged": JUDGED, "texts": QUERY_TEXTS})
             )
             triplets = selected.main
         rejects.append(selected[REJECTED])
 
-        query_runs = runs(read[QUERIES].records, "Queries", "qid", QUERY_TEXTS)
         passage_runs = runs(read[COLLECTION].records, "Passages", "pid", PASSAGES)
         schema = ID_TRIPLES
-        for step, texts, text_schema in (("query", query_runs, QUERY_TEXTS),
-                                         ("positive", passage_runs, PASSAGES),
-                                         ("negative", passage_runs, PASSAGES)):
+        steps = [("positive", passage_runs, PASSAGES), ("negative", passage_runs, PASSAGES)]
+        if choice == HARD_NEGATIVES:
+            steps.insert(0, ("query", runs(read[QUERIES].records, "Queries", "qid", QUERY_TEXTS), QUERY_TEXTS))
+        else:
+            schema = schema.append(pa.field("query", pa.string()))
+        for step, texts, text_schema in steps:
             id_field, text_field = _JOINS[step][:2]
             label = step.capitalize()
             joined = (

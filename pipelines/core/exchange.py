@@ -117,7 +117,7 @@ class SpillByHash(beam.DoFn):
         Per run ``{"path": ..., "batches": [[first hash, last hash, rows, bytes], ...]}``.
     """
 
-    def __init__(self, spill_dir: str, key: str, schema: pa.Schema, spill_bytes: int = 64 * MiB,
+    def __init__(self, spill_dir: str, key: str, schema: pa.Schema, spill_bytes: int = 32 * MiB,
                  row_group_bytes: int = MiB):
         self.spill_dir = spill_dir
         self.key = key

@@ -179,10 +179,7 @@ def _surely_kept(table: pa.Table, policy: TextPolicy, not_null: tuple[str, ...],
     exact reason, or their truncation)."""
     mask = None
     for name in TEXT_FIELDS:
-        length = pc.utf8_length(table[name])
-        ok = pc.greater_equal(length, max(1, policy.min_chars))
-        if policy.max_chars is not None:
-            ok = pc.and_(ok, pc.less_equal(length, policy.max_chars))
+        ok = _length_ok(table[name], max(1, policy.min_chars), policy.max_chars)
         if name == "negative":  # null for pair datasets: fine (Kleene logic: null or x)
             ok = pc.or_kleene(pc.is_null(table[name]), ok)
         mask = ok if mask is None else pc.and_kleene(mask, ok)
@@ -191,6 +188,23 @@ def _surely_kept(table: pa.Table, policy: TextPolicy, not_null: tuple[str, ...],
     for name in non_empty:
         mask = pc.and_kleene(mask, pc.greater(pc.binary_length(table[name]), 0))
     return pc.fill_null(mask, False)
+
+
+def _length_ok(column, min_chars: int, max_chars: int | None):
+    """Whether each text has ``min_chars`` to ``max_chars`` characters. Decided from the
+    byte length (a character is 1 to 4 UTF-8 bytes) where that settles it, which spares
+    counting the characters of every text; counted only when some text is in doubt."""
+    size = pc.binary_length(column)
+    surely = pc.greater_equal(size, 4 * min_chars if min_chars > 1 else min_chars)
+    if max_chars is not None:
+        surely = pc.and_(surely, pc.less_equal(size, max_chars))
+    if pc.all(pc.fill_null(surely, True)).as_py():
+        return surely
+    length = pc.utf8_length(column)
+    ok = pc.greater_equal(length, min_chars)
+    if max_chars is not None:
+        ok = pc.and_(ok, pc.less_equal(length, max_chars))
+    return ok
 
 
 class NormalizeRows(beam.DoFn):

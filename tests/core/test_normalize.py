@@ -79,3 +79,37 @@ def test_schema_problems_name_the_record():
 def test_a_removed_control_character_does_not_leave_text_unnormalised():
     # Removing the NUL joins the combining accent to its base: NFC must come after.
     assert normalize_text("e\x00\u0301") == "\u00e9"
+
+
+_TEXTS = st.text(alphabet=st.sampled_from(["a", " ", "é", "中", "😀", "\u0085"]), max_size=9)
+
+
+@given(st.lists(st.tuples(_TEXTS, _TEXTS, st.none() | _TEXTS), min_size=1, max_size=12),
+       st.integers(1, 4), st.none() | st.integers(2, 7), st.booleans())
+def test_rows_in_a_table_are_kept_and_rejected_as_one_by_one(texts, min_chars, max_chars, truncate):
+    """The table path decides lengths from byte counts where they settle it; it must keep,
+    cut and reject exactly the rows the row-by-row path does."""
+    import pyarrow as pa
+
+    from pipelines.core.normalize import NormalizeRows, mark_normalized
+    from pipelines.core.schema import row_arrow_schema
+
+    policy = TextPolicy(min_chars=min_chars, max_chars=max_chars, truncate=truncate)
+    rows = [make_row("d", normalize_text(a), normalize_text(p), None if n is None else normalize_text(n),
+                     source_file="f", record_id=str(i)) for i, (a, p, n) in enumerate(texts)]
+    step = NormalizeRows("d", policy, normalized=True)
+    step.setup()
+    one_by_one = [out for row in rows for out in step.process(row)]
+    in_table = list(step.process(mark_normalized(pa.Table.from_pylist(rows, schema=row_arrow_schema()))))
+
+    def kept(outputs):
+        return sorted((r for o in outputs if isinstance(o, (dict, pa.Table))
+                       for r in (o.to_pylist() if isinstance(o, pa.Table) else [o])),
+                      key=lambda r: r["record_id"])
+
+    def reasons(outputs):
+        return sorted((o.value["record_id"], o.value["reason"]) for o in outputs
+                      if not isinstance(o, (dict, pa.Table)))
+
+    assert kept(in_table) == kept(one_by_one)
+    assert reasons(in_table) == reasons(one_by_one)

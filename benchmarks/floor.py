@@ -154,3 +154,35 @@ def floor_yahoo_answers(folder: Path, out: Path) -> int:
                         writer.add(row["anchor"], row["positive"], dataset=dataset,
                                    source_file=source_file, record_id=row["record_id"])
     return writer.close()
+
+
+def floor_paq(folder: Path, out: Path) -> int:
+    """paq with the package's parsers and rules (listed questions only, the first passage
+    of each), joined from in-memory dicts and sets: what one process can afford (the
+    passages alone are 13 GB at full scale)."""
+    import json
+
+    from pipelines.sources import paq
+
+    passages: dict[str, str] = {}
+    with gzip.open(folder / "psgs_w100.tsv.gz", "rt", encoding="utf-8") as stream:
+        columns = paq.passage_header(next(stream).rstrip("\n").split("\t"))
+        for line in stream:
+            parsed, _problem = paq.parse_passage_line(line.rstrip("\n"), columns)
+            if parsed is not None:
+                passages.setdefault(*parsed)
+    with open(folder / "PAQ.filtered.jsonl", encoding="utf-8") as stream:
+        listed = {paq.parse_filtered_line(json.loads(line))[0] for line in stream}
+    writer = _Writer(out, paq.DATASET)
+    source_file = "paq/PAQ.metadata.jsonl.gz"
+    with gzip.open(folder / "PAQ.metadata.jsonl.gz", "rt", encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            record, _reason, _detail = paq.parse_metadata_line(json.loads(line))
+            if record is None or record["question"] not in listed:
+                continue
+            for passage_id in paq.choose_passages(record["passage_ids"], "first"):
+                if passage_id in passages:
+                    writer.add(record["question"], passages[passage_id], source_file=source_file,
+                               record_id=f"line {number}, passage {passage_id}")
+    return writer.close()
+

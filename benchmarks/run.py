@@ -159,6 +159,16 @@ class YahooBench(Bench):
         return [str(root / "yahoo_answers"), str(out)]
 
 
+class PaqBench(Bench):
+    QUESTIONS = 150_000
+
+    def generate(self, root: Path, scale: float) -> None:
+        synthetic.write_paq(root / "paq", max(100, int(self.QUESTIONS * scale)))
+
+    def floor_args(self, root: Path, out: Path) -> list[str]:
+        return [str(root / "paq"), str(out)]
+
+
 BENCHES = {
     "stackexchange": StackExchangeBench("stackexchange", ("stackexchange_title_body",),
                                         "floor_stackexchange_sites"),
@@ -168,6 +178,7 @@ BENCHES = {
                                                   "yahoo_answers_question_answer",
                                                   "yahoo_answers_title_question"),
                                 "floor_yahoo_answers"),
+    "paq": PaqBench("paq", ("paq",), "floor_paq"),
 }
 
 _FLOOR = """

@@ -152,3 +152,33 @@ def write_yahoo_csv(path: Path, rows: int, seed: int = 0) -> None:
             answer = "" if rng.random() < 0.02 else f"{_sentence(rng, 10, 60)}.<br />{_sentence(rng, 3, 20)}."
             out.write(",".join((quoted(str(rng.randint(1, 10))), quoted(title), quoted(content),
                                 quoted(answer))) + "\n")
+
+
+def write_paq(folder: Path, questions: int, passages_per_question: float = 0.4, seed: int = 0) -> None:
+    """Write PAQ's three inputs: ``PAQ.filtered.jsonl`` (NQ-open lines), ``PAQ.metadata.jsonl.gz``
+    (one record per question, listing the passages it was generated from; every 50th
+    question is not in the filtered list) and ``psgs_w100.tsv.gz`` (DPR's header, CSV-quoted
+    passage texts of about 100 words, titles)."""
+    import gzip
+    import json
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    passages = max(1, int(questions * passages_per_question))
+    with gzip.open(folder / "psgs_w100.tsv.gz", "wt", encoding="utf-8", compresslevel=1) as out:
+        out.write("id\ttext\ttitle\n")
+        for pid in range(1, passages + 1):
+            text = " ".join(_sentence(rng, 8, 14) + "." for _ in range(8)).replace('"', '""')
+            out.write(f'{pid}\t"{text}"\t{_sentence(rng, 1, 3)}\n')
+    with open(folder / "PAQ.filtered.jsonl", "w", encoding="utf-8") as listed, \
+            gzip.open(folder / "PAQ.metadata.jsonl.gz", "wt", encoding="utf-8", compresslevel=1) as metadata:
+        for n in range(questions):
+            question = f"{_sentence(rng, 4, 10).lower()} {n}"
+            answer = _sentence(rng, 1, 3)
+            if n % 50:
+                listed.write(json.dumps({"question": question, "answer": [answer]}) + "\n")
+            answers = [{"passage_id": str(rng.randint(1, passages)), "offset": rng.randint(0, 400),
+                        "text": answer, "extractor": rng.choice(["L", "M"])}
+                       for _ in range(rng.choice((1, 1, 1, 2, 3)))]
+            metadata.write(json.dumps({"question": question, "subsets": ["L1"], "answer": [answer],
+                                       "passage_score": round(rng.random(), 4), "answers": answers}) + "\n")

@@ -35,6 +35,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
@@ -84,6 +85,14 @@ def as_tables(pcoll):
     on its own) as holding ``pa.Table`` elements, so that it uses :class:`ArrowTableCoder`."""
     pcoll.element_type = pa.Table
     return pcoll
+
+
+def text_key(text: str) -> int:
+    """A signed 64-bit key of a text (XXH3-64 of its UTF-8), for joining by text with
+    :class:`HashJoin`: texts with equal keys meet in one task, where the join compares the
+    texts themselves (so a collision costs nothing but a shared task)."""
+    key = xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogatepass"))
+    return key - (1 << 64) if key >= 1 << 63 else key
 
 
 def id_hash(ids) -> np.ndarray:

@@ -130,3 +130,16 @@ class RowTables:
             return None
         rows, self._rows = self._rows, []
         return records_table(rows, self._schema)
+
+
+def gather_tables(items, schema: pa.Schema | None = None, rows_per_table: int = 1 << 14):
+    """Gather the dict records among ``items`` into tables of ``schema`` (see
+    :class:`RowTables`); anything else (a tagged reject) is passed on at once."""
+    gathered = RowTables(rows_per_table, schema)
+    for item in items:
+        table = gathered.add(item) if isinstance(item, dict) else item
+        if table is not None:
+            yield table
+    table = gathered.flush()
+    if table is not None:
+        yield table

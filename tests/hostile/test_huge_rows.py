@@ -50,7 +50,8 @@ def test_msmarco_huge_passage():
 def test_paq_huge_passage_is_a_counted_reject():
     data = f'1\t"{huge_text()}"\ttitle\n2\tshort\ttitle\n'.encode()
     got = _read(paq.read_passages, data)
-    assert got[0] == ("reject", "malformed_passage") and got[1][0] == "2"
+    key, passage_id, _text, _line = got[1]
+    assert got[0] == ("reject", "malformed_passage") and passage_id == "2"
 
 
 def test_searchqa_clue_beyond_its_size_cap_is_a_counted_reject():

@@ -5,8 +5,10 @@ import io
 import json
 import tarfile
 
+import pyarrow as pa
 import pytest
 
+from pipelines.core.exchange import text_key
 from pipelines.sources import paq
 from tests.sources.conservation import run_conserved_build
 
@@ -92,8 +94,11 @@ def test_filtered_parser_reads_real_nq_open_lines(upstream_samples):
     for name in ("NQ-open.train.jsonl", "NQ-open.dev.jsonl", "NQ-open.efficientqa.dev.1.1.sample.jsonl"):
         with open(folder / name, "rb") as stream:
             items = list(paq.read_filtered(stream, name))
-        assert all(isinstance(item, tuple) for item in items), name  # no rejects
-        questions += [question for question, _where in items]
+        assert all(isinstance(item, pa.Table) for item in items), name  # no rejects
+        for table in items:
+            assert table.schema == paq.LISTED
+            assert table["key"].to_pylist() == [text_key(q) for q in table["question"].to_pylist()]
+            questions += table["question"].to_pylist()
     assert questions[:2] == ["where did they film hot tub time machine",
                              "who has the right of way in international waters"]
     # kept exactly as released: lower case, no question mark
@@ -192,3 +197,70 @@ def test_bad_option_values_are_one_readable_line(tmp_path, capsys):
     assert "paq.passages='best': expected one of first, all" in capsys.readouterr().err
     assert run(base + ["--source-option", "paq.filtered_only=maybe"]) == 2
     assert "paq.filtered_only='maybe'" in capsys.readouterr().err
+
+
+def test_join_task_gives_what_the_per_passage_rule_gives():
+    """pair_with_passages (vectorised) against passage_outcomes applied id by id: found,
+    missing and repeated passage ids, several questions per passage."""
+    passages = [("1", "one", 1), ("2", "two", 2), ("2", "two again", 9), ("3", "three", 3)]
+    questions = [("2", "q b", 4), ("1", "q a", 2), ("5", "q missing", 3), ("2", "q c", 1), ("3", "q d", 5)]
+    tables = {
+        "passages": pa.Table.from_pylist([{"key": text_key(p), "passage_id": p, "text": t, "line": n}
+                                          for p, t, n in passages], schema=paq.PASSAGE_TEXTS),
+        "questions": pa.Table.from_pylist([{"key": text_key(p), "passage_id": p, "question": q,
+                                            "source_file": "paq/m", "line": n}
+                                           for p, q, n in questions], schema=paq.QUESTIONS),
+    }
+    joined = list(paq.pair_with_passages(tables, "paq/psgs_w100.tsv"))
+    rows = sorted((r for item in joined if isinstance(item, pa.Table) for r in item.to_pylist()),
+                  key=lambda r: r["record_id"])
+    rejects = sorted((item.value["reason"], item.value["record_id"]) for item in joined
+                     if not isinstance(item, pa.Table))
+    expected = [item for pid in ("1", "2", "3", "5") for item in paq.passage_outcomes(
+        pid, [{"text": t, "line": n} for p, t, n in passages if p == pid],
+        [{"question": q, "source_file": "paq/m", "line": n} for p, q, n in questions if p == pid],
+        "paq/psgs_w100.tsv")]
+    assert rows == sorted((r for r in expected if isinstance(r, dict)), key=lambda r: r["record_id"])
+    assert rejects == sorted((r.value["reason"], r.value["record_id"]) for r in expected
+                             if not isinstance(r, dict))
+    assert ("duplicate_passage_id", "line 9") in rejects
+    assert ("passage_missing", "line 3, passage 5") in rejects
+
+
+@pytest.mark.parametrize("filtered_only,rule", [(True, "first"), (True, "all"), (False, "first")])
+def test_selection_task_gives_what_the_per_question_rule_gives(filtered_only, rule):
+    """select_candidates (vectorised where it can be) against candidate_outcomes applied
+    question by question: listed or not, with one, two or no records, unusable records."""
+    listed = [("q1", 1), ("q2", 2), ("q2", 7), ("q3", 3), ("q5", 5)]
+    metadata = [("q1", ["4", "2"], None, 1), ("q2", ["9"], None, 2), ("q2", ["9", "8"], None, 3),
+                ("q3", None, "no_passage", 4), ("q4", ["1"], None, 5)]
+    tables = {
+        "listed": pa.Table.from_pylist([{"key": text_key(q), "question": q, "source_file": "paq/f", "line": n}
+                                        for q, n in listed], schema=paq.LISTED),
+        "metadata": pa.Table.from_pylist([{"key": text_key(q), "question": q, "passage_ids": ids,
+                                           "reason": reason, "detail": reason and "why", "excerpt": reason and "{}",
+                                           "source_file": "paq/m", "line": n}
+                                          for q, ids, reason, n in metadata], schema=paq.METADATA_RECORDS),
+    }
+
+    def outcome(items):
+        rows = sorted((r["question"], r["passage_id"], r["line"]) for item in items if isinstance(item, pa.Table)
+                      for r in item.to_pylist())
+        rejects = sorted((i.value["reason"], i.value["record_id"]) for i in items if not isinstance(i, pa.Table))
+        return rows, rejects
+
+    got = outcome(list(paq.select_candidates(tables, filtered_only, rule)))
+    expected = []
+    for question in sorted({q for q, _ in listed} | {q for q, *_ in metadata}):
+        records = [r for r in tables["metadata"].to_pylist() if r["question"] == question]
+        entries = [e for e in tables["listed"].to_pylist() if e["question"] == question]
+        for item in paq.candidate_outcomes(question, entries, records, filtered_only):
+            if isinstance(item, dict):
+                expected += [pa.Table.from_pylist([{"key": 0, "passage_id": p, "question": question,
+                                                    "source_file": "paq/m", "line": item["line"]}],
+                                                  schema=paq.QUESTIONS)
+                             for p in paq.choose_passages(item["passage_ids"], rule)]
+            else:
+                expected.append(item)
+    assert got == outcome(expected)
+    assert ("no_metadata", "line 5") in got[1] and ("no_passage", "line 4") in got[1]

@@ -54,10 +54,12 @@ Joins: the id inputs are joined by id, never with dicts. The id files are read a
 tables (:func:`pipelines.core.readers.tsv_tables`) and joined with partitioned hash joins
 (:class:`pipelines.core.exchange.HashJoin`: every side spilled in runs sorted by the
 hash of its id, one task per hash range joining its share with pyarrow): BM25 triples
-with the qrels by qid (the per-query cap applied there, vectorised), then all triplets
-with the query text by qid, the passage text by positive pid and by negative pid. The
-hard-negatives lines are joined with the qrels by a Beam ``CoGroupByKey`` (one element
-per query) before they become triplet tables. Memory is bounded by a run buffer and one
+with the qrels and the query texts by qid (the per-query cap applied there, vectorised),
+then the passage text by positive pid and by negative pid. The hard-negatives lines are
+joined with the qrels by a Beam ``CoGroupByKey`` (one element per query) before they
+become triplet tables, which then meet the query texts by qid. A text is attached by
+position (``index_in`` and ``take``), so the columns already joined are never copied
+again. Memory is bounded by a run buffer and one
 task's share; archives and compressed files are read by one worker each, big plain ones
 in byte ranges (option ``split_mb``).
 
@@ -144,7 +146,7 @@ from pipelines.core.exchange import HashJoin, SpillByHash, id_hash, tables
 from pipelines.core.normalize import mark_normalized, normalize_text
 from pipelines.core.readers import ReadFiles, json_lines, parse_int, text_records, tsv_tables, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import RowTables, make_row, row_arrow_schema
+from pipelines.core.schema import RowTables, gather_tables, make_row, row_arrow_schema
 from pipelines.core.source import (Source, SourceContext, SourceError, SourceOutput, positive_float,
                                    positive_int)
 
@@ -267,14 +269,9 @@ def read_qrels(stream, source_file: str):
     """Judged relevant pairs of ``qrels.train.tsv`` (TREC ``qid 0 pid rel``; TAB or space
     separated) as ``(qid, pid)`` tables. Lines with relevance 0 are judgements of
     non-relevance, not candidates, and are skipped."""
-    judged = RowTables(1 << 16, JUDGED)
-    for item in _judged_pairs(stream, source_file):
-        table = item if _is_reject(item) else judged.add({"qid": item[0], "pid": item[1]})
-        if table is not None:
-            yield table
-    table = judged.flush()
-    if table is not None:
-        yield table
+    pairs = (item if _is_reject(item) else {"qid": item[0], "pid": item[1]}
+             for item in _judged_pairs(stream, source_file))
+    yield from gather_tables(pairs, JUDGED, 1 << 16)
 
 
 def _judged_pairs(stream, source_file: str):

@@ -35,7 +35,9 @@ Parse:
                             README lists title before text, DPR's header text before title);
                             without a header the order is DPR's (:func:`parse_passage_line`).
 Questions are kept exactly as generated (lower case, no question mark); the passage is
-its text without the title.
+its text without the title. Passage texts are normalised where they are read (once per
+passage, not once per question using it), questions when they become rows; joins compare
+the texts as read.
 
 Pair rules, one function each:
     :func:`question_is_candidate`   which metadata records are candidates: those whose
@@ -45,9 +47,13 @@ Pair rules, one function each:
                                     ``passages``)
     :func:`question_passage_pair`   paq: (question, passage text)
 
-Joins: the filtered list restricts the metadata through a CoGroupByKey keyed by the
-question text, and questions meet their passages in a CoGroupByKey keyed by passage id.
-Nothing is held in a dict; psgs_w100.tsv (13 GB) is only ever streamed.
+Joins: the inputs are read into Arrow tables, each row keyed by the 64-bit key of the
+text it is joined on (:func:`pipelines.core.exchange.text_key`), and joined with
+partitioned hash joins (:class:`pipelines.core.exchange.HashJoin`): the filtered list
+restricts the metadata by question (:func:`select_candidates`), then questions meet their
+passages by passage id (:func:`pair_with_passages`). Every side is spilled in runs and
+each task holds one hash range of it, so memory stays bounded whatever the input size;
+psgs_w100.tsv (13 GB) is only ever streamed.
 
 Documented count: 64,371,441 pairs (the model card) for 64,875,601 filtered questions.
 One pair per filtered question (the defaults) gives about 64.9M, 0.8% above the card and
@@ -92,12 +98,18 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
+import functools
+
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.core import accounting, files
+from pipelines.core.exchange import HashJoin, SpillByHash, tables, text_key
+from pipelines.core.normalize import mark_normalized, normalize_column, normalize_text
 from pipelines.core.readers import ReadFiles, json_lines, text_records
 from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
-from pipelines.core.schema import make_row
+from pipelines.core.schema import gather_tables, make_row, row_arrow_schema
 from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput, parse_bool
 
 DATASET = "paq"
@@ -115,6 +127,20 @@ _INPUT_NAMES = (
 PASSAGE_COLUMNS = ("id", "text", "title")  # DPR's order, used when there is no header
 PASSAGE_RULES = ("first", "all")
 EXCERPT_CHARS = 500
+
+# What the inputs become: Arrow tables keyed by ``key``, the 64-bit key of the text they
+# are joined on (:func:`pipelines.core.exchange.text_key` of the question, or of the
+# canonical passage id).
+LISTED = pa.schema([("key", pa.int64()), ("question", pa.string()), ("source_file", pa.string()),
+                    ("line", pa.int64())])
+METADATA_RECORDS = pa.schema([
+    ("key", pa.int64()), ("question", pa.string()), ("passage_ids", pa.list_(pa.string())),
+    ("reason", pa.string()), ("detail", pa.string()), ("excerpt", pa.string()),
+    ("source_file", pa.string()), ("line", pa.int64())])
+QUESTIONS = pa.schema([("key", pa.int64()), ("passage_id", pa.string()), ("question", pa.string()),
+                       ("source_file", pa.string()), ("line", pa.int64())])
+PASSAGE_TEXTS = pa.schema([("key", pa.int64()), ("passage_id", pa.string()), ("text", pa.string()),
+                           ("line", pa.int64())])
 
 
 # -- finding the inputs -----------------------------------------------------------------
@@ -314,7 +340,11 @@ def _counted_line_readers(items):
 
 
 def read_filtered(stream, source_file: str):
-    """Questions of ``PAQ.filtered.jsonl`` as ``(question, {"source_file", "line"})``."""
+    """Questions of ``PAQ.filtered.jsonl`` as :data:`LISTED` tables."""
+    yield from gather_tables(_filtered_records(stream, source_file), LISTED)
+
+
+def _filtered_records(stream, source_file: str):
     for item in _counted_line_readers(json_lines(stream, DATASET, source_file)):
         if _is_reject(item):
             yield item
@@ -325,17 +355,21 @@ def read_filtered(stream, source_file: str):
             yield _line_reject("malformed_question", source_file, number,
                                f"filtered question list: {problem}", record)
             continue
-        yield question, {"source_file": source_file, "line": number}
+        yield {"key": text_key(question), "question": question, "source_file": source_file, "line": number}
 
 
 def read_metadata(stream, source_file: str):
-    """Metadata records as ``(question, record)``.
+    """Metadata records as :data:`METADATA_RECORDS` tables.
 
-    ``record`` is ``{"question", "passage_ids", "source_file", "line"}``; a record with a
-    question but no usable passage id carries ``reason``/``detail`` instead, so that it is
-    rejected only when its question is a candidate (see :func:`_restrict_to_filtered`).
-    Lines without a question cannot be matched to the list and are rejected here.
+    A record has its ``passage_ids``; a record with a question but no usable passage id
+    carries ``reason``/``detail``/``excerpt`` instead, so that it is rejected only when its
+    question is a candidate (see :func:`candidate_outcomes`). Lines without a question
+    cannot be matched to the list and are rejected here.
     """
+    yield from gather_tables(_metadata_records(stream, source_file), METADATA_RECORDS)
+
+
+def _metadata_records(stream, source_file: str):
     for item in _counted_line_readers(json_lines(stream, DATASET, source_file)):
         if _is_reject(item):
             yield item
@@ -345,12 +379,12 @@ def read_metadata(stream, source_file: str):
         if reason == "malformed_question":
             yield _line_reject(reason, source_file, number, f"metadata: {detail}", record)
             continue
-        where = {"source_file": source_file, "line": number}
-        if parsed is None:
-            yield record["question"], {"question": record["question"], "reason": reason,
-                                       "detail": detail, "excerpt": _excerpt(record), **where}
-            continue
-        yield parsed["question"], {**parsed, **where}
+        question = record["question"]
+        yield {"key": text_key(question), "question": question,
+               "passage_ids": parsed["passage_ids"] if parsed else None,
+               "reason": reason or None, "detail": detail or None,
+               "excerpt": None if parsed else _excerpt(record),
+               "source_file": source_file, "line": number}
 
 
 def _excerpt(record: dict) -> str:
@@ -358,7 +392,11 @@ def _excerpt(record: dict) -> str:
 
 
 def read_passages(stream, source_file: str):
-    """Passages as ``(passage id, {"text", "line"})``; the header line is skipped."""
+    """Passages as :data:`PASSAGE_TEXTS` tables; the header line is skipped."""
+    yield from gather_tables(_passage_records(stream, source_file), PASSAGE_TEXTS)
+
+
+def _passage_records(stream, source_file: str):
     columns = dict(zip(PASSAGE_COLUMNS, range(len(PASSAGE_COLUMNS))))
     for item in _counted_line_readers(text_records(stream, DATASET, source_file)):
         if _is_reject(item):
@@ -375,7 +413,9 @@ def read_passages(stream, source_file: str):
             yield _line_reject("malformed_passage", source_file, number, problem, text[:EXCERPT_CHARS])
             continue
         passage_id, passage_text = parsed
-        yield passage_id, {"text": passage_text, "line": number}
+        # Normalised once here, not once per question that uses the passage.
+        yield {"key": text_key(passage_id), "passage_id": passage_id, "text": normalize_text(passage_text),
+               "line": number}
 
 
 def is_filtered_member(member: str) -> bool:
@@ -385,23 +425,65 @@ def is_filtered_member(member: str) -> bool:
 
 
 # -- joins ------------------------------------------------------------------------------
+# Both joins are :class:`HashJoin`s: every side spilled in runs by the hash of its key, one
+# task per hash range; a task groups its own rows by the joined text (bounded by the task's
+# size, whatever the input's).
 
-def _metadata_outcome(record: dict):
-    """A candidate metadata record, or its reject when it has no usable passage id."""
-    if "reason" in record:
-        yield rejected(DATASET, record["reason"], counts_as_read=True,
-                       source_file=record["source_file"],
-                       record_id=f"line {record['line']}", detail=record["detail"],
-                       excerpt=record["excerpt"])
-    else:
-        yield record
+def _rows_by(table: pa.Table, column: str) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for row in table.to_pylist():
+        grouped.setdefault(row[column], []).append(row)
+    return grouped
 
 
-def _restrict_to_filtered(element, filtered_only: bool):
-    """Candidate metadata records of one question; a listed question without any metadata
-    record is a reject."""
-    question, grouped = element
-    listed, records = list(grouped["listed"]), list(grouped["metadata"])
+def select_candidates(tables: dict, filtered_only: bool, rule: str):
+    """:class:`HashJoin` function of the filtered list and the metadata (by question): the
+    outcome of :func:`candidate_outcomes` for every question of the task, each candidate
+    record as one :data:`QUESTIONS` row per passage :func:`choose_passages` picks.
+
+    The usual case (a listed question with one usable record, the ``first`` passage) is
+    decided over the whole task at once; questions without a record, records without a
+    usable passage id and the ``all`` rule go record by record.
+
+    Args:
+        tables: ``{"listed": LISTED, "metadata": METADATA_RECORDS}``.
+        filtered_only: option ``filtered_only`` (see :func:`question_is_candidate`).
+        rule: option ``passages`` (see :func:`choose_passages`).
+    """
+    listed, metadata = tables["listed"], tables["metadata"]
+    unanswered = pc.invert(pc.is_in(listed["question"], metadata["question"]))
+    in_list = pc.is_in(metadata["question"], listed["question"])
+    candidate = in_list if filtered_only else pa.array([True] * metadata.num_rows, pa.bool_())
+    skipped = metadata.num_rows - pc.sum(candidate).as_py() if metadata.num_rows else 0
+    if skipped:
+        accounting.count_read(DATASET, skipped)
+        accounting.count_skipped(DATASET, "not_in_filtered_list", skipped)
+    simple = pc.and_(candidate, pc.is_null(metadata["reason"]))
+    one_by_one = pc.and_(candidate, pc.invert(simple))
+    if rule != "first":
+        simple, one_by_one = pc.and_(simple, False), candidate
+    if pc.any(unanswered).as_py() or pc.any(one_by_one).as_py():
+        # Rare: listed questions without a record, records without a passage, rule "all".
+        waiting, records = _rows_by(listed.filter(unanswered), "question"), _rows_by(metadata.filter(one_by_one), "question")
+        items = (item for question in sorted(waiting.keys() | records.keys())
+                 for item in candidate_outcomes(question, waiting.get(question, []),
+                                                records.get(question, []), filtered_only=False))
+        yield from gather_tables(
+            (row for item in items for row in ([item] if _is_reject(item) else _by_passage(item, rule))),
+            QUESTIONS)
+    chosen = metadata.filter(simple)
+    if chosen.num_rows:
+        accounting.count_read(DATASET, chosen.num_rows)  # one record per (question, passage)
+        first = pc.list_element(chosen["passage_ids"], 0)
+        yield pa.table({"key": pa.array([text_key(p) for p in first.to_pylist()], pa.int64()),
+                        "passage_id": first, "question": chosen["question"],
+                        "source_file": chosen["source_file"], "line": chosen["line"]}, schema=QUESTIONS)
+
+
+def candidate_outcomes(question: str, listed: list[dict], records: list[dict], filtered_only: bool):
+    """Candidate metadata records of one question, or their rejects: a listed question
+    without any metadata record is ``no_metadata``; a candidate record without a usable
+    passage id is rejected with its reason; records of unlisted questions are skipped."""
     if not records:
         for entry in sorted(listed, key=lambda e: (e["source_file"], e["line"])):
             yield rejected(DATASET, "no_metadata", counts_as_read=True,
@@ -409,28 +491,82 @@ def _restrict_to_filtered(element, filtered_only: bool):
                            record_id=f"line {entry['line']}", excerpt=question,
                            detail="question of the filtered list has no record in PAQ.metadata.jsonl")
         return
-    if question_is_candidate(bool(listed), filtered_only):
-        for record in sorted(records, key=lambda r: (r["source_file"], r["line"])):
-            yield from _metadata_outcome(record)
-    else:
+    if not question_is_candidate(bool(listed), filtered_only):
         accounting.count_read(DATASET, len(records))
         accounting.count_skipped(DATASET, "not_in_filtered_list", len(records))
+        return
+    for record in sorted(records, key=lambda r: (r["source_file"], r["line"])):
+        if record["reason"]:
+            yield rejected(DATASET, record["reason"], counts_as_read=True,
+                           source_file=record["source_file"],
+                           record_id=f"line {record['line']}", detail=record["detail"],
+                           excerpt=record["excerpt"])
+        else:
+            yield record
 
 
 def _by_passage(record: dict, rule: str):
-    question = {"question": record["question"], "source_file": record["source_file"],
-                "line": record["line"]}
     chosen = choose_passages(record["passage_ids"], rule)
     accounting.count_read(DATASET, len(chosen))  # one record per (question, passage)
     for passage_id in chosen:
-        yield passage_id, question
+        yield {"key": text_key(passage_id), "passage_id": passage_id, "question": record["question"],
+               "source_file": record["source_file"], "line": record["line"]}
 
 
-def _pair_with_passage(element, passage_file: str):
+def pair_with_passages(tables: dict, passage_file: str):
+    """:class:`HashJoin` function of the questions and the passages (by passage id): a row
+    per question whose passage is found (:func:`question_passage_pair`, vectorised), the
+    rejects of :func:`passage_outcomes` for the others and for repeated passage ids.
+
+    Args:
+        tables: ``{"questions": QUESTIONS, "passages": PASSAGE_TEXTS}``.
+        passage_file: psgs_w100.tsv as named in rejects.
+    """
+    passages, questions = tables["passages"], tables["questions"]
+    counts = passages.group_by("passage_id", use_threads=False).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts["count_all"], 1))["passage_id"]
+    if len(repeated):
+        # Rare: the ids given more than once, and their questions, go one by one.
+        several = pc.is_in(passages["passage_id"], repeated)
+        asked = pc.is_in(questions["passage_id"], repeated)
+        by_id = _rows_by(passages.filter(several), "passage_id")
+        asking = _rows_by(questions.filter(asked), "passage_id")
+        yield from gather_tables(
+            item for passage_id in sorted(by_id, key=int)
+            for item in passage_outcomes(passage_id, by_id[passage_id], asking.get(passage_id, []),
+                                         passage_file))
+        passages, questions = passages.filter(pc.invert(several)), questions.filter(pc.invert(asked))
+    position = pc.index_in(questions["passage_id"], value_set=passages["passage_id"].combine_chunks())
+    found = pc.is_valid(position)
+    if not pc.all(found).as_py():
+        lost = questions.filter(pc.invert(found)).sort_by([("passage_id", "ascending"), ("source_file", "ascending"),
+                                                           ("line", "ascending")])
+        for question in lost.to_pylist():
+            yield from passage_outcomes(question["passage_id"], [], [question], passage_file)
+        questions, position = questions.filter(found), position.filter(found)
+    if questions.num_rows:
+        yield question_passage_rows(questions, pc.take(passages["text"], position))
+
+
+def question_passage_rows(questions: pa.Table, texts) -> pa.Table:
+    """:func:`question_passage_pair` of every row of a :data:`QUESTIONS` table, given the
+    (normalised) text of each one's passage; the questions are normalised here."""
+    accounting.count_paired(DATASET, questions.num_rows)
+    count = questions.num_rows
+    return mark_normalized(pa.table({
+        "anchor": normalize_column(questions["question"]), "positive": texts,
+        "negative": pa.nulls(count, pa.string()),
+        "dataset": pa.array([DATASET] * count, pa.string()),
+        "subset": pa.array([""] * count, pa.string()),
+        "source_file": questions["source_file"],
+        "record_id": pc.binary_join_element_wise(
+            "line ", pc.cast(questions["line"], pa.string()), ", passage ", questions["passage_id"], ""),
+    }, schema=row_arrow_schema()))
+
+
+def passage_outcomes(passage_id: str, passages: list[dict], questions: list[dict], passage_file: str):
     """Rows for every question of one passage id; missing and repeated ids are rejects."""
-    passage_id, grouped = element
-    passages = sorted(grouped["passage"], key=lambda p: p["line"])
-    questions = sorted(grouped["question"], key=lambda q: (q["source_file"], q["line"]))
+    passages = sorted(passages, key=lambda p: p["line"])
     for extra in passages[1:]:
         # a passage line, a record only as a reject
         yield rejected(DATASET, "duplicate_passage_id", counts_as_read=True,
@@ -438,7 +574,7 @@ def _pair_with_passage(element, passage_file: str):
                        record_id=f"line {extra['line']}", excerpt=extra["text"][:EXCERPT_CHARS],
                        detail=f"passage id {passage_id} already on line {passages[0]['line']}; "
                               "the first is used")
-    for question in questions:
+    for question in sorted(questions, key=lambda q: (q["source_file"], q["line"])):
         if not passages:
             yield rejected(DATASET, "passage_missing", source_file=question["source_file"],
                            record_id=f"line {question['line']}, passage {passage_id}",
@@ -505,38 +641,40 @@ class Paq(Source):
         def read(label, kind, read_file):
             result = pipeline | f"paq/Read{label}" >> ReadFiles(
                 [paths[kind]], read_file, input_root=ctx.input_root, dataset=DATASET,
-                strict=ctx.strict, members=is_filtered_member)
+                strict=ctx.strict, members=is_filtered_member, output_type=pa.Table)
             rejects.append(result[REJECTED])
             return result.records
 
+        spill_dir = ctx.scratch_dir()
+
+        def runs(pcoll, label: str, schema: pa.Schema):
+            return pcoll | f"paq/Spill{label}" >> beam.ParDo(
+                SpillByHash(files.join(spill_dir, label), "key", schema))
+
         metadata = read("Metadata", METADATA, read_metadata)
         passages = read("Passages", PASSAGES, read_passages)
+        choose = functools.partial(select_candidates, filtered_only=filtered_only, rule=rule)
         if filtered_only:
             questions_kind = FILTERED if FILTERED in paths else ARCHIVE
             listed = read("Filtered", questions_kind, read_filtered)
-            restricted = (
-                {"listed": listed, "metadata": metadata}
-                | "paq/JoinFilteredList" >> beam.CoGroupByKey()
-                | "paq/KeepListed" >> beam.FlatMap(_restrict_to_filtered, filtered_only)
-                .with_outputs(REJECTED, main="records"))
-            rejects.append(restricted[REJECTED])
-            candidates = restricted.records
+            candidates = (
+                {"listed": runs(listed, "Listed", LISTED), "metadata": runs(metadata, "Metadata", METADATA_RECORDS)}
+                | "paq/KeepListed" >> HashJoin(choose, {"listed": LISTED, "metadata": METADATA_RECORDS}))
         else:
-            everything = (metadata
-                          | "paq/DropQuestionKey" >> beam.Values()
-                          | "paq/CheckMetadata" >> beam.FlatMap(_metadata_outcome)
-                          .with_outputs(REJECTED, main="records"))
-            rejects.append(everything[REJECTED])
-            candidates = everything.records
-        by_passage = candidates | "paq/KeyByPassage" >> beam.FlatMap(_by_passage, rule)
+            # Without the list every metadata record is a candidate: no join needed.
+            candidates = metadata | "paq/CheckMetadata" >> tables(beam.FlatMap(
+                lambda table: choose({"listed": LISTED.empty_table(), "metadata": table}))
+            ).with_outputs(REJECTED, main="main")
+        rejects.append(candidates[REJECTED])
         passage_file = ctx.relative(next(path for kind, path in plan if kind == PASSAGES))
         joined = (
-            {"question": by_passage, "passage": passages}
-            | "paq/JoinPassages" >> beam.CoGroupByKey()
-            | "paq/Pair" >> beam.FlatMap(_pair_with_passage, passage_file)
-            .with_outputs(REJECTED, main="rows"))
+            {"questions": runs(candidates.main, "Questions", QUESTIONS),
+             "passages": runs(passages, "Passages", PASSAGE_TEXTS)}
+            | "paq/JoinPassages" >> HashJoin(
+                functools.partial(pair_with_passages, passage_file=passage_file),
+                {"questions": QUESTIONS, "passages": PASSAGE_TEXTS}))
         rejects.append(joined[REJECTED])
-        return SourceOutput(rows={DATASET: joined.rows}, rejects=rejects)
+        return SourceOutput(rows={DATASET: joined.main}, rejects=rejects)
 
 
 SOURCE = Paq()

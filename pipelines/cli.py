@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from pipelines import registry
@@ -173,8 +174,21 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
+    """The ``corpus`` command. Once the command has finished and its output is flushed, the
+    process ends without the interpreter's teardown: native thread pools (pyarrow's, gRPC's)
+    torn down at interpreter exit occasionally abort the process ("terminate called without
+    an active exception") after a correct run, which would turn a good exit status bad."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(run())
+    try:
+        status = run()
+    except SystemExit as exc:  # argparse's usage errors and --help
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        if not isinstance(exc.code, (int, type(None))):
+            print(exc.code, file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

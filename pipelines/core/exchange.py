@@ -87,6 +87,42 @@ def as_tables(pcoll):
     return pcoll
 
 
+class GatherTables(beam.DoFn):
+    """Gather the dict records of a PCollection into Arrow tables (one Beam element per
+    ``rows_per_table`` records, and one at the end of each bundle), e.g. to spill them.
+
+    Args:
+        schema: the tables' schema (keys of a record outside it are left out).
+        to_record: optional ``element -> record dict, or a tagged reject`` (passed on as it
+            is), applied to each element first.
+        rows_per_table: records of a full table.
+    """
+
+    def __init__(self, schema: pa.Schema, to_record: Callable | None = None, rows_per_table: int = 1 << 14):
+        self.schema = schema
+        self.to_record = to_record
+        self.rows_per_table = rows_per_table
+
+    def start_bundle(self):
+        from pipelines.core.schema import RowTables
+
+        self._records = RowTables(self.rows_per_table, self.schema)
+
+    def process(self, element):
+        record = element if self.to_record is None else self.to_record(element)
+        if not isinstance(record, dict):
+            yield record
+            return
+        table = self._records.add(record)
+        if table is not None:
+            yield table
+
+    def finish_bundle(self):
+        table = self._records.flush()
+        if table is not None:
+            yield GlobalWindows.windowed_value(table)
+
+
 def text_key(text: str) -> int:
     """A signed 64-bit key of a text (XXH3-64 of its UTF-8), for joining by text with
     :class:`HashJoin`: texts with equal keys meet in one task, where the join compares the

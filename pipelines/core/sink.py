@@ -103,10 +103,10 @@ def row_keys(table: pa.Table) -> pa.Array:
     trailing = pa.array([""] * table.num_rows, pa.string())
     joined = pc.binary_join_element_wise(*columns, trailing, "\x1f", null_handling="replace",
                                          null_replacement="\x00")
-    joined = pc.cast(joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined,
-                     pa.large_binary())
+    joined = joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
     _validity, offsets, data = joined.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int64)[joined.offset:joined.offset + len(joined) + 1].tolist()
+    width = np.int64 if pa.types.is_large_string(joined.type) else np.int32
+    bounds = np.frombuffer(offsets, dtype=width)[joined.offset:joined.offset + len(joined) + 1].tolist()
     view = memoryview(data) if data is not None else memoryview(b"")
     digest = xxhash.xxh3_128_digest
     keys = b"".join([digest(view[start:end]) for start, end in zip(bounds, bounds[1:])])

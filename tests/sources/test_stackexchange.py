@@ -9,6 +9,7 @@ from pathlib import Path
 
 import py7zr
 import pytest
+from hypothesis import given, strategies as st
 from lxml import etree
 
 from pipelines.core import files
@@ -282,7 +283,8 @@ def test_source_transform_with_testpipeline_and_assert_that():
                         datasets=(se.TITLE_ANSWER,))
     with BeamTestPipeline(runner="FnApiRunner") as p:
         out = se.SOURCE.expand(p, ctx)
-        ids = out.rows[se.TITLE_ANSWER] | beam.Map(lambda r: (r["subset"], r["record_id"]))
+        ids = out.rows[se.TITLE_ANSWER] | beam.FlatMap(
+            lambda rows: [(r["subset"], r["record_id"]) for r in rows.to_pylist()])
         assert_that(ids, equal_to([
             ("coffee.stackexchange.com", "1/3"), ("coffee.stackexchange.com", "4/5"),
             ("coffee.stackexchange.com", "12/14"), ("bicycles.stackexchange.com", "1/2"),
@@ -314,3 +316,24 @@ def test_a_broken_row_line_in_a_byte_range_is_a_counted_reject(tmp_path):
     assert len(result.rows[se.TITLE_BODY]) == 39
     assert result.reasons(se.TITLE_BODY) == {"malformed_row": 1}
     assert result.manifest["datasets"][se.TITLE_BODY]["accounting"]["records"]["holds"]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a.stackexchange.com", "b.stackexchange.com"]),
+                          st.integers(1, 4), st.integers(1, 60), st.integers(-3, 3)),
+                min_size=1, max_size=40, unique_by=lambda answer: (answer[0], answer[2])))
+def test_best_answers_of_a_join_task_follow_the_rule(answers):
+    """The vectorised choice in a join task equals better_answer applied answer by answer."""
+    import functools
+
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist([
+        {"key": se.post_key(site, parent), "site": site, "parent": parent, "id": str(post_id),
+         "id_number": post_id, "score": score, "body": f"<p>{post_id}</p>", "source_file": "f"}
+        for site, parent, post_id, score in answers], schema=se.ANSWERS)
+    by_question = {}
+    for row in table.to_pylist():
+        by_question.setdefault((row["site"], row["parent"]), []).append(row)
+    expected = {key: functools.reduce(se.better_answer, rows)["id"] for key, rows in by_question.items()}
+    chosen = {(row["site"], row["parent"]): row["id"] for row in se.best_answers(table).to_pylist()}
+    assert chosen == expected

@@ -139,14 +139,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.core import accounting, files
-from pipelines.core.exchange import HashJoin, SpillByHash, id_hash, tables
+from pipelines.core.exchange import GatherTables, HashJoin, SpillByHash, id_hash, tables
 from pipelines.core.normalize import mark_normalized, normalize_text
 from pipelines.core.readers import ReadFiles, json_lines, parse_int, text_records, tsv_tables, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import RowTables, gather_tables, make_row, row_arrow_schema
+from pipelines.core.schema import gather_tables, make_row, row_arrow_schema
 from pipelines.core.source import (Source, SourceContext, SourceError, SourceOutput, positive_float,
                                    positive_int)
 
@@ -759,23 +758,6 @@ def triplet_rows(table: pa.Table) -> pa.Table:
     }, schema=row_arrow_schema()))
 
 
-class _TriplesAsTables(beam.DoFn):
-    """Gather triplet dicts (``qid``, ``pos``, ``neg``, ``source_file``) into tables."""
-
-    def start_bundle(self):
-        self._triplets = RowTables(1 << 16, ID_TRIPLES)
-
-    def process(self, triplet):
-        table = self._triplets.add(triplet)
-        if table is not None:
-            yield table
-
-    def finish_bundle(self):
-        table = self._triplets.flush()
-        if table is not None:
-            yield GlobalWindows.windowed_value(table)
-
-
 class MsMarco(Source):
     name = "msmarco"
     counts_records = True
@@ -867,7 +849,8 @@ class MsMarco(Source):
                     _hard_negative_triplets, systems, per_positive, seed)
                 .with_outputs(REJECTED, main="triplets")
             )
-            triplets = selected.triplets | "msmarco/TripletTables" >> tables(beam.ParDo(_TriplesAsTables()))
+            triplets = selected.triplets | "msmarco/TripletTables" >> tables(beam.ParDo(
+                GatherTables(ID_TRIPLES, rows_per_table=1 << 16)))
         else:
             # Triples, qrels and query texts are all keyed by qid: one join selects the
             # triples and gives them their query text.

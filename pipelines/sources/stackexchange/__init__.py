@@ -23,9 +23,14 @@ Pair rules (``docs/corpus-spec.md``), one function each:
     :func:`duplicate_pair`      stackexchange_duplicate_questions: (title, duplicate title)
 
 stackexchange_title_body needs no join: its rule runs where the posts are read and its
-rows leave the reader in Arrow tables (one Beam element per few thousand rows). Joins
-(question to best answer, link to both titles) are Beam joins keyed by
-``(site, post id)``; no site is ever held in a dict.
+rows leave the reader in Arrow tables (one Beam element per few thousand rows).
+stackexchange_title_answer joins qualifying questions to their best answer with a
+partitioned hash join (:class:`pipelines.core.exchange.HashJoin`, keyed by
+:func:`post_key` of ``(site, question id)``): answers leave the reader in tables, both
+sides are spilled in runs by the hash of the key, and one task per hash range picks each
+question's best answer (:func:`best_answers`) and pairs it, so memory stays bounded even
+for StackOverflow's 35M answers. Duplicate links meet both titles in Beam joins keyed by
+``(site, post id)``. No site is ever held in a dict.
 
 Body text is HTML rendered as text (:func:`pipelines.core.normalize.html_to_text`): tags
 removed, entities decoded (the original conversion only removed tags), whitespace
@@ -55,14 +60,16 @@ import re
 from importlib import resources
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 from lxml import etree
 
 from pipelines.core import accounting, files
 from pipelines.core.normalize import html_to_text, normalize_text
 from pipelines.core.readers import byte_ranges, iter_xml_elements, lines_in_range
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.exchange import as_tables
-from pipelines.core.schema import RowTables, make_row
+from pipelines.core.exchange import GatherTables, HashJoin, SpillByHash, as_tables, text_key
+from pipelines.core.schema import RowTables, make_row, records_table, row_arrow_schema
 from pipelines.core.source import Source, SourceContext, SourceOutput, positive_float
 
 TITLE_BODY = "stackexchange_title_body"
@@ -171,6 +178,74 @@ def title_answer_pair(question: dict, answer: dict) -> dict:
                     record_id=f"{question['id']}/{answer['id']}")
 
 
+# stackexchange_title_answer's join sides, keyed by the 64-bit key of (site, question id)
+# (:func:`post_key`): answers as read, qualifying questions with what a reject shows.
+ANSWERS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("parent", pa.int64()),
+                     ("id", pa.string()), ("id_number", pa.int64()), ("score", pa.int64()),
+                     ("body", pa.string()), ("source_file", pa.string())])
+QUESTIONS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("qid", pa.int64()),
+                       ("id", pa.string()), ("title", pa.string()), ("score", pa.int64()),
+                       ("body_excerpt", pa.string()), ("source_file", pa.string())])
+
+
+def post_key(site: str, post_id: int) -> int:
+    """Join key of a post of a site (:func:`pipelines.core.exchange.text_key`)."""
+    return text_key(f"{site}\t{post_id}")
+
+
+def best_answers(answers: pa.Table) -> pa.Table:
+    """The best answer of each question (:func:`better_answer`: the higher Score, then the
+    lower Id) among ``answers`` (an :data:`ANSWERS` table), vectorised."""
+    ordered = answers.sort_by([("site", "ascending"), ("parent", "ascending"), ("score", "descending"),
+                               ("id_number", "ascending")])
+    if ordered.num_rows < 2:
+        return ordered
+    site, parent = ordered["site"].combine_chunks(), ordered["parent"].combine_chunks()
+    changed = pc.or_(pc.not_equal(site[1:], site[:-1]), pc.not_equal(parent[1:], parent[:-1]))
+    return ordered.filter(pa.concat_arrays([pa.array([True]), changed]))
+
+
+def pair_with_best_answers(tables: dict):
+    """:class:`HashJoin` function of stackexchange_title_answer: every qualifying question
+    of the task with its best answer (:func:`title_answer_pair`), or ``no_answer``.
+
+    Args:
+        tables: ``{"questions": QUESTIONS, "answers": ANSWERS}``.
+    """
+    questions = tables["questions"]
+    if questions.num_rows == 0:
+        return
+    best = best_answers(tables["answers"]).select(["site", "parent", "id", "body", "source_file"])
+    best = best.rename_columns(["site", "qid", "answer_id", "answer_body", "answer_file"])
+    joined = questions.join(best, keys=["site", "qid"], join_type="left outer", use_threads=False)
+    found = pc.is_valid(joined["answer_id"])
+    for question in joined.filter(pc.invert(found)).to_pylist():
+        yield rejected(TITLE_ANSWER, "no_answer", source_file=question["source_file"],
+                       record_id=question["id"], excerpt={"title": question["title"],
+                                                          "body": question["body_excerpt"],
+                                                          "score": question["score"]},
+                       detail="qualifying question without any answer in the dump")
+    paired = joined.filter(found).sort_by([("site", "ascending"), ("qid", "ascending")])
+    if paired.num_rows:
+        yield records_table([title_answer_pair(
+            {"site": row["site"], "id": row["id"], "title": row["title"]},
+            {"id": row["answer_id"], "body": row["answer_body"], "source_file": row["answer_file"]})
+            for row in paired.to_pylist()], row_arrow_schema())
+
+
+def answerable_question(question: dict):
+    """A :data:`QUESTIONS` record of a question that qualifies for
+    stackexchange_title_answer, or its reject."""
+    reject = question_reject(question, TITLE_ANSWER)
+    if reject is not None:
+        return reject
+    qid = int(question["id"])
+    return {"key": post_key(question["site"], qid), "site": question["site"], "qid": qid,
+            "id": question["id"], "title": question["title"], "score": question["score"],
+            "body_excerpt": question["body"][:RULE_REJECT_EXCERPT_CHARS],
+            "source_file": question["source_file"]}
+
+
 def duplicate_pair(link: dict, title: str, duplicate_title: str) -> dict:
     """stackexchange_duplicate_questions: (title of PostId, title of RelatedPostId) for a
     LinkTypeId 3 link; PostId is the duplicate, RelatedPostId the canonical question.
@@ -208,6 +283,7 @@ class _ReadDump(beam.DoFn):
 
     def setup(self):
         self._title_body_rows = RowTables()
+        self._answers = RowTables(1 << 14, ANSWERS)
 
     def process(self, element):
         self._questions_read = 0  # counted once per file: a counter call per row costs
@@ -217,6 +293,9 @@ class _ReadDump(beam.DoFn):
         table = self._title_body_rows.flush()
         if table is not None:
             yield self._title_body_table(table)
+        table = self._answers.flush()
+        if table is not None:
+            yield beam.pvalue.TaggedOutput("answers", table)
 
     @staticmethod
     def _title_body_table(table):
@@ -319,9 +398,13 @@ class _ReadDump(beam.DoFn):
                                record_id=post_id or "", excerpt=attrs,
                                detail="answer without a numeric Id, Score or ParentId")
                 return
-            yield beam.pvalue.TaggedOutput("answers", ((site, parent), {
-                "id": post_id, "score": score, "body": attrs.get("Body") or "",
-                "source_file": source_file}))
+            parent = int(parent)
+            table = self._answers.add({
+                "key": post_key(site, parent), "site": site, "parent": parent, "id": post_id,
+                "id_number": int(post_id), "score": score, "body": attrs.get("Body") or "",
+                "source_file": source_file})
+            if table is not None:
+                yield beam.pvalue.TaggedOutput("answers", table)
 
     def _link(self, site, attrs, source_file):
         if attrs.get("LinkTypeId") != DUPLICATE_LINK_TYPE:
@@ -363,38 +446,6 @@ class _QualifyQuestions(beam.DoFn):
     def process(self, question):
         reject = question_reject(question, self.dataset)
         yield question if reject is None else reject
-
-
-def _pair_with_best_answer(element):
-    (_site, _qid), grouped = element
-    questions, best = list(grouped["question"]), list(grouped["best"])
-    for question in questions:  # at most one per (site, id)
-        if not best:
-            yield rejected(TITLE_ANSWER, "no_answer", source_file=question["source_file"],
-                           record_id=question["id"], excerpt=_question_excerpt(question),
-                           detail="qualifying question without any answer in the dump")
-        else:
-            yield title_answer_pair(question, best[0])
-
-
-class _BestAnswer(beam.CombineFn):
-    """Keep the best answer of a question (see :func:`better_answer`)."""
-
-    def create_accumulator(self):
-        return None
-
-    def add_input(self, best, answer):
-        return answer if best is None else better_answer(best, answer)
-
-    def merge_accumulators(self, accumulators):
-        best = None
-        for answer in accumulators:
-            if answer is not None:
-                best = answer if best is None else better_answer(best, answer)
-        return best
-
-    def extract_output(self, best):
-        return best
 
 
 def _link_reject(link, reason, detail):
@@ -513,16 +564,20 @@ class StackExchange(Source):
         if TITLE_BODY in want:
             rows[TITLE_BODY] = as_tables(read.title_body_rows)
         if TITLE_ANSWER in want:
-            best = read.answers | f"{TITLE_ANSWER}/BestAnswer" >> beam.CombinePerKey(_BestAnswer())
-            keyed = qualified(TITLE_ANSWER) | f"{TITLE_ANSWER}/KeyQuestions" >> beam.Map(
-                lambda q: ((q["site"], q["id"]), q))
+            spill_dir = ctx.scratch_dir()
+            qualifying = questions | f"{TITLE_ANSWER}/QualifyQuestions" >> beam.ParDo(
+                GatherTables(QUESTIONS, answerable_question)).with_outputs(REJECTED, main="questions")
+            rejects.append(qualifying[REJECTED])
+            sides = {"questions": (as_tables(qualifying.questions), QUESTIONS),
+                     "answers": (as_tables(read.answers), ANSWERS)}
             joined = (
-                {"question": keyed, "best": best}
-                | f"{TITLE_ANSWER}/JoinBestAnswer" >> beam.CoGroupByKey()
-                | f"{TITLE_ANSWER}/Pair" >> beam.FlatMap(_pair_with_best_answer)
-                .with_outputs(REJECTED, main="rows")
+                {side: pcoll | f"{TITLE_ANSWER}/Spill{side.title()}" >> beam.ParDo(
+                    SpillByHash(files.join(spill_dir, side), "key", schema))
+                 for side, (pcoll, schema) in sides.items()}
+                | f"{TITLE_ANSWER}/JoinBestAnswer" >> HashJoin(
+                    pair_with_best_answers, {side: schema for side, (_pcoll, schema) in sides.items()})
             )
-            rows[TITLE_ANSWER] = joined.rows
+            rows[TITLE_ANSWER] = joined.main
             rejects.append(joined[REJECTED])
         if DUPLICATES in want:
             titles = questions | f"{DUPLICATES}/KeyTitles" >> beam.Map(

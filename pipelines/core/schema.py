@@ -134,12 +134,19 @@ class RowTables:
 
 def gather_tables(items, schema: pa.Schema | None = None, rows_per_table: int = 1 << 14):
     """Gather the dict records among ``items`` into tables of ``schema`` (see
-    :class:`RowTables`); anything else (a tagged reject) is passed on at once."""
+    :class:`RowTables`); anything else (a tagged reject) is passed on at once. When
+    ``items`` raises (a file breaks off), the records gathered so far are handed on first."""
     gathered = RowTables(rows_per_table, schema)
-    for item in items:
-        table = gathered.add(item) if isinstance(item, dict) else item
+    try:
+        for item in items:
+            table = gathered.add(item) if isinstance(item, dict) else item
+            if table is not None:
+                yield table
+    except Exception:
+        table = gathered.flush()
         if table is not None:
             yield table
+        raise
     table = gathered.flush()
     if table is not None:
         yield table

@@ -14,8 +14,8 @@ def _read(reader, data: bytes, *args) -> list:
 
 def test_wikianswers_huge_cluster():
     data = f"q:{huge_text()}\tq:short question\nq:a\tq:b\n".encode()
-    rows = _read(wikianswers.ReadClusters(3, ""), data)
-    assert len(rows) == 2 and max(len(r["anchor"]) + len(r["positive"]) for r in rows) > HUGE_TEXT_BYTES
+    rows = _read(wikianswers.ReadClusters(3, ""), data)  # (anchor, positive, ...) of each row
+    assert len(rows) == 2 and max(len(anchor) + len(positive) for anchor, positive, *_ in rows) > HUGE_TEXT_BYTES
 
 
 def test_amazon_qa_huge_answer():

@@ -70,13 +70,14 @@ import hashlib
 import heapq
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from pipelines.core import accounting, files
 from pipelines.core.normalize import normalize_text
 from pipelines.core.readers import ReadFiles, text_records
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row
+from pipelines.core.schema import gather_tables, make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput, positive_int
 
 DATASET = "wikianswers"
@@ -160,38 +161,47 @@ def cluster_pairs(distinct: list[tuple[str, str]], pairs_per_cluster: int = DEFA
 # -- reading ---------------------------------------------------------------------------
 
 class ReadClusters:
-    """Read one part file: yield the rows of its clusters and the rejects."""
+    """Read one part file: yield its rows in Arrow tables, and the rejects. Records are
+    counted once per file (a counter call per line costs as much as the line's parse)."""
 
     def __init__(self, pairs_per_cluster: int, seed: str):
         self.pairs_per_cluster = pairs_per_cluster
         self.seed = seed
 
     def __call__(self, stream, source_file: str):
-        removed = Metrics.counter(DATASET, "duplicate_questions_removed")
+        counts = {"read": 0, "paired": 0, "removed": 0}
+        try:
+            yield from gather_tables(self._lines(stream, source_file, counts), rows_per_table=8192)
+        finally:
+            accounting.count_read(DATASET, counts["read"])
+            accounting.count_paired(DATASET, counts["paired"])
+            Metrics.counter(DATASET, "duplicate_questions_removed").inc(counts["removed"])
+
+    def _lines(self, stream, source_file: str, counts: dict):
         for item in text_records(stream, DATASET, source_file):
             if isinstance(item, beam.pvalue.TaggedOutput):
-                accounting.count_read(DATASET)  # a line that is not UTF-8
+                counts["read"] += 1  # a line that is not UTF-8
                 yield item
                 continue
             number, text = item
-            yield from self._cluster(text, f"line {number}", source_file, removed)
+            yield from self._cluster(text, f"line {number}", source_file, counts)
 
-    def _cluster(self, text: str, record: str, source_file: str, removed):
+    def _cluster(self, text: str, record: str, source_file: str, counts: dict):
         """Rows and rejects of one cluster line."""
         questions, _answers, malformed = parse_cluster(text)
-        accounting.count_read(DATASET, 1 + len(malformed))  # the cluster and each bad item
+        counts["read"] += 1 + len(malformed)  # the cluster and each bad item
         for item_number, item in malformed:
             yield rejected(DATASET, "malformed_item", source_file=source_file,
                            record_id=f"{record} item {item_number}", excerpt=item,
                            detail="cluster item without a 'q:' or 'a:' prefix")
         distinct = distinct_questions(questions)
-        removed.inc(len(questions) - len(distinct))
+        counts["removed"] += len(questions) - len(distinct)
         if len(distinct) < 2:
             yield rejected(DATASET, "too_few_questions", source_file=source_file, record_id=record,
                            excerpt=text, detail=f"cluster has {len(distinct)} distinct question(s); "
                                                 "a pair needs 2")
             return
-        accounting.count_paired(DATASET)
+        counts["paired"] += 1
         for index, (anchor, positive) in enumerate(
                 cluster_pairs(distinct, self.pairs_per_cluster, self.seed), start=1):
             yield make_row(DATASET, anchor, positive, source_file=source_file,
@@ -211,8 +221,11 @@ class WikiAnswers(Source):
             ctx.option("seed", ""))
         paths = [path for path, _size in files.list_dir(ctx.source_dir)]
         read = pipeline | "wikianswers/ReadClusters" >> ReadFiles(
-            paths, reader, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
-        return SourceOutput(rows={DATASET: read.records}, rejects=[read[REJECTED]])
+            paths, reader, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
+            output_type=pa.Table)
+        # Questions are normalised where they are read (distinct_questions).
+        return SourceOutput(rows={DATASET: read.records}, rejects=[read[REJECTED]],
+                            normalized=frozenset({DATASET}))
 
 
 SOURCE = WikiAnswers()

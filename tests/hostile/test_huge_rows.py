@@ -39,7 +39,8 @@ def test_quora_huge_question_is_a_counted_reject_and_reading_goes_on():
 def test_yahoo_huge_answer_is_a_counted_reject():
     data = f'"1","t","c","{huge_text()}"\n"2","t","c","a"\n'.encode()
     got = _read(yahoo_answers.read_csv, data, yahoo_answers.TITLE_ANSWER)
-    assert got[0] == ("reject", "malformed_row") and got[1]["answer"] == "a"
+    _title, _content, answer, _source_file, _record_id = got[1]
+    assert got[0] == ("reject", "malformed_row") and answer == "a"
 
 
 def test_msmarco_huge_passage():

@@ -3,6 +3,7 @@ import gzip
 import io
 import tarfile
 
+import pyarrow as pa
 import pytest
 
 from pipelines.sources import yahoo_answers as ya
@@ -13,8 +14,8 @@ ALL = [ya.TITLE_ANSWER, ya.QUESTION_ANSWER, ya.TITLE_QUESTION]
 
 def _parse(data: bytes):
     items = list(ya.read_csv(io.BufferedReader(io.BytesIO(data)), "f.csv", ya.TITLE_ANSWER))
-    records = [i for i in items if isinstance(i, dict)]
-    rejects = [i.value for i in items if not isinstance(i, dict)]
+    records = [r for i in items if isinstance(i, pa.Table) for r in i.to_pylist()]
+    rejects = [i.value for i in items if not isinstance(i, pa.Table)]
     return records, rejects
 
 
@@ -142,3 +143,23 @@ def test_sample_archive_is_a_real_tgz():
     path = ya.SOURCE.sample_root() + "/yahoo_answers/yahoo_answers_csv.tgz"
     with open(path, "rb") as f:
         assert f.read(2) == b"\x1f\x8b"
+
+
+def test_pairs_of_a_table_are_those_of_the_record_rule():
+    """pair_table (vectorised) keeps, and rejects with the same reasons, what pair_or_reject
+    decides record by record, for all three datasets."""
+    texts = ["", "Same", "Same", "Other", "x"]
+    records = [{"title": t, "content": c, "answer": a, "source_file": "f", "record_id": f"line {n}"}
+               for n, (t, c, a) in enumerate(
+                   [(t, c, a) for t in texts[:3] for c in texts[1:4] for a in ("", "Same", "x")], start=1)]
+    table = pa.Table.from_pylist(records, schema=ya.QA_RECORDS)
+    for dataset in ALL:
+        got = list(ya.pair_table(table, dataset))
+        rows = sorted((r for i in got if isinstance(i, pa.Table) for r in i.to_pylist()),
+                      key=lambda r: r["record_id"])
+        rejects = sorted((i.value["record_id"], i.value["reason"]) for i in got if not isinstance(i, pa.Table))
+        expected = [item for qa in records for item in ya.pair_or_reject(qa, dataset)]
+        assert rows == sorted((i for i in expected if isinstance(i, dict)), key=lambda r: r["record_id"])
+        assert rejects == sorted((i.value["record_id"], i.value["reason"]) for i in expected
+                                 if not isinstance(i, dict))
+        assert rows and rejects

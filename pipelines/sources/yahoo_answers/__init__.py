@@ -67,12 +67,15 @@ import posixpath
 import re
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.core import accounting, files
-from pipelines.core.normalize import html_to_text
+from pipelines.core.exchange import tables
+from pipelines.core.normalize import html_to_text, mark_normalized
 from pipelines.core.readers import ReadFiles, text_lines, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row
+from pipelines.core.schema import gather_tables, make_row, row_arrow_schema
 from pipelines.core.source import Source, SourceContext, SourceOutput, names_from
 
 TITLE_ANSWER = "yahoo_answers_title_answer"
@@ -178,11 +181,16 @@ def iter_records(stream):
         yield pending_line, "", pending_raw
 
 
+# A parsed record: its three texts (normalised) and provenance.
+QA_RECORDS = pa.schema([(name, pa.string()) for name in ("title", "content", "answer", "source_file",
+                                                          "record_id")])
+
+
 def read_csv(stream, source_file: str, reject_dataset: str):
-    """Parsed rows of one CSV file, or tagged rejects for ``reject_dataset``; a file of
-    blank lines only is a ``blank_file`` reject."""
-    return unless_blank(_csv_rows(stream, source_file, reject_dataset), stream, reject_dataset,
-                        source_file)
+    """Parsed records of one CSV file in :data:`QA_RECORDS` tables, or tagged rejects for
+    ``reject_dataset``; a file of blank lines only is a ``blank_file`` reject."""
+    return unless_blank(gather_tables(_csv_rows(stream, source_file, reject_dataset), QA_RECORDS, 8192),
+                        stream, reject_dataset, source_file)
 
 
 def _csv_rows(stream, source_file: str, reject_dataset: str):
@@ -270,6 +278,29 @@ def pair_or_reject(qa: dict, dataset: str):
                             "answer": qa["answer"][:300]})
 
 
+def pair_table(records: pa.Table, dataset: str):
+    """:func:`pair_or_reject` of every record of a :data:`QA_RECORDS` table: the rows of the
+    records whose pair is kept, as one table (decided for the whole table at once), and the
+    rejects of the others (one by one, by :func:`pair_or_reject` itself)."""
+    anchor_field, positive_field = _FIELDS[dataset]
+    anchor, positive = records[anchor_field], records[positive_field]
+    problem = pc.or_(pc.or_(pc.equal(pc.binary_length(anchor), 0), pc.equal(pc.binary_length(positive), 0)),
+                     pc.equal(anchor, positive))
+    for qa in records.filter(problem).to_pylist():
+        yield from pair_or_reject(qa, dataset)
+    kept = records.filter(pc.invert(problem))
+    if kept.num_rows == 0:
+        return
+    accounting.count_read(dataset, kept.num_rows)
+    accounting.count_paired(dataset, kept.num_rows)
+    count = kept.num_rows
+    yield mark_normalized(pa.table({
+        "anchor": kept[anchor_field], "positive": kept[positive_field],
+        "negative": pa.nulls(count, pa.string()), "dataset": pa.array([dataset] * count, pa.string()),
+        "subset": pa.array([""] * count, pa.string()), "source_file": kept["source_file"],
+        "record_id": kept["record_id"]}, schema=row_arrow_schema()))
+
+
 # -- Beam transforms --------------------------------------------------------------------
 
 def is_archive_name(basename: str) -> bool:
@@ -331,14 +362,16 @@ class YahooAnswers(Source):
         wanted = [d for d in DATASETS if d in ctx.datasets]
         read = pipeline | "yahoo_answers/Parse" >> ReadFiles(
             self.find_inputs(ctx), ReadInput(wanted[0]), input_root=ctx.input_root,
-            dataset=wanted[0], strict=ctx.strict, members=functools.partial(is_selected_csv, splits))
+            dataset=wanted[0], strict=ctx.strict, members=functools.partial(is_selected_csv, splits),
+            output_type=pa.Table)
         rows, rejects = {}, [read[REJECTED]]
         for dataset in wanted:
-            paired = read.records | f"{dataset}/Pair" >> beam.FlatMap(
-                pair_or_reject, dataset).with_outputs(REJECTED, main="rows")
+            paired = read.records | f"{dataset}/Pair" >> tables(beam.FlatMap(
+                pair_table, dataset)).with_outputs(REJECTED, main="rows")
             rows[dataset] = paired.rows
             rejects.append(paired[REJECTED])
-        return SourceOutput(rows=rows, rejects=rejects)
+        # Texts are rendered and normalised where they are read (qa_from_fields).
+        return SourceOutput(rows=rows, rejects=rejects, normalized=frozenset(rows))
 
 
 SOURCE = YahooAnswers()

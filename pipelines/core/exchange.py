@@ -137,10 +137,23 @@ def id_hash(ids) -> np.ndarray:
     x = np.asarray(pc.fill_null(ids, 0) if isinstance(ids, (pa.Array, pa.ChunkedArray)) else ids,
                    dtype=np.int64).view(np.uint64)
     with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x + np.uint64(_GOLDEN)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(_MIX1)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(_MIX2)
         return x ^ (x >> np.uint64(31))
+
+
+def id_hash_one(value: int) -> int:
+    """:func:`id_hash` of one id, in plain Python (a numpy call per value costs more)."""
+    x = (value + _GOLDEN) & _MASK64
+    x = ((x ^ (x >> 30)) * _MIX1) & _MASK64
+    x = ((x ^ (x >> 27)) * _MIX2) & _MASK64
+    return x ^ (x >> 31)
+
+
+# SplitMix64's constants.
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+_MASK64 = (1 << 64) - 1
 
 
 def hash_range(task: int, tasks: int) -> tuple[int, int]:
@@ -200,6 +213,13 @@ class SpillByHash(beam.DoFn):
                                           for first, last, chunk in batches]}
 
 
+def spill_runs(pcoll, label: str, spill_dir: str, key: str, schema: pa.Schema):
+    """One side of a :class:`HashJoin`: ``pcoll``'s tables spilled by :class:`SpillByHash`
+    under ``spill_dir`` in a step named ``label``; returns the runs' descriptions (a side
+    spilled once may be joined several times)."""
+    return pcoll | label >> beam.ParDo(SpillByHash(spill_dir, key, schema))
+
+
 def write_run(directory: str, table: pa.Table, column: str, slices) -> tuple[str, list]:
     """Write a table sorted by ``column`` as one run file (Arrow IPC, see
     :func:`pipelines.core.files.run_compression`) under ``directory``, a record batch per
@@ -235,7 +255,7 @@ def plan_tasks(runs: dict[str, list[dict]], task_bytes: int, min_tasks: int = 1)
     tasks = []
     for j in range(count):
         low, high = hash_range(j, count)
-        # A batch wholly inside the range is read without a filter (no copy).
+        # A batch wholly inside the range is taken whole, without searching its hashes.
         reads = {side: sorted((run["path"], index, first >= low and last < high)
                               for run in side_runs
                               for index, (first, last, _rows, _bytes) in enumerate(run["batches"])

@@ -44,6 +44,20 @@ def row_arrow_schema() -> pa.Schema:
     return pa.schema(fields, metadata={"schema": doc["name"], "version": str(doc["version"])})
 
 
+def make_rows(dataset: str, anchor, positive, negative=None, *, source_file, record_id,
+              subset: str = "") -> pa.Table:
+    """:func:`make_row` for whole columns: a table of rows in the row schema from columns
+    (arrays) of texts, provenance and record ids; ``negative`` ``None`` for pair datasets."""
+    count = len(anchor)
+    return pa.table({
+        "anchor": anchor, "positive": positive,
+        "negative": pa.nulls(count, pa.string()) if negative is None else negative,
+        "dataset": pa.array([dataset] * count, pa.string()),
+        "subset": pa.array([subset] * count, pa.string()),
+        "source_file": source_file, "record_id": record_id,
+    }, schema=row_arrow_schema())
+
+
 def make_row(dataset: str, anchor: str, positive: str, negative: str | None = None, *,
              subset: str = "", source_file: str, record_id: str) -> dict:
     """Build a row dict in schema order. Texts are expected to be normalised already."""

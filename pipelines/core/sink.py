@@ -393,7 +393,7 @@ def _plan_tasks(runs: list[dict], config: ShardingConfig, pool_below: int, pool_
     for group, (offset, count) in plan["groups"].items():
         for j in range(count):
             low, high = _key_bound(j, count), _key_bound(j + 1, count)
-            # A row group wholly inside the range is read without a filter (no copy).
+            # A row group wholly inside the range is taken whole, without searching its keys.
             reads = sorted(
                 (run["path"], index, first >= low and (high is None or last < high))
                 for run in runs

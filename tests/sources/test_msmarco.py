@@ -447,3 +447,15 @@ def test_empty_negatives_file_is_a_reject(tmp_path):
     result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.rows[DATASET] == []
     assert result.reasons(DATASET) == {"empty_file": 1}
+
+
+def test_selection_key_of_one_candidate_equals_the_vectorised_keys():
+    import numpy as np
+
+    from pipelines.sources.msmarco import selection_keys
+
+    rng = np.random.default_rng(0)
+    qids, positives, negatives = (rng.integers(-2**40, 2**62, 500) for _ in range(3))
+    keys = selection_keys("salt", qids, positives, negatives)
+    assert [selection_key("salt", int(q), int(p), int(n)) for q, p, n in zip(qids, positives, negatives)] \
+        == [int(k) for k in keys]

@@ -141,11 +141,11 @@ import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
 from pipelines.core import accounting, files
-from pipelines.core.exchange import GatherTables, HashJoin, SpillByHash, id_hash, tables
+from pipelines.core.exchange import GatherTables, HashJoin, id_hash, id_hash_one, spill_runs, tables
 from pipelines.core.normalize import mark_normalized, normalize_text
 from pipelines.core.readers import ReadFiles, json_lines, parse_int, text_records, tsv_tables, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import gather_tables, make_row, row_arrow_schema
+from pipelines.core.schema import gather_tables, make_row, make_rows
 from pipelines.core.source import (Source, SourceContext, SourceError, SourceOutput, positive_float,
                                    positive_int)
 
@@ -392,19 +392,11 @@ def selection_key(seed: str, *values) -> int:
     ``triples_small``), a text taken as its 64-bit BLAKE2b."""
     key = _as_id(seed) & _MASK64
     for value in values:
-        key = _splitmix64(key ^ _splitmix64(_as_id(value) & _MASK64))
+        key = id_hash_one(key ^ id_hash_one(_as_id(value) & _MASK64))
     return key
 
 
 _MASK64 = (1 << 64) - 1
-
-
-def _splitmix64(x: int) -> int:
-    """SplitMix64's finaliser of one unsigned 64-bit int (:func:`id_hash` of one id)."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
 
 
 def selection_keys(seed: str, *columns) -> np.ndarray:
@@ -661,8 +653,7 @@ def _line_triplets(qid: int, lines: list, judged: list, systems, per_positive: i
                        record_id=f"line {line['line']}", excerpt={"qid": qid, "pos": line["pos"]},
                        detail="no mined negative left once the query's relevant passages are removed")
     for positive, negative in pairs:
-        yield {"qid": qid, "pos": positive, "neg": negative, "source_file": line["source_file"],
-               "record_id": f"{qid}/{positive}/{negative}"}
+        yield {"qid": qid, "pos": positive, "neg": negative, "source_file": line["source_file"]}
 
 
 def _text_triplets(element):
@@ -748,14 +739,10 @@ def triplet_rows(table: pa.Table) -> pa.Table:
     were normalised where they were read."""
     accounting.count_paired(DATASET, table.num_rows)
     as_text = [pc.cast(table[name], pa.string()) for name in ("qid", "pos", "neg")]
-    count = table.num_rows
-    return mark_normalized(pa.table({
-        "anchor": table["query"], "positive": table["positive"], "negative": table["negative"],
-        "dataset": pa.array([DATASET] * count, pa.string()),
-        "subset": pa.array([""] * count, pa.string()),
-        "source_file": pc.cast(table["source_file"], pa.string()),
-        "record_id": pc.binary_join_element_wise(*as_text, "/"),
-    }, schema=row_arrow_schema()))
+    return mark_normalized(make_rows(
+        DATASET, table["query"], table["positive"], table["negative"],
+        source_file=pc.cast(table["source_file"], pa.string()),
+        record_id=pc.binary_join_element_wise(*as_text, "/")))
 
 
 class MsMarco(Source):
@@ -832,8 +819,7 @@ class MsMarco(Source):
         spill_dir = ctx.scratch_dir()
 
         def runs(pcoll, label: str, key: str, schema: pa.Schema):
-            return pcoll | f"msmarco/Spill{label}" >> beam.ParDo(
-                SpillByHash(files.join(spill_dir, label), key, schema))
+            return spill_runs(pcoll, f"msmarco/Spill{label}", files.join(spill_dir, label), key, schema)
 
         no_tables = pipeline | "msmarco/NoQrels" >> beam.Create([])
         judged = read[QRELS].records if QRELS in read else no_tables

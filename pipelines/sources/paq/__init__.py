@@ -105,11 +105,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.core import accounting, files
-from pipelines.core.exchange import HashJoin, SpillByHash, tables, text_key
+from pipelines.core.exchange import HashJoin, spill_runs, tables, text_key
 from pipelines.core.normalize import mark_normalized, normalize_column, normalize_text
 from pipelines.core.readers import ReadFiles, json_lines, text_records
 from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
-from pipelines.core.schema import gather_tables, make_row, row_arrow_schema
+from pipelines.core.schema import gather_tables, make_row, make_rows
 from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput, parse_bool
 
 DATASET = "paq"
@@ -552,16 +552,10 @@ def question_passage_rows(questions: pa.Table, texts) -> pa.Table:
     """:func:`question_passage_pair` of every row of a :data:`QUESTIONS` table, given the
     (normalised) text of each one's passage; the questions are normalised here."""
     accounting.count_paired(DATASET, questions.num_rows)
-    count = questions.num_rows
-    return mark_normalized(pa.table({
-        "anchor": normalize_column(questions["question"]), "positive": texts,
-        "negative": pa.nulls(count, pa.string()),
-        "dataset": pa.array([DATASET] * count, pa.string()),
-        "subset": pa.array([""] * count, pa.string()),
-        "source_file": questions["source_file"],
-        "record_id": pc.binary_join_element_wise(
-            "line ", pc.cast(questions["line"], pa.string()), ", passage ", questions["passage_id"], ""),
-    }, schema=row_arrow_schema()))
+    return mark_normalized(make_rows(
+        DATASET, normalize_column(questions["question"]), texts, source_file=questions["source_file"],
+        record_id=pc.binary_join_element_wise(
+            "line ", pc.cast(questions["line"], pa.string()), ", passage ", questions["passage_id"], "")))
 
 
 def passage_outcomes(passage_id: str, passages: list[dict], questions: list[dict], passage_file: str):
@@ -648,8 +642,7 @@ class Paq(Source):
         spill_dir = ctx.scratch_dir()
 
         def runs(pcoll, label: str, schema: pa.Schema):
-            return pcoll | f"paq/Spill{label}" >> beam.ParDo(
-                SpillByHash(files.join(spill_dir, label), "key", schema))
+            return spill_runs(pcoll, f"paq/Spill{label}", files.join(spill_dir, label), "key", schema)
 
         metadata = read("Metadata", METADATA, read_metadata)
         passages = read("Passages", PASSAGES, read_passages)

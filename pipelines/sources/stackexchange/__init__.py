@@ -68,7 +68,7 @@ from pipelines.core import accounting, files
 from pipelines.core.normalize import html_to_text, normalize_text
 from pipelines.core.readers import byte_ranges, iter_xml_elements, lines_in_range
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.exchange import GatherTables, HashJoin, SpillByHash, as_tables, text_key
+from pipelines.core.exchange import GatherTables, HashJoin, as_tables, spill_runs, text_key
 from pipelines.core.schema import RowTables, make_row, records_table, row_arrow_schema
 from pipelines.core.source import Source, SourceContext, SourceOutput, positive_float
 
@@ -571,8 +571,8 @@ class StackExchange(Source):
             sides = {"questions": (as_tables(qualifying.questions), QUESTIONS),
                      "answers": (as_tables(read.answers), ANSWERS)}
             joined = (
-                {side: pcoll | f"{TITLE_ANSWER}/Spill{side.title()}" >> beam.ParDo(
-                    SpillByHash(files.join(spill_dir, side), "key", schema))
+                {side: spill_runs(pcoll, f"{TITLE_ANSWER}/Spill{side.title()}", files.join(spill_dir, side),
+                                  "key", schema)
                  for side, (pcoll, schema) in sides.items()}
                 | f"{TITLE_ANSWER}/JoinBestAnswer" >> HashJoin(
                     pair_with_best_answers, {side: schema for side, (_pcoll, schema) in sides.items()})

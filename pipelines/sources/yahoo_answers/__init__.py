@@ -75,7 +75,7 @@ from pipelines.core.exchange import tables
 from pipelines.core.normalize import html_to_text, mark_normalized
 from pipelines.core.readers import ReadFiles, text_lines, unless_blank
 from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import gather_tables, make_row, row_arrow_schema
+from pipelines.core.schema import gather_tables, make_row, make_rows
 from pipelines.core.source import Source, SourceContext, SourceOutput, names_from
 
 TITLE_ANSWER = "yahoo_answers_title_answer"
@@ -293,12 +293,8 @@ def pair_table(records: pa.Table, dataset: str):
         return
     accounting.count_read(dataset, kept.num_rows)
     accounting.count_paired(dataset, kept.num_rows)
-    count = kept.num_rows
-    yield mark_normalized(pa.table({
-        "anchor": kept[anchor_field], "positive": kept[positive_field],
-        "negative": pa.nulls(count, pa.string()), "dataset": pa.array([dataset] * count, pa.string()),
-        "subset": pa.array([""] * count, pa.string()), "source_file": kept["source_file"],
-        "record_id": kept["record_id"]}, schema=row_arrow_schema()))
+    yield mark_normalized(make_rows(dataset, kept[anchor_field], kept[positive_field],
+                                    source_file=kept["source_file"], record_id=kept["record_id"]))
 
 
 # -- Beam transforms --------------------------------------------------------------------

@@ -2,11 +2,13 @@
 import random
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
-from pipelines.core.schema import make_row
-from pipelines.core.sink import ParquetShards, ShardingConfig, WriteShards, plan_shards, row_key
+from pipelines.core.schema import make_row, records_table, row_arrow_schema
+from pipelines.core.sink import (KEY_BATCH_ROWS, ParquetShards, ShardingConfig, WriteShards, plan_shards,
+                                 row_key, row_keys)
 
 
 def test_plan_pools_small_subsets_and_gives_each_group_its_own_shards():
@@ -27,6 +29,20 @@ def test_row_key_is_stable_and_content_sensitive():
     row = make_row("d", "a", "b", source_file="f", record_id="1")
     assert row_key(row) == row_key(dict(row))
     assert row_key(row) != row_key({**row, "positive": "c"})
+
+
+def test_table_keys_are_the_record_keys_across_batches():
+    # More rows than one batch of the table path, with nulls, non-ASCII text and a slice
+    # that starts inside a buffer.
+    rows = [make_row("d", f"anchor {i} é中", f"positive {i}", None if i % 2 else f"neg {i}",
+                     subset=f"s{i % 3}", source_file="f", record_id=str(i))
+            for i in range(2 * KEY_BATCH_ROWS + 17)]
+    table = records_table(rows, row_arrow_schema())
+    keys = row_keys(table)
+    assert keys.type == pa.binary(16) and len(keys) == len(rows)
+    assert keys.to_pylist() == [row_key(r) for r in rows]
+    assert row_keys(table.slice(5, 3)).to_pylist() == [row_key(r) for r in rows[5:8]]
+    assert len(row_keys(table.slice(0, 0))) == 0
 
 
 def _rows(n):

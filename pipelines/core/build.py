@@ -29,7 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import pipelines
 from pipelines import registry
-from pipelines.core import accounting, cloud, files, mix, progress, verify
+from pipelines.core import accounting, cloud, files, mix, progress, verify, worker_settings
 from pipelines.core.normalize import NormalizeRows
 from pipelines.core.rejects import REJECTED
 from pipelines.core.sink import (JsonLinesGzipShards, ParquetShards, ShardingConfig, SpillByDataset,
@@ -444,11 +444,14 @@ LOCAL_RUNNER = "FnApiRunner"
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Beam options from the flags ``corpus`` did not recognise; the local runner (see
-    :data:`LOCAL_RUNNER`) when none, or the DirectRunner, is named."""
+    :data:`LOCAL_RUNNER`) when none, or the DirectRunner, is named. A local build marks its
+    environment for its worker processes (:mod:`pipelines.core.worker_settings`)."""
     options = PipelineOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if standard.runner is None or standard.runner in ("DirectRunner", "direct"):
         standard.runner = LOCAL_RUNNER
+    if progress.is_local_runner(standard.runner):
+        worker_settings.mark_local_build()
     return options
 
 

@@ -1,5 +1,7 @@
 """Beam worker settings reach the launching process and Beam's worker processes."""
 import os
+import subprocess
+import sys
 
 import apache_beam as beam
 from apache_beam.runners.worker import statesampler
@@ -35,3 +37,37 @@ def test_worker_processes_running_the_package_steps_have_the_setting():
     with beam.Pipeline(options=options) as pipeline:
         assert_that(pipeline | beam.Create([1, 2, 3]) | beam.Map(id_hash_one) | beam.Map(period_in_worker),
                     check)
+
+
+_EXIT_SCRIPT = """
+import atexit, sys
+atexit.register(lambda: print("earlier exit handler ran", flush=True))
+from pipelines.core import worker_settings
+worker_settings.exit_without_teardown()
+print("work done", flush=True)
+if sys.argv[1] == "fail":
+    raise RuntimeError("the harness failed")
+"""
+
+
+def test_a_finished_worker_skips_teardown_and_a_failed_one_keeps_its_status():
+    done = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, "ok"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["work done"]  # the earlier exit handler was skipped
+    failed = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, "fail"], capture_output=True, text=True,
+                            timeout=120)
+    assert failed.returncode == 1
+    assert "RuntimeError: the harness failed" in failed.stderr
+    assert "earlier exit handler ran" in failed.stdout  # the normal exit ran
+
+
+def test_only_worker_processes_of_local_builds_exit_early(monkeypatch):
+    monkeypatch.setenv(worker_settings.LOCAL_BUILD_ENV, "1")
+    assert not worker_settings.is_local_worker_process()  # this process is no SDK worker
+    build.pipeline_options(["--runner=DataflowRunner"])
+    monkeypatch.delenv(worker_settings.LOCAL_BUILD_ENV)
+    build.pipeline_options(["--runner=DataflowRunner"])
+    assert worker_settings.LOCAL_BUILD_ENV not in os.environ
+    build.pipeline_options([])
+    assert os.environ[worker_settings.LOCAL_BUILD_ENV] == "1"

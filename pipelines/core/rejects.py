@@ -9,6 +9,7 @@ a runner's UI shows them live.
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 
 from apache_beam.metrics import Metrics
@@ -17,6 +18,9 @@ from pipelines.core import accounting
 
 REJECTED = "rejected"
 EXCERPT_CHARS = 2000
+# The memory address in an object's default repr ("<ast.Call object at 0x7f56fb5f7be0>"),
+# which parsers' error messages quote: it differs from process to process.
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _excerpt(value) -> str:
@@ -44,7 +48,9 @@ def make_reject(dataset: str, reason: str, *, source_file: str, record_id: str =
         reason: short snake_case reason; the manifest counts by it.
         source_file: upstream file, relative to the input root.
         record_id: the record's id, or a position such as ``line 1042`` / ``byte 5120``.
-        detail: a sentence for people.
+        detail: a sentence for people; memory addresses quoted from an error message
+            (`` at 0x...``) are removed, so that the same input gives the same dead letters
+            in every process.
         excerpt: the record itself (str, bytes or any JSON-able value); its first
             :data:`EXCERPT_CHARS` characters are kept.
     """
@@ -53,7 +59,7 @@ def make_reject(dataset: str, reason: str, *, source_file: str, record_id: str =
         "reason": reason,
         "source_file": _excerpt(source_file),
         "record_id": _excerpt(str(record_id)),
-        "detail": _excerpt(detail),
+        "detail": _excerpt(_ADDRESS.sub("", detail) if isinstance(detail, str) else detail),
         "excerpt": _excerpt(excerpt),
     }
 

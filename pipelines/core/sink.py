@@ -50,7 +50,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.core import files
-from pipelines.core.exchange import read_runs, write_run
+from pipelines.core.exchange import cut_to_fit, read_runs, write_run
 from pipelines.core.schema import load_schema_document, records_table, row_arrow_schema
 
 MiB = 1 << 20
@@ -273,20 +273,28 @@ class _SpillRuns(beam.DoFn):
 
     def process(self, record):
         if isinstance(record, pa.Table):
-            if record.num_rows == 0:
-                return
-            self._tables.append(record.select(self._schema.names).cast(self._schema))
-            self._bytes += table_size(record)
-            self._rows += record.num_rows
-        else:
-            self._records.append(record)
-            self._bytes += record_size(record)
-            self._rows += 1
-            if len(self._records) >= RECORDS_PER_TABLE:
-                # Held as Arrow, a buffered record takes its text's size, not a dict's.
-                self._tables.append(self._records_table())
+            yield from self._add_table(record)
+            return
+        self._records.append(record)
+        self._bytes += record_size(record)
+        self._rows += 1
+        if len(self._records) >= RECORDS_PER_TABLE:
+            # Held as Arrow, a buffered record takes its text's size, not a dict's.
+            self._tables.append(self._records_table())
         if self._bytes >= self.config.spill_bytes:
             yield self._spill()
+
+    def _add_table(self, record: pa.Table):
+        if record.num_rows == 0:
+            return
+        table = record.select(self._schema.names).cast(self._schema)
+        limit = self.config.spill_bytes
+        for piece, size in cut_to_fit(table, table_size(table), limit - self._bytes, limit):
+            self._tables.append(piece)
+            self._bytes += size
+            self._rows += piece.num_rows
+            if self._bytes >= limit:
+                yield self._spill()
 
     def finish_bundle(self):
         if self._rows:

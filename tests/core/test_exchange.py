@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.core.exchange import (ArrowTableCoder, HashJoin, SpillByHash, hash_range, id_hash,
-                                     plan_tasks, read_range)
+from pipelines.core.exchange import (ArrowTableCoder, HashJoin, SpillByHash, cut_to_fit, hash_range,
+                                     id_hash, plan_tasks, read_range)
 from pipelines.core.rejects import rejected
 
 LEFT = pa.schema([("id", pa.int64()), ("value", pa.string())])
@@ -93,3 +93,29 @@ def test_hash_join_matches_a_dict_join_whatever_the_task_count(tmp_path):
             missing = joined["rejected"] | beam.Map(lambda r: r["record_id"])
             assert_that(rows, equal_to(expected), label="Rows")
             assert_that(missing, equal_to(expected_missing), label="Missing")
+
+
+def test_cut_to_fit_fills_the_room_then_whole_buffers_and_loses_no_row():
+    table = pa.table({"id": pa.array(range(1000), pa.int64()), "text": [f"row {i:04d}" for i in range(1000)]})
+    size = 10_000  # 10 bytes a row as the buffer counts them
+    pieces = list(cut_to_fit(table, size, room=2_500, limit=3_000))
+    assert [p.num_rows for p, _ in pieces] == [250, 300, 300, 150]
+    assert [b for _, b in pieces] == [2_500, 3_000, 3_000, 1_500]
+    assert pa.concat_tables([p for p, _ in pieces]).equals(table)
+    # A row larger than the room or the limit still goes, one at a time.
+    assert [p.num_rows for p, _ in cut_to_fit(table.slice(0, 3), 300, room=10, limit=50)] == [1, 1, 1]
+    assert [p.num_rows for p, _ in cut_to_fit(table.slice(0, 3), 0, room=0, limit=50)] == [3]
+
+
+def test_runs_stay_at_the_spill_limit_whatever_the_incoming_tables(tmp_path):
+    schema = pa.schema([("id", pa.int64()), ("text", pa.string())])
+    big = pa.table({"id": pa.array(range(20_000), pa.int64()), "text": ["x" * 50] * 20_000}, schema=schema)
+    spill = SpillByHash(str(tmp_path), "id", schema, spill_bytes=big.nbytes // 5, row_group_bytes=1 << 16)
+    spill.start_bundle()
+    runs = [run for table in (big.slice(0, 7_000), big.slice(7_000)) for run in spill.process(table)]
+    runs += list(spill.finish_bundle())
+    runs = [getattr(run, "value", run) for run in runs]  # finish_bundle's are windowed
+    rows = [sum(batch[2] for batch in run["batches"]) for run in runs]
+    # 20,000 rows at 4,000 per full buffer: five runs of 4,000, none holding a whole table.
+    assert sum(rows) == big.num_rows
+    assert len(rows) == 5 and all(abs(count - 4_000) <= 2 for count in rows), rows

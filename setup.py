@@ -71,6 +71,7 @@ setup(
         "lxml>=5",
         "libarchive-c>=5",
         "ijson>=3.3",
+        "orjson>=3.9.7,<4",
         "xxhash>=3.4",
         "numpy>=1.24",
         "smart-open>=7",

@@ -160,8 +160,7 @@ def floor_paq(folder: Path, out: Path) -> int:
     """paq with the package's parsers and rules (listed questions only, the first passage
     of each), joined from in-memory dicts and sets: what one process can afford (the
     passages alone are 13 GB at full scale)."""
-    import json
-
+    from pipelines.core.readers import parse_json
     from pipelines.sources import paq
 
     passages: dict[str, str] = {}
@@ -172,12 +171,12 @@ def floor_paq(folder: Path, out: Path) -> int:
             if parsed is not None:
                 passages.setdefault(*parsed)
     with open(folder / "PAQ.filtered.jsonl", encoding="utf-8") as stream:
-        listed = {paq.parse_filtered_line(json.loads(line))[0] for line in stream}
+        listed = {paq.parse_filtered_line(parse_json(line))[0] for line in stream}
     writer = _Writer(out, paq.DATASET)
     source_file = "paq/PAQ.metadata.jsonl.gz"
     with gzip.open(folder / "PAQ.metadata.jsonl.gz", "rt", encoding="utf-8") as stream:
         for number, line in enumerate(stream, start=1):
-            record, _reason, _detail = paq.parse_metadata_line(json.loads(line))
+            record, _reason, _detail = paq.parse_metadata_line(parse_json(line))
             if record is None or record["question"] not in listed:
                 continue
             for passage_id in paq.choose_passages(record["passage_ids"], "first"):

@@ -3,6 +3,7 @@ file-level rejects."""
 import gzip
 import io
 import json
+import math
 import tarfile
 import zipfile
 
@@ -11,10 +12,10 @@ import py7zr
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from pipelines.core import files
-from pipelines.core.readers import (REJECTED, ReadFiles, json_items, json_lines, stream_is_empty,
+from pipelines.core.readers import (REJECTED, ReadFiles, json_items, json_lines, parse_json, stream_is_empty,
                                     text_records, unless_blank)
 from pipelines.core.rejects import layout_rejects, make_reject
 
@@ -249,3 +250,54 @@ def test_line_ranges_are_streams_of_whole_lines(lines, split_bytes, read_size):
         assert part == b"" or part.endswith(b"\n")
         got += part
     assert got == data
+
+
+# -- parse_json is json.loads ----------------------------------------------------------------
+
+def _same_value(a, b) -> bool:
+    """Equal values of equal types all the way down (NaN equal to NaN, -0.0 apart from 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same_value(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _outcome(parse, text):
+    try:
+        return "value", parse(text)
+    except (ValueError, RecursionError) as exc:
+        return "error", type(exc)
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10 ** 30), max_value=10 ** 30)
+    | st.floats(allow_nan=True, allow_infinity=True) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON_VALUES, st.booleans())
+def test_parse_json_gives_what_json_loads_gives_for_any_value(value, ascii_only):
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    kind, parsed = _outcome(parse_json, text)
+    assert kind == "value" and _same_value(parsed, json.loads(text))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.text(), st.text(alphabet='{}[]":,0123456789.eE+-tfnrulNaIiy \\u"\ud800', max_size=40)))
+def test_parse_json_accepts_and_refuses_what_json_loads_does(text):
+    mine, theirs = _outcome(parse_json, text), _outcome(json.loads, text)
+    assert mine[0] == theirs[0]
+    assert _same_value(mine[1], theirs[1]) if mine[0] == "value" else mine[1] is theirs[1]
+
+
+def test_parse_json_keeps_what_orjson_alone_would_change():
+    assert parse_json("123456789012345678901234567890") == 123456789012345678901234567890
+    assert parse_json('{"a": NaN, "b": 1e400, "c": "\\ud800"}')["c"] == "\ud800"
+    assert _outcome(parse_json, "[" * 5000 + "]" * 5000)[0] == _outcome(json.loads, "[" * 5000 + "]" * 5000)[0]

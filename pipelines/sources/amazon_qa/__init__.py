@@ -21,8 +21,9 @@ Parse (:func:`parse_record`): each line is a Python dict literal (single quotes,
 not JSON; it is parsed with ``ast.literal_eval``, which accepts literals only: a line
 such as ``__import__('os').system(...)`` is a reject ``bad_literal`` and nothing runs.
 Strict-JSON copies of the files also circulate, so a line that starts like a JSON object
-(``{"``) is parsed with ``json.loads`` first (it decodes ``\\/`` and surrogate pairs
-as JSON means them), and each parser is the other's fallback. A line that is not valid
+(``{"``) is parsed as JSON first (:func:`pipelines.core.readers.parse_json`, which gives
+what ``json.loads`` gives; it decodes ``\\/`` and surrogate pairs as JSON means them), and
+each parser is the other's fallback. A line that is not valid
 UTF-8 is a reject ``bad_encoding``; a value that is not a dict ``not_an_object``; a dict
 of neither shape ``unknown_record_shape``; missing or non-string question/answer
 ``missing_field`` / ``bad_field``; a file without any byte is the core reader's
@@ -57,7 +58,6 @@ from __future__ import annotations
 
 import ast
 import html
-import json
 import posixpath
 import re
 import warnings
@@ -65,7 +65,7 @@ import warnings
 import apache_beam as beam
 
 from pipelines.core import accounting, files
-from pipelines.core.readers import ReadFiles, text_records
+from pipelines.core.readers import ReadFiles, parse_json, text_records
 from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput
@@ -114,8 +114,8 @@ def parse_record(text: str):
     """Parse one line: a Python dict literal, or a JSON object.
 
     Upstream lines are Python literals (``ast.literal_eval``: literals only, nothing is
-    called or evaluated). Lines that start like JSON (``{"``) are tried with
-    ``json.loads`` first, because JSON escapes (``\\/``, surrogate pairs) mean something
+    called or evaluated). Lines that start like JSON (``{"``) are tried as JSON
+    (:func:`pipelines.core.readers.parse_json`) first, because JSON escapes (``\\/``, surrogate pairs) mean something
     else in Python; each parser is the other's fallback.
 
     Raises:
@@ -124,10 +124,10 @@ def parse_record(text: str):
     stripped = text.strip()
     looks_json = stripped.startswith('{"')
     try:
-        return json.loads(stripped) if looks_json else _literal(stripped)
+        return parse_json(stripped) if looks_json else _literal(stripped)
     except _LITERAL_ERRORS as first:
         try:
-            return _literal(stripped) if looks_json else json.loads(stripped)
+            return _literal(stripped) if looks_json else parse_json(stripped)
         except _LITERAL_ERRORS:
             raise ValueError(f"neither a Python literal nor JSON ({type(first).__name__}: "
                              f"{str(first)[:200]})") from None

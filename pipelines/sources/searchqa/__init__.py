@@ -55,7 +55,6 @@ Source options (``--source-option searchqa.<key>=<value>``):
 from __future__ import annotations
 
 import functools
-import json
 import posixpath
 import re
 
@@ -63,7 +62,7 @@ import apache_beam as beam
 
 from pipelines.core import accounting, files
 from pipelines.core.normalize import normalize_text
-from pipelines.core.readers import ReadFiles, blank_file
+from pipelines.core.readers import ReadFiles, blank_file, parse_json
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput, names_from, positive_int
@@ -144,7 +143,7 @@ def parse_clue(data: bytes, file_name: str, top_k: int):
         return rejected(DATASET, "bad_encoding", source_file=file_name,
                         detail=f"the clue file is not UTF-8: {exc}", excerpt=data[:2000])
     try:
-        record = json.loads(text)
+        record = parse_json(text)
     except ValueError as exc:
         return rejected(DATASET, "bad_json", source_file=file_name,
                         detail=f"not a JSON document: {exc}", excerpt=text)

@@ -81,14 +81,13 @@ Source options (``--source-option trivia_qa.<key>=<value>``):
 from __future__ import annotations
 
 import functools
-import json
 import re
 import unicodedata
 
 import apache_beam as beam
 
 from pipelines.core import accounting, files
-from pipelines.core.readers import ReadFiles, stream_is_empty, text_lines
+from pipelines.core.readers import ReadFiles, parse_json, stream_is_empty, text_lines
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import make_row
 from pipelines.core.source import Source, SourceContext, SourceOutput, positive_int
@@ -224,7 +223,7 @@ class ReadQuestionFile:
         where = f"line {line}"
         accounting.count_read(DATASET)
         try:
-            record = json.loads(raw.decode("utf-8"))
+            record = parse_json(raw.decode("utf-8"))
         except UnicodeDecodeError:
             yield rejected(DATASET, "bad_encoding", source_file=source_file, record_id=where,
                            detail="record is not valid UTF-8", excerpt=raw)

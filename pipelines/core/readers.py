@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -217,23 +216,27 @@ def text_records(stream: BinaryIO, dataset: str, source_file: str, first_line: i
             yield number, text
 
 
-# 19 digits in a row: an integer that may not fit in 64 bits, which orjson would turn into a
-# float (``json`` keeps it exact), or a float with more digits than a double holds.
-_LONG_DIGITS = re.compile(r"\d{19}")
+# 19 ASCII digits in a row: an integer that may not fit in 64 bits, which orjson reads as a
+# float (``json`` keeps it exact), or a number with more digits than a double holds. Found
+# by mapping every digit byte to "0" and every other byte to " " (``bytes.translate``, at
+# memory speed; a regular expression took longer than parsing the line).
+_DIGIT_BYTES = bytes(ord("0") if ord("0") <= b <= ord("9") else ord(" ") for b in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 def parse_json(text: str):
-    """The value of a JSON text, exactly as ``json.loads`` gives it, 3-5x faster.
+    """The value of a JSON text, exactly as ``json.loads`` gives it, faster.
 
-    orjson parses first (measured on PAQ's metadata lines: 0.21 s against 0.64 s per 300,000
-    lines). ``json.loads`` parses what orjson refuses and the standard library accepts
-    (``NaN``, ``1e400``, lone surrogates, nesting deeper than 1,024) and any text with 19
-    digits in a row (orjson reads integers beyond 64 bits as floats); its error, a
-    ``ValueError``, is raised for text that is not JSON at all.
+    orjson parses first (measured on PAQ's metadata lines: 0.37 s per 300,000 lines with this
+    function's checks, 0.63 s with ``json.loads``). ``json.loads`` parses what orjson refuses
+    and the standard library accepts (``NaN``, ``1e400``, lone surrogates, nesting deeper
+    than 1,024) and any text with 19 digits in a row (orjson reads integers beyond 64 bits
+    as floats); its error, a ``ValueError``, is raised for text that is not JSON at all.
     """
-    if _LONG_DIGITS.search(text) is None:
+    data = text.encode("utf-8", "surrogatepass")
+    if _LONG_DIGITS not in data.translate(_DIGIT_BYTES):
         try:
-            return orjson.loads(text)
+            return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
     return json.loads(text)

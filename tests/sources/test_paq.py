@@ -7,6 +7,7 @@ import tarfile
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pipelines.core.exchange import text_key
 from pipelines.sources import paq
@@ -26,6 +27,25 @@ def test_canonical_passage_id():
     assert paq.canonical_passage_id(" 21015324 ") == "21015324"
     for bad in (None, True, -3, 1.0, "wiki-12", "", "١٢"):
         assert paq.canonical_passage_id(bad) is None
+
+
+def _canonical_by_int(value):
+    """The rule spelled out: ints and ASCII decimal strings (spaces around allowed) that are
+    non-negative integers, as the decimal text of the integer."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value) if value >= 0 else None
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return str(int(value.strip()))
+    return None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.integers(), st.text(alphabet=" 0123456789-+x١²", max_size=8),
+                 st.text(max_size=6), st.none(), st.booleans(), st.floats()))
+def test_canonical_passage_id_follows_the_rule_for_any_value(value):
+    assert paq.canonical_passage_id(value) == _canonical_by_int(value)
 
 
 def test_choose_passages_first_and_all():

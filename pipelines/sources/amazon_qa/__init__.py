@@ -115,8 +115,8 @@ def parse_record(text: str):
 
     Upstream lines are Python literals (``ast.literal_eval``: literals only, nothing is
     called or evaluated). Lines that start like JSON (``{"``) are tried as JSON
-    (:func:`pipelines.core.readers.parse_json`) first, because JSON escapes (``\\/``, surrogate pairs) mean something
-    else in Python; each parser is the other's fallback.
+    (:func:`pipelines.core.readers.parse_json`) first, because JSON escapes (``\\/``,
+    surrogate pairs) mean something else in Python; each parser is the other's fallback.
 
     Raises:
         ValueError: the line is neither, with the literal parser's complaint.

@@ -202,15 +202,16 @@ def find_inputs(paths: list[str]) -> PaqInputs:
 def canonical_passage_id(value) -> str | None:
     """A passage id as canonical decimal text (``7``, ``"7"`` and ``"007"`` are ``"7"``),
     or ``None`` when it is not a non-negative integer."""
-    if type(value) is str and value.isdigit() and value.isascii() and (value[0] != "0" or value == "0"):
-        return value  # already canonical: the usual case, without the round trip through int
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value) if value >= 0 else None
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return str(int(value.strip()))
-    return None
+    if not isinstance(value, str):
+        return None
+    if value.isascii() and value.isdigit() and (value[0] != "0" or value == "0"):
+        return value  # already canonical: the usual case, without the round trip through int
+    digits = value.strip()
+    return str(int(digits)) if digits.isascii() and digits.isdigit() else None
 
 
 def parse_filtered_line(record: dict) -> tuple[str | None, str]:

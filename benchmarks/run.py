@@ -12,7 +12,10 @@ process of its own (wall time, peak RSS from ``wait4``, rows and output bytes):
                  script (lxml, pyarrow, no Beam): :mod:`benchmarks.floor`;
 * ``1 worker``   ``corpus build`` on the local runner (the FnApiRunner), in memory, one worker;
 * ``2 workers``  the same with ``--direct_running_mode=multi_processing --direct_num_workers=2``
-                 (on the 4x input, where starting the worker processes weighs less).
+                 (on the 4x input, where starting the worker processes weighs less);
+* ``start-up``   one and two workers on an input of ``MIN_ITEMS`` items: the fixed cost of a
+                 build (Beam's start, the worker processes, every stage once), so that the
+                 speed-up of the rest of the 4x build can be told apart from it.
 
 Floor and one worker run on the default input (1x) and on one four times as large (4x): the
 throughput ratio at both sizes, the growth of peak memory from 1x to 4x, and the speed-up of
@@ -45,6 +48,9 @@ from benchmarks import synthetic
 
 REPO = Path(__file__).resolve().parent.parent
 SHARD_MB = 32
+# The fewest items (questions, queries, clusters, rows) an input is generated with; an
+# input of that size measures a build's fixed cost (see measure_startup).
+MIN_ITEMS = 100
 
 
 @dataclass
@@ -116,7 +122,7 @@ class StackExchangeBench(Bench):
     def generate(self, root: Path, scale: float) -> None:
         folder = root / "stackexchange"
         folder.mkdir(parents=True, exist_ok=True)
-        questions = max(100, int(self.QUESTIONS_PER_SITE * scale))
+        questions = max(MIN_ITEMS, int(self.QUESTIONS_PER_SITE * scale))
         for n in range(self.SITES):
             site = f"site{n}.stackexchange.com"
             staging = root / "_staging" / site
@@ -135,7 +141,7 @@ class MsMarcoBench(Bench):
     QUERIES = 10_000
 
     def generate(self, root: Path, scale: float) -> None:
-        synthetic.write_msmarco(root / "msmarco", max(100, int(self.QUERIES * scale)))
+        synthetic.write_msmarco(root / "msmarco", max(MIN_ITEMS, int(self.QUERIES * scale)))
 
     def floor_args(self, root: Path, out: Path) -> list[str]:
         return [str(root / "msmarco"), str(out)]
@@ -147,7 +153,7 @@ class WikiAnswersBench(Bench):
     def generate(self, root: Path, scale: float) -> None:
         folder = root / "wikianswers"
         folder.mkdir(parents=True, exist_ok=True)
-        synthetic.write_wikianswers_part(folder / "part-00000.gz", max(100, int(self.CLUSTERS * scale)))
+        synthetic.write_wikianswers_part(folder / "part-00000.gz", max(MIN_ITEMS, int(self.CLUSTERS * scale)))
 
     def floor_args(self, root: Path, out: Path) -> list[str]:
         return [str(root / "wikianswers"), str(out)]
@@ -159,7 +165,7 @@ class YahooBench(Bench):
     def generate(self, root: Path, scale: float) -> None:
         folder = root / "yahoo_answers" / "yahoo_answers_csv"
         folder.mkdir(parents=True, exist_ok=True)
-        synthetic.write_yahoo_csv(folder / "train.csv", max(100, int(self.ROWS * scale)))
+        synthetic.write_yahoo_csv(folder / "train.csv", max(MIN_ITEMS, int(self.ROWS * scale)))
 
     def floor_args(self, root: Path, out: Path) -> list[str]:
         return [str(root / "yahoo_answers"), str(out)]
@@ -169,7 +175,7 @@ class PaqBench(Bench):
     QUESTIONS = 150_000
 
     def generate(self, root: Path, scale: float) -> None:
-        synthetic.write_paq(root / "paq", max(100, int(self.QUESTIONS * scale)))
+        synthetic.write_paq(root / "paq", max(MIN_ITEMS, int(self.QUESTIONS * scale)))
 
     def floor_args(self, root: Path, out: Path) -> list[str]:
         return [str(root / "paq"), str(out)]
@@ -271,13 +277,38 @@ def benchmark(bench: Bench, work: Path, scale: float, memory: bool, parallel: bo
             summary[f"throughput_ratio_{size}"] = ratio
             print(f"  pipeline / floor throughput per core at {size}: {ratio:.2f}")
     if parallel and "2 workers 4x" in results and "1 worker 4x" in results:
-        summary["speedup_2_workers_4x"] = results["1 worker 4x"].seconds / results["2 workers 4x"].seconds
+        one, two = results["1 worker 4x"].seconds, results["2 workers 4x"].seconds
+        summary["speedup_2_workers_4x"] = one / two
         print(f"  2 workers / 1 worker speed-up at 4x: {summary['speedup_2_workers_4x']:.2f}x")
+        startup = measure_startup(bench, work, repeat)
+        if startup:
+            summary.update(startup)
+            beyond = (one - startup["startup_1_worker_s"]) / max(1e-9, two - startup["startup_2_workers_s"])
+            summary["speedup_2_workers_4x_beyond_startup"] = beyond
+            print(f"  start-up (an input of {MIN_ITEMS} items): 1 worker {startup['startup_1_worker_s']:.1f} s, "
+                  f"2 workers {startup['startup_2_workers_s']:.1f} s; speed-up of the rest at 4x: {beyond:.2f}x")
     if memory and "1 worker 4x" in results and "1 worker 1x" in results:
         summary["peak_rss_growth_4x"] = results["1 worker 4x"].peak_rss_mb / results["1 worker 1x"].peak_rss_mb - 1
         print(f"  peak memory growth from 1x to 4x input (1 worker): {summary['peak_rss_growth_4x']:+.0%}")
     summary["measurements"] = {k: vars(v) for k, v in results.items()}
     return summary
+
+
+
+
+def measure_startup(bench: Bench, work: Path, repeat: int) -> dict:
+    """Wall time of one- and two-worker builds of a tiny input: what a build costs whatever
+    its size (starting Beam, its worker processes, every stage once), so that the speed-up
+    of two workers can be told apart from the fixed cost only they pay."""
+    root = work / f"{bench.name}-startup"
+    bench.generate(root, 0.0)  # MIN_ITEMS items
+    try:
+        return {f"startup_{label}_s": fastest(lambda: run_pipeline(
+                    bench, root, work / f"{bench.name}-startup-out{workers}", workers, label), repeat).seconds
+                for label, workers in (("1_worker", 1), ("2_workers", 2))}
+    except RuntimeError as exc:
+        print(f"  start-up FAILED: {str(exc).strip().splitlines()[-1]}", flush=True)
+        return {}
 
 
 def main(argv=None) -> int:

@@ -88,3 +88,44 @@ def test_remote_runners_get_no_reporter():
     assert progress.is_local_runner(None)
     assert progress.is_local_runner("FnApiRunner")
     assert not progress.is_local_runner("DataflowRunner")
+
+
+def _read_with(paths, root, *options, **read_options):
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from pipelines.core.readers import ReadFiles, text_records
+
+    def lines(stream, source_file):
+        yield from text_records(stream, "d", source_file)
+
+    with TestPipeline(runner="FnApiRunner", options=PipelineOptions(list(options))) as p:
+        read = p | ReadFiles(paths, lines, input_root=str(root), dataset="d", **read_options)
+        read.records | beam.combiners.Count.Globally()
+
+
+def test_a_file_read_in_byte_ranges_counts_once_all_ranges_are_read(tmp_path, reporting, monkeypatch):
+    monkeypatch.setattr(progress, "SPOOL_WRITE_SECONDS", 0.0)
+    path = tmp_path / "msmarco" / "collection.tsv"
+    path.parent.mkdir()
+    path.write_bytes(b"".join(b"%d\tpassage %d\n" % (n, n) for n in range(3000)))
+    inputs = [progress.InputFile(str(path), "msmarco", path.stat().st_size)]
+    _read_with([str(path)], tmp_path, split_bytes=path.stat().st_size // 5)
+    totals = progress.read_spool(str(reporting), inputs)
+    assert totals.per_source["msmarco"] == {"records": 3000, "bytes": path.stat().st_size,
+                                            "files_done": 1, "files_reading": 0}
+
+
+def test_a_file_cut_into_blocks_counts_its_bytes_and_every_blocks_records(tmp_path, reporting):
+    path = tmp_path / "wikianswers" / "part-00000.gz"
+    path.parent.mkdir()
+    with gzip.open(path, "wt") as out:
+        out.writelines(f"q:question {n}?\n" for n in range(3000))
+    inputs = [progress.InputFile(str(path), "wikianswers", path.stat().st_size)]
+    _read_with([str(path)], tmp_path, "--direct_running_mode=multi_threading", "--direct_num_workers=2",
+               cut_dir=str(tmp_path / "blocks"), cut_bytes=4096)
+    assert len(list((tmp_path / "blocks").iterdir())) > 5
+    totals = progress.read_spool(str(reporting), inputs)
+    assert totals.per_source["wikianswers"] == {"records": 3000, "bytes": path.stat().st_size,
+                                                "files_done": 1, "files_reading": 0}

@@ -202,8 +202,9 @@ class SpillByHash(beam.DoFn):
             yield GlobalWindows.windowed_value(self._spill())
 
     def _spill(self) -> dict:
-        # One chunk per column: sorting (a take) over many chunks is several times slower.
-        table = pa.concat_tables(self._tables).unify_dictionaries().combine_chunks()
+        # Sorted straight from the buffered chunks: the take gathers each column into one
+        # chunk (combining the chunks first copied every text once more: 30% slower).
+        table = pa.concat_tables(self._tables).unify_dictionaries()
         self.start_bundle()
         hashes = pa.array(id_hash(table[self.key]), pa.uint64())
         table = table.append_column(HASH, hashes).sort_by(HASH)

@@ -58,9 +58,11 @@ class ReadMeter:
         self.spool = spool
         self.path = os.path.join(spool, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json")
         self._lock = threading.Lock()
-        # path -> {"records", "position", "done"}
+        # path -> {"records", "position", "done"}, and for a file read in byte ranges
+        # "ranges": {start: [bytes read, done, length]}
         self._files: dict[str, dict] = {}
         self._raw: dict[str, object] = {}
+        self._range_raw: dict[tuple[str, int], object] = {}
         self._last_write = 0.0
 
     def started(self, path: str, raw) -> None:
@@ -69,11 +71,28 @@ class ReadMeter:
             self._files.setdefault(path, {"records": 0, "position": 0, "done": False})["done"] = False
             self._raw[path] = raw
 
-    def add_records(self, path: str, count: int) -> None:
-        """``count`` more records were read from ``path``."""
+    def range_started(self, path: str, raw, start: int, end: int) -> None:
+        """The byte range ``[start, end)`` of ``path`` is opened; ``raw.tell()`` is the
+        position in the file."""
         with self._lock:
-            self._files[path]["records"] += count
-            self._write_if_due(force=False)
+            entry = self._files.setdefault(path, {"records": 0, "position": 0, "done": False})
+            entry.setdefault("ranges", {})[str(start)] = [0, False, end - start]
+            self._range_raw[(path, start)] = raw
+
+    def range_finished(self, path: str, start: int) -> None:
+        """The range of ``path`` beginning at ``start`` was read (or given up on)."""
+        with self._lock:
+            entry = self._files[path]["ranges"][str(start)]
+            entry[0], entry[1] = entry[2], True
+            self._range_raw.pop((path, start), None)
+            self._write_if_due(force=True)
+
+    def add_records(self, path: str, count: int, force: bool = False) -> None:
+        """``count`` more records were read from ``path`` (or one of its blocks); ``force``
+        writes the counts now (at a block's end)."""
+        with self._lock:
+            self._files.setdefault(path, {"records": 0, "position": 0, "done": False})["records"] += count
+            self._write_if_due(force=force)
 
     def finished(self, path: str) -> None:
         """``path`` was read to its end (or given up on)."""
@@ -92,6 +111,12 @@ class ReadMeter:
                 self._files[path]["position"] = int(raw.tell())
             except (AttributeError, OSError, ValueError):
                 pass  # a stream that cannot tell its position counts when it ends
+        for (path, start), raw in self._range_raw.items():
+            entry = self._files[path]["ranges"][str(start)]
+            try:
+                entry[0] = max(0, min(entry[2], int(raw.tell()) - start))
+            except (AttributeError, OSError, ValueError):
+                pass
         temp = f"{self.path}.tmp"
         try:
             with open(temp, "w", encoding="utf-8") as out:
@@ -147,6 +172,43 @@ class _FileReading:
         return None
 
 
+class _RangeReading(_FileReading):
+    """Context of one byte range of an input file being read by this thread."""
+
+    def __init__(self, meter: ReadMeter, path: str, raw, start: int, end: int):
+        super().__init__(meter, path, raw)
+        self.start, self.end = start, end
+
+    def __enter__(self):
+        self.meter.range_started(self.path, self.raw, self.start, self.end)
+        self.outer = getattr(_current, "reading", None)
+        _current.reading = self
+        return self
+
+    def __exit__(self, *exc_info):
+        _current.reading = self.outer
+        self.meter.add_records(self.path, self.pending)
+        self.pending = 0
+        self.meter.range_finished(self.path, self.start)
+        return None
+
+
+class _BlockReading(_FileReading):
+    """Context of one block of a cut input file: its records count for the file, whose
+    bytes were counted when it was read through to be cut."""
+
+    def __enter__(self):
+        self.outer = getattr(_current, "reading", None)
+        _current.reading = self
+        return self
+
+    def __exit__(self, *exc_info):
+        _current.reading = self.outer
+        self.meter.add_records(self.path, self.pending, force=True)
+        self.pending = 0
+        return None
+
+
 class _NotReporting:
     def __enter__(self):
         return self
@@ -165,6 +227,20 @@ def reading_file(path: str, raw):
     """
     meter = process_meter()
     return _NotReporting() if meter is None else _FileReading(meter, path, raw)
+
+
+def reading_range(path: str, raw, start: int, end: int):
+    """Like :func:`reading_file`, for the byte range ``[start, end)`` of ``path``
+    (``raw.tell()`` is the position in the file); the file is read once all its ranges are."""
+    meter = process_meter()
+    return _NotReporting() if meter is None else _RangeReading(meter, path, raw, start, end)
+
+
+def reading_block(path: str):
+    """Like :func:`reading_file`, for one block of ``path`` cut by another worker: only
+    its records are counted (the file's bytes were counted as it was cut)."""
+    meter = process_meter()
+    return _NotReporting() if meter is None else _BlockReading(meter, path, None)
 
 
 def count_record(n: int = 1) -> None:
@@ -225,6 +301,9 @@ def _merged_spool(spool: str) -> dict[str, dict]:
             into["records"] += counts["records"]
             into["position"] = max(into["position"], counts["position"])
             into["done"] = into["done"] or counts["done"]
+            for start, (read, done, length) in counts.get("ranges", {}).items():
+                seen = into.setdefault("ranges", {}).get(start, [0, False, length])
+                into["ranges"][start] = [max(seen[0], read), seen[1] or done, length]
     return merged
 
 
@@ -245,6 +324,11 @@ def read_spool(spool: str, inputs: list[InputFile]) -> Totals:
         if counts is None:
             continue
         total["records"] += counts["records"]
+        ranges = counts.get("ranges")
+        if ranges and not counts["done"]:  # read in byte ranges, maybe by several processes
+            covered = sum(length for _read, done, length in ranges.values() if done)
+            counts = {"done": covered >= item.size,
+                      "position": sum(read for read, _done, _length in ranges.values())}
         if counts["done"]:
             total["files_done"] += 1
             total["bytes"] += item.size

@@ -9,7 +9,9 @@ A source describes how to read *one* file as a generator::
             yield rejected(DATASET, "bad_json", source_file=source_file, ...)   # a reject
 
 and :class:`ReadFiles` runs it over a list of files in parallel (one file is one
-worker's job). The file is opened with its compression undone (sniffed from the bytes).
+worker's job; a big plain file is read in byte ranges, and with several workers a
+compressed file or archive member is cut into blocks of whole lines that all workers
+parse). The file is opened with its compression undone (sniffed from the bytes).
 When a file cannot be read to its end, the rows before the problem are kept and the file
 itself becomes a reject (reason ``unreadable_file``, with the position where reading
 stopped); with ``strict`` the run stops instead, naming the file.
@@ -19,11 +21,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 import apache_beam as beam
 import orjson
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines.core import files, progress
 from pipelines.core.rejects import REJECTED, rejected
@@ -39,12 +43,13 @@ def max_line_bytes() -> int:
     return int(os.environ.get("CORPUS_MAX_LINE_BYTES", 512 << 20))
 
 
-def text_lines(stream: BinaryIO, first_line: int = 1) -> Iterator[tuple[int, str | None, bytes]]:
+def text_lines(stream: BinaryIO, first_line: int | None = None) -> Iterator[tuple[int, str | None, bytes]]:
     """Lines of a UTF-8 text file, without their line ending.
 
     Args:
         stream: the file (or a block of whole lines of it).
-        first_line: the number of the stream's first line (when it is a block of a file).
+        first_line: the number of the stream's first line; by default 1, or the block's
+            first line when ``stream`` is one block of a file cut by :class:`ReadFiles`.
     Yields:
         ``(line_number, text, raw)`` with 1-based line numbers; ``text`` is ``None`` when
         the line is not valid UTF-8 (``raw`` keeps the bytes for the dead-letter output).
@@ -55,6 +60,7 @@ def text_lines(stream: BinaryIO, first_line: int = 1) -> Iterator[tuple[int, str
             the file is recorded as unreadable.
     """
     limit = max_line_bytes()
+    first_line = first_line_of(stream) if first_line is None else first_line
     for number, raw in enumerate(iter(lambda: stream.readline(limit + 1), b""), start=first_line):
         if len(raw) > limit:
             raise LineTooLong(f"line {number} is longer than {limit:,} bytes "
@@ -152,6 +158,92 @@ def range_start(stream) -> int | None:
     return raw.start if isinstance(raw, LineRange) else None
 
 
+# -- blocks: one file's lines cut by the worker that reads it through, parsed by many ----------
+
+# Bytes of whole lines per block of a cut file (see ReadFiles.cut_dir).
+BLOCK_BYTES = 16 << 20
+
+
+class BlockReader(io.BufferedReader):
+    """The stream of one block of a cut file, as ``read_file`` receives it.
+
+    Attributes:
+        first_line: the number, in the file, of the block's first line.
+    """
+
+    def __init__(self, raw: BinaryIO, first_line: int):
+        super().__init__(raw, files.READ_BUFFER)
+        self.first_line = first_line
+
+
+def first_line_of(stream) -> int:
+    """The number of ``stream``'s first line in its file: 1, or a block's first line."""
+    return stream.first_line if isinstance(stream, BlockReader) else 1
+
+
+def is_block(stream) -> bool:
+    """Whether ``stream`` is one block of a file cut into several (not the whole file)."""
+    return isinstance(stream, BlockReader)
+
+
+def line_blocks(stream: BinaryIO, block_bytes: int = BLOCK_BYTES,
+                starts_record: Callable[[bytes], bool] | None = None) -> Iterator[tuple[int, bytes]]:
+    """Cut a stream into blocks of whole lines of about ``block_bytes`` each.
+
+    Args:
+        stream: the file, its compression undone.
+        block_bytes: bytes a block reaches before it is cut at the next line end.
+        starts_record: for files whose records may span lines: whether a line (with its
+            line ending) can begin a record; a block is then cut only before such a line,
+            or, when none comes, after another ``block_bytes`` (no record is that long).
+    Yields:
+        ``(first_line, data)``: the number of the block's first line and its bytes.
+    Raises:
+        LineTooLong: the line that crosses a block's end is longer than
+            :func:`max_line_bytes`. That, or any error of the stream, is raised once the
+            whole lines read before it have been yielded as a last block.
+    """
+    limit = max_line_bytes()
+    # One raw read at a time, so that an error loses no more than the read it broke off.
+    read = getattr(stream, "read1", stream.read)
+    first_line, carry = 1, b""
+    while True:
+        buffer, carry = bytearray(carry), b""
+        try:
+            while len(buffer) < block_bytes:
+                piece = read(min(files.READ_BUFFER, block_bytes - len(buffer)))
+                if not piece:
+                    break
+                buffer += piece
+            if buffer and not buffer.endswith(b"\n"):
+                buffer += _line_within(stream, limit, first_line, buffer)
+            while starts_record is not None and buffer and len(buffer) < 2 * block_bytes:
+                line = _line_within(stream, limit, first_line, buffer)
+                if not line or starts_record(line):
+                    carry = line
+                    break
+                buffer += line
+        except Exception:
+            whole = bytes(buffer[:buffer.rfind(b"\n") + 1])
+            if whole:
+                yield first_line, whole
+            raise
+        if not buffer:
+            return
+        yield first_line, bytes(buffer)
+        first_line += buffer.count(b"\n") + (0 if buffer.endswith(b"\n") else 1)
+
+
+def _line_within(stream: BinaryIO, limit: int, first_line: int, before: bytearray) -> bytes:
+    """The next line of ``stream`` (or the rest of one), or :class:`LineTooLong`."""
+    line = stream.readline(limit + 1)
+    if len(line) > limit:
+        number = first_line + before.count(b"\n")
+        raise LineTooLong(f"line {number:,} is longer than {limit:,} bytes "
+                          "(set CORPUS_MAX_LINE_BYTES to allow longer lines)")
+    return line
+
+
 def stream_is_empty(stream: BinaryIO) -> bool:
     """Whether ``stream`` has no byte left to read; nothing is consumed.
 
@@ -184,7 +276,7 @@ def unless_blank(items: Iterable, stream: BinaryIO, dataset: str, source_file: s
         dataset: the dataset the reject is counted under.
         source_file: the file's provenance name.
     """
-    if range_start(stream) is not None:  # one range of a big file: it has records elsewhere
+    if range_start(stream) is not None or is_block(stream):  # a part: records may be elsewhere
         yield from items
         return
     has_bytes = not stream_is_empty(stream)
@@ -196,7 +288,7 @@ def unless_blank(items: Iterable, stream: BinaryIO, dataset: str, source_file: s
         yield blank_file(dataset, source_file)
 
 
-def text_records(stream: BinaryIO, dataset: str, source_file: str, first_line: int = 1,
+def text_records(stream: BinaryIO, dataset: str, source_file: str, first_line: int | None = None,
                  where: str = "") -> Iterator:
     """Non-blank lines of a UTF-8 text file, with invalid lines turned into rejects.
 
@@ -310,7 +402,7 @@ def tsv_tables(stream: BinaryIO, dataset: str, source_file: str, names: tuple[st
     convert = csv.ConvertOptions(column_types=types, strings_can_be_null=False,
                                  quoted_strings_can_be_null=False)
     limit = max_line_bytes()
-    first_line = 1
+    first_line = first_line_of(stream)
     # In a byte range of a file (LineRange) lines are counted from the range's start.
     start = range_start(stream)
     where = f" after byte {start:,}" if start else ""
@@ -424,48 +516,89 @@ def without_bom(stream: BinaryIO) -> BinaryIO:
     return io.BufferedReader(_Chained(head, stream), files.READ_BUFFER)
 
 
-class _ReadOneFile(beam.DoFn):
-    def __init__(self, read_file, input_root: str, dataset: str, strict: bool, decompress: bool,
-                 members):
-        self.read_file = read_file
+def _unpack(item) -> tuple[str, object]:
+    """``(path, context)`` of a file as :class:`ReadFiles` lists it."""
+    return item if isinstance(item, tuple) else (item, _NO_CONTEXT)
+
+
+class _FileStreams:
+    """What reading and cutting share: opening a file (or each wanted member of an archive)
+    and turning a failure into the file's reject."""
+
+    def __init__(self, input_root: str, dataset: str, strict: bool, decompress: bool, members):
         self.input_root = input_root
         self.dataset = dataset
         self.strict = strict
         self.decompress = decompress
         self.members = members
 
+    def streams(self, path: str, relative: str):
+        """``(source_file, stream)`` for the file, or for each wanted member of an archive
+        (and a ``no_member`` reject when there is none)."""
+        if self.members is not None and files.archive_format(path):
+            found = False
+            for member, stream in files.iter_archive_members(path, wanted=self.members):
+                found = True
+                yield f"{relative}!{member}", stream
+            if not found:
+                yield None, rejected(self.dataset, "no_member", source_file=relative, counts_as_read=True,
+                                     detail=f"{relative}: the archive holds none of the expected files")
+            return
+        with files.open_input(path) if self.decompress else files.open_raw(path) as stream:
+            yield relative, stream
+
+    def failed(self, exc: Exception, source_file: str):
+        """The reject of a file that could not be read to its end (raised when strict)."""
+        if self.strict:
+            raise files.BadInputFile(f"{source_file}: {type(exc).__name__}: {exc}") from exc
+        return rejected(self.dataset, "unreadable_file", source_file=source_file,
+                        record_id=_position(exc), counts_as_read=True,
+                        detail=f"{source_file}: reading stopped: {type(exc).__name__}: {exc}")
+
+
+class _ReadOneFile(beam.DoFn):
+    def __init__(self, read_file, input_root: str, dataset: str, strict: bool, decompress: bool,
+                 members):
+        self.read_file = read_file
+        self.input_root = input_root
+        self.dataset = dataset
+        self.opener = _FileStreams(input_root, dataset, strict, decompress, members)
+
     def process(self, element):
+        if isinstance(element, FileBlock):
+            yield from self._read_block(element)
+            return
         byte_range = None
         if isinstance(element, FileRange):
             element, byte_range = element.item, (element.start, element.end)
-        path, context = element if isinstance(element, tuple) else (element, _NO_CONTEXT)
+        path, context = _unpack(element)
         relative = files.relative_to(path, self.input_root)
         try:
             if byte_range is not None:
-                with files.open_raw(path) as raw:
+                with files.open_raw(path) as raw, progress.reading_range(path, raw, *byte_range):
                     stream = io.BufferedReader(LineRange(raw, *byte_range), files.READ_BUFFER)
                     yield from self._call_reader(stream, relative, context)
-            elif self.members is not None and files.archive_format(path):
-                yield from self._read_archive(path, relative, context)
-            else:
-                opener = files.open_input(path) if self.decompress else files.open_raw(path)
-                with opener as stream:
-                    yield from self._read_stream(stream, relative, context)
+                return
+            for source_file, stream in self.opener.streams(path, relative):
+                if source_file is None:
+                    yield stream  # the archive's no_member reject
+                else:
+                    yield from self._read_stream(stream, source_file, context)
         except Exception as exc:  # any reader failure fails this file only (unless strict)
-            if self.strict:
-                raise files.BadInputFile(f"{relative}: {type(exc).__name__}: {exc}") from exc
-            yield rejected(self.dataset, "unreadable_file", source_file=relative,
-                           record_id=_position(exc), counts_as_read=True,
-                           detail=f"{relative}: reading stopped: {type(exc).__name__}: {exc}")
+            yield self.opener.failed(exc, relative)
 
-    def _read_archive(self, path: str, relative: str, context):
-        found = False
-        for member, stream in files.iter_archive_members(path, wanted=self.members):
-            found = True
-            yield from self._read_stream(stream, f"{relative}!{member}", context)
-        if not found:
-            yield rejected(self.dataset, "no_member", source_file=relative, counts_as_read=True,
-                           detail=f"{relative}: the archive holds none of the expected files")
+    def _read_block(self, block: "FileBlock"):
+        path, context = _unpack(block.item)
+        try:
+            with files.open_raw(block.path) as raw, progress.reading_block(path):
+                if block.whole:
+                    yield from self._read_stream(io.BufferedReader(raw, files.READ_BUFFER),
+                                                 block.source_file, context)
+                else:
+                    yield from self._call_reader(BlockReader(raw, block.first_line), block.source_file,
+                                                 context)
+        except Exception as exc:
+            yield self.opener.failed(exc, files.relative_to(path, self.input_root))
 
     def _call_reader(self, stream, source_file: str, context):
         if context is _NO_CONTEXT:
@@ -478,6 +611,91 @@ class _ReadOneFile(beam.DoFn):
         if empty:
             yield rejected(self.dataset, "empty_file", source_file=source_file, counts_as_read=True,
                            detail=f"{source_file} is empty")
+
+
+@dataclass(frozen=True)
+class FileBlock:
+    """Whole lines of one input file, cut from it by the worker that read it through and
+    kept in a scratch file, so that several workers parse the file at once (see
+    ``ReadFiles.cut_dir``).
+
+    Attributes:
+        item: the file as :class:`ReadFiles` lists it: a path or ``(path, context)``.
+        path: the block's scratch file.
+        source_file: the provenance name of its lines (the file, or ``archive!member``).
+        first_line: the number, in that file, of the block's first line.
+        whole: the block is the whole file (it is then read as the file would be, with the
+            empty- and blank-file checks).
+    """
+
+    item: object
+    path: str
+    source_file: str
+    first_line: int
+    whole: bool
+
+
+class _CutIntoBlocks(beam.DoFn):
+    """Cut every file (or wanted archive member) into :class:`FileBlock` s; byte ranges of
+    plain files pass through as they are."""
+
+    def __init__(self, input_root: str, dataset: str, strict: bool, decompress: bool, members,
+                 cut_dir: str, cut_bytes: int, starts_record):
+        self.input_root = input_root
+        self.cut_dir = cut_dir
+        self.cut_bytes = cut_bytes
+        self.starts_record = starts_record
+        self.opener = _FileStreams(input_root, dataset, strict, decompress, members)
+
+    def process(self, element):
+        if isinstance(element, FileRange):
+            yield element
+            return
+        path, _context = _unpack(element)
+        relative = files.relative_to(path, self.input_root)
+        try:
+            for source_file, stream in self.opener.streams(path, relative):
+                if source_file is None:
+                    yield stream  # the archive's no_member reject
+                else:
+                    yield from self._cut(element, source_file, stream)
+        except Exception as exc:  # as when the file is read whole: the file is named
+            yield self.opener.failed(exc, relative)
+
+    def _cut(self, item, source_file: str, stream):
+        # The last block is held back: whether the file was one block (or blank throughout)
+        # is known only at its end, and such a file is read as a whole.
+        held, blocks, blank = None, 0, True
+        try:
+            for first_line, data in line_blocks(stream, self.cut_bytes, self.starts_record):
+                blank = blank and data.isspace()
+                if held is not None:
+                    yield self._write(item, source_file, *held, whole=False)
+                held, blocks = (first_line, data), blocks + 1
+        except Exception:
+            if held is not None:  # the lines before the problem are read all the same
+                yield self._write(item, source_file, *held, whole=blocks == 1)
+            raise
+        yield self._write(item, source_file, *(held or (1, b"")), whole=blocks <= 1 or blank)
+
+    def _write(self, item, source_file: str, first_line: int, data: bytes, whole: bool) -> FileBlock:
+        path = files.join(self.cut_dir, f"block-{uuid.uuid4().hex}")
+        with FileSystems.create(path) as out:
+            out.write(data)
+        return FileBlock(item, path, source_file, first_line, whole)
+
+
+def reads_in_parallel(options) -> bool:
+    """Whether a pipeline with ``options`` reads with more than one worker: any remote
+    runner, and the local one in ``multi_processing`` or ``multi_threading`` mode with
+    ``--direct_num_workers`` other than 1."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    if not progress.is_local_runner(options.view_as(StandardOptions).runner):
+        return True
+    direct = options.view_as(DirectOptions)
+    return (direct.direct_running_mode in ("multi_processing", "multi_threading")
+            and direct.direct_num_workers != 1)
 
 
 _NO_CONTEXT = object()
@@ -545,16 +763,31 @@ class ReadFiles(beam.PTransform):
             reaches ``read_file`` as a stream of whole lines (for line-oriented files; a
             reader names a line in a range by its number from the range's ``start``).
             The blank- and empty-file checks do not apply to a split file.
+        cut_dir: for line-oriented files, a scratch folder: when the pipeline reads with
+            several workers (:func:`reads_in_parallel`), every file that is not split in
+            byte ranges (a compressed file, an archive member) is read through by one
+            worker, which only cuts it into blocks of whole lines (``cut_bytes`` each)
+            kept in this folder; the blocks are then parsed by all workers at once. A
+            block reaches ``read_file`` as a :class:`BlockReader`, whose lines
+            :func:`text_lines` and :func:`tsv_tables` number as in the file. A file of
+            one block is read as a whole file. With one worker nothing is cut.
+        cut_bytes: bytes of a block (default :data:`BLOCK_BYTES`).
+        starts_record: for files whose records may span lines: whether a line can begin
+            a record (see :func:`line_blocks`).
     Returns:
-        A ``DoOutputsTuple``: the main output and ``REJECTED``.
+        A :class:`ReadOutput`: ``.records`` and ``[REJECTED]``.
     """
 
     def __init__(self, paths: list, read_file: Callable, *, input_root: str, dataset: str,
                  strict: bool = False, decompress: bool = True, members: Callable | None = None,
-                 output_type=None, split_bytes: int | None = None):
+                 output_type=None, split_bytes: int | None = None, cut_dir: str | None = None,
+                 cut_bytes: int | None = None, starts_record: Callable[[bytes], bool] | None = None):
         super().__init__()
         self.output_type = output_type
         self.split_bytes = split_bytes
+        self.cut_dir = cut_dir
+        self.cut_bytes = cut_bytes
+        self.starts_record = starts_record
         self.paths = sorted(paths, key=lambda item: item[0] if isinstance(item, tuple) else item)
         self.read_file = read_file
         self.input_root = input_root
@@ -568,13 +801,35 @@ class ReadFiles(beam.PTransform):
                                        self.strict, self.decompress, self.members))
         if self.output_type is not None:
             read = read.with_output_types(self.output_type)
-        return (
+        listed = (
             pbegin
             | "List" >> beam.Create(split_plain_files(self.paths, self.split_bytes)
                                     if self.split_bytes else self.paths)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> read.with_outputs(REJECTED, main="records")
         )
+        if not (self.cut_dir and reads_in_parallel(pbegin.pipeline.options)):
+            result = listed | "Read" >> read.with_outputs(REJECTED, main="records")
+            return ReadOutput(result.records, result[REJECTED])
+        cut = listed | "Cut" >> beam.ParDo(_CutIntoBlocks(
+            self.input_root, self.dataset, self.strict, self.decompress, self.members, self.cut_dir,
+            self.cut_bytes or BLOCK_BYTES, self.starts_record)).with_outputs(REJECTED, main="parts")
+        result = cut.parts | "SpreadBlocks" >> beam.Reshuffle() | "Read" >> read.with_outputs(
+            REJECTED, main="records")
+        return ReadOutput(result.records, (cut[REJECTED], result[REJECTED]) | "Rejects" >> beam.Flatten())
+
+
+class ReadOutput:
+    """What :class:`ReadFiles` gives: ``.records`` (what ``read_file`` yields untagged) and
+    ``[REJECTED]`` (the rejects of the files and of their records)."""
+
+    def __init__(self, records, rejects):
+        self.records = records
+        self._rejects = rejects
+
+    def __getitem__(self, tag: str):
+        if tag != REJECTED:
+            raise KeyError(tag)
+        return self._rejects
 
 
 def read_json_document(stream: BinaryIO):

@@ -10,6 +10,7 @@ import zipfile
 import apache_beam as beam
 import py7zr
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings, strategies as st
@@ -301,3 +302,144 @@ def test_parse_json_keeps_what_orjson_alone_would_change():
     assert parse_json("123456789012345678901234567890") == 123456789012345678901234567890
     assert parse_json('{"a": NaN, "b": 1e400, "c": "\\ud800"}')["c"] == "\ud800"
     assert _outcome(parse_json, "[" * 5000 + "]" * 5000)[0] == _outcome(json.loads, "[" * 5000 + "]" * 5000)[0]
+
+
+# -- files cut into blocks ----------------------------------------------------------------------
+
+_LINES = st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=40)
+
+
+@given(_LINES, st.booleans(), st.integers(min_value=1, max_value=80))
+def test_line_blocks_hold_every_line_once_numbered_as_in_the_file(lines, final_newline, block_bytes):
+    from pipelines.core.readers import line_blocks
+
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    blocks = list(line_blocks(io.BufferedReader(io.BytesIO(data), 8), block_bytes))
+    assert b"".join(block for _first, block in blocks) == data
+    expected_first = 1
+    for index, (first, block) in enumerate(blocks):
+        assert first == expected_first
+        assert block
+        if index < len(blocks) - 1:
+            assert block.endswith(b"\n") and len(block) >= block_bytes
+        expected_first += block.count(b"\n")
+
+
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=20).map(lambda b: b.replace(b"\n", b""))),
+                max_size=40),
+       st.integers(min_value=1, max_value=60))
+def test_line_blocks_begin_only_where_a_record_may_begin(lines, block_bytes):
+    from pipelines.core.readers import line_blocks
+
+    data = b"".join((b"R" if starts else b"c") + text + b"\n" for starts, text in lines)
+    blocks = list(line_blocks(io.BytesIO(data), block_bytes, starts_record=lambda line: line.startswith(b"R")))
+    assert b"".join(block for _first, block in blocks) == data
+    for index, (_first, block) in enumerate(blocks):
+        # A block after the first begins with a record's line, unless the one before it
+        # grew to twice the block size waiting for one.
+        if index and len(blocks[index - 1][1]) < 2 * block_bytes:
+            assert block.startswith(b"R")
+
+
+class _FailsAfter(io.RawIOBase):
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = self._data.readinto(memoryview(buffer)[:7])
+        if n == 0:
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        return n
+
+
+def test_line_blocks_keep_the_whole_lines_read_before_an_error():
+    from pipelines.core.readers import line_blocks
+
+    blocks = []
+    with pytest.raises(EOFError):
+        for block in line_blocks(io.BufferedReader(_FailsAfter(b"one\ntwo\nthree\nfou"), 4), 1 << 20):
+            blocks.append(block)
+    assert blocks == [(1, b"one\ntwo\nthree\n")]
+
+
+def test_line_blocks_refuse_a_line_beyond_the_limit_after_the_lines_before_it(monkeypatch):
+    from pipelines.core.readers import LineTooLong, line_blocks
+
+    monkeypatch.setenv("CORPUS_MAX_LINE_BYTES", "1000")
+    blocks = []
+    with pytest.raises(LineTooLong, match="line 3 is longer than 1,000 bytes"):
+        for block in line_blocks(io.BytesIO(b"a\nb\n" + b"x" * 5000 + b"\n"), 8):
+            blocks.append(block)
+    assert b"".join(data for _first, data in blocks) == b"a\nb\n"
+
+
+def _numbered_lines(stream, source_file):
+    items = (item if isinstance(item, beam.pvalue.TaggedOutput) else (source_file, item[0], item[1])
+             for item in text_records(stream, "d", source_file))
+    return unless_blank(items, stream, "d", source_file)
+
+
+def _save_sorted(items, path):
+    path.write_text(json.dumps(sorted(items)))
+
+
+def _read_all(paths, root, out, *options, **read_options):
+    """Records and rejects of ``paths`` read by ReadFiles, each sorted."""
+    with BeamTestPipeline(runner="FnApiRunner", options=PipelineOptions(list(options))) as p:
+        read = p | ReadFiles(paths, _numbered_lines, input_root=str(root), dataset="d",
+                             members=lambda name: name.endswith(".txt"), **read_options)
+        (read.records | "Records" >> beam.combiners.ToList()
+         | "SaveRecords" >> beam.Map(_save_sorted, out / "records.json"))
+        (read[REJECTED] | beam.Map(lambda r: (r["source_file"], r["reason"], r["record_id"]))
+         | "Rejects" >> beam.combiners.ToList() | "SaveRejects" >> beam.Map(_save_sorted, out / "rejects.json"))
+    return ([tuple(r) for r in json.loads((out / "records.json").read_text())],
+            [tuple(r) for r in json.loads((out / "rejects.json").read_text())])
+
+
+def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path):
+    """With several workers, compressed files and archive members are cut into blocks and
+    parsed in parallel: the same records, numbered as in the file, and the same rejects
+    (bad bytes by line number, empty and blank files, a truncated file) as read whole."""
+    lines = [f"line {n}".encode() if n % 37 else b"\xff bad bytes" for n in range(1, 400)]
+    text = b"\n".join(lines) + b"\n"
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "big.gz").write_bytes(gzip.compress(text))
+    with tarfile.open(inputs / "bundle.tgz", "w:gz") as tar:
+        for name, data in (("a/member.txt", text), ("a/blank.txt", b"\n  \n" * 300), ("a/empty.txt", b"")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (inputs / "blank.gz").write_bytes(gzip.compress(b" \n" * 500))
+    (inputs / "cut.gz").write_bytes(gzip.compress(text)[:200])
+    (inputs / "small.txt").write_bytes(b"just one\n")
+    paths = sorted(str(p) for p in inputs.iterdir())
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "cut").mkdir()
+
+    whole = _read_all(paths, inputs, tmp_path / "whole")
+    cut = _read_all(paths, inputs, tmp_path / "cut", "--direct_running_mode=multi_threading",
+                    "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), cut_bytes=64)
+    assert len(list((tmp_path / "blocks").iterdir())) > 20  # the files were cut
+    assert cut[1] == whole[1]
+    # A truncated file keeps the lines decompressed before the break: when cut, the lines
+    # of every raw read that succeeded (read whole, those of the last full buffer).
+    truncated = [(number, line) for source, number, line in cut[0] if source == "cut.gz"]
+    assert truncated == [(n, f"line {n}") for n in range(1, len(truncated) + 1)]
+    assert {r for r in whole[0] if r[0] == "cut.gz"} <= {r for r in cut[0] if r[0] == "cut.gz"}
+    assert [r for r in cut[0] if r[0] != "cut.gz"] == [r for r in whole[0] if r[0] != "cut.gz"]
+    records, rejects = whole
+    assert ("big.gz", 38, "line 38") in records and ("bundle.tgz!a/member.txt", 399, "line 399") in records
+    assert ("big.gz", "bad_encoding", "line 37") in rejects
+    assert ("bundle.tgz!a/empty.txt", "empty_file", "") in rejects
+    assert ("blank.gz", "blank_file", "") in rejects and ("bundle.tgz!a/blank.txt", "blank_file", "") in rejects
+    assert any(source == "cut.gz" and reason == "unreadable_file" for source, reason, _ in rejects)
+
+
+def test_one_worker_reads_files_whole(tmp_path):
+    (tmp_path / "a.gz").write_bytes(gzip.compress(b"x\n" * 1000))
+    _read_all([str(tmp_path / "a.gz")], tmp_path, tmp_path, cut_dir=str(tmp_path / "blocks"), cut_bytes=64)
+    assert not (tmp_path / "blocks").exists()

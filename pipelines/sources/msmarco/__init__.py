@@ -59,9 +59,10 @@ then the passage text by positive pid and by negative pid. The hard-negatives li
 joined with the qrels by a Beam ``CoGroupByKey`` (one element per query) before they
 become triplet tables, which then meet the query texts by qid. A text is attached by
 position (``index_in`` and ``take``), so the columns already joined are never copied
-again. Memory is bounded by a run buffer and one
-task's share; archives and compressed files are read by one worker each, big plain ones
-in byte ranges (option ``split_mb``).
+again. Memory is bounded by a run buffer and one task's share. Big plain files are read in
+byte ranges (option ``split_mb``); with several workers, archives and compressed files are
+read through by one worker, which cuts them into blocks of whole lines (``split_mb`` each)
+that all workers parse (see :class:`pipelines.core.readers.ReadFiles`).
 
 Pair rules (one function each):
     :func:`select_hard_negatives`  which (positive, negative) pids one query of the
@@ -124,7 +125,9 @@ Source options (``--source-option msmarco.<key>=<value>``):
                                 uncompressed and larger than this (default 16) are read
                                 as byte ranges by several workers at once (a malformed
                                 line in a range is named by its number after the range's
-                                first byte); archives and compressed files are read whole
+                                first byte); with several workers, archives and compressed
+                                files are cut into blocks of this size (lines keep their
+                                numbers in the file)
 """
 from __future__ import annotations
 
@@ -884,7 +887,8 @@ class MsMarco(Source):
             [(path, kind)], read_input, input_root=ctx.input_root, dataset=DATASET,
             strict=ctx.strict, members=functools.partial(is_member_of, kind),
             output_type=pa.Table if kind in _TABLE_KINDS else None,
-            split_bytes=int(split_mb * MiB) if kind in _SPLIT_KINDS else None)
+            split_bytes=int(split_mb * MiB) if kind in _SPLIT_KINDS else None,
+            cut_dir=files.join(ctx.scratch_dir(), "blocks", kind), cut_bytes=int(split_mb * MiB))
 
 
 def _positive_option(ctx: SourceContext, key: str, default: int) -> int:

@@ -635,14 +635,17 @@ class Paq(Source):
             return SourceOutput(rows={DATASET: rows}, rejects=rejects)
         paths = dict(plan)
 
+        spill_dir = ctx.scratch_dir()
+
         def read(label, kind, read_file):
+            # Each input is one compressed stream (the metadata alone 16 GB of gzip): cut
+            # into blocks, it is parsed by all workers.
             result = pipeline | f"paq/Read{label}" >> ReadFiles(
                 [paths[kind]], read_file, input_root=ctx.input_root, dataset=DATASET,
-                strict=ctx.strict, members=is_filtered_member, output_type=pa.Table)
+                strict=ctx.strict, members=is_filtered_member, output_type=pa.Table,
+                cut_dir=files.join(spill_dir, "blocks", label))
             rejects.append(result[REJECTED])
             return result.records
-
-        spill_dir = ctx.scratch_dir()
 
         def runs(pcoll, label: str, schema: pa.Schema):
             return spill_runs(pcoll, f"paq/Spill{label}", files.join(spill_dir, label), "key", schema)

@@ -220,9 +220,10 @@ class WikiAnswers(Source):
             ctx.option("pairs_per_cluster", DEFAULT_PAIRS_PER_CLUSTER, positive_int),
             ctx.option("seed", ""))
         paths = [path for path, _size in files.list_dir(ctx.source_dir)]
+        # A part (1 GB of lines unpacked) is cut into blocks parsed by all workers.
         read = pipeline | "wikianswers/ReadClusters" >> ReadFiles(
             paths, reader, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
-            output_type=pa.Table)
+            output_type=pa.Table, cut_dir=files.join(ctx.scratch_dir(), "blocks"))
         # Questions are normalised where they are read (distinct_questions).
         return SourceOutput(rows={DATASET: read.records}, rejects=[read[REJECTED]],
                             normalized=frozenset({DATASET}))

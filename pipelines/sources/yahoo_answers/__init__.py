@@ -308,6 +308,15 @@ def is_selected_csv(splits: frozenset, member: str) -> bool:
     return csv_split(posixpath.basename(member)) in splits
 
 
+_RECORD_START_BYTES = re.compile(rb'^"\d+","')
+
+
+def starts_record(line: bytes) -> bool:
+    """Whether a line of the CSV can be a record's first (``"<class>","``): a block of a
+    cut file begins only with such a line, never inside a record that spans lines."""
+    return _RECORD_START_BYTES.match(line) is not None
+
+
 class ReadInput:
     """``read_file`` for :class:`ReadFiles`: one CSV file, or one CSV member of an archive,
     with the file's kind (``archive`` or ``csv``, from its name) as context.
@@ -359,7 +368,8 @@ class YahooAnswers(Source):
         read = pipeline | "yahoo_answers/Parse" >> ReadFiles(
             self.find_inputs(ctx), ReadInput(wanted[0]), input_root=ctx.input_root,
             dataset=wanted[0], strict=ctx.strict, members=functools.partial(is_selected_csv, splits),
-            output_type=pa.Table)
+            output_type=pa.Table, cut_dir=files.join(ctx.scratch_dir(), "blocks"),
+            starts_record=starts_record)
         rows, rejects = {}, [read[REJECTED]]
         for dataset in wanted:
             paired = read.records | f"{dataset}/Pair" >> tables(beam.FlatMap(

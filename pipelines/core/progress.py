@@ -155,7 +155,7 @@ class _FileReading:
         self.outer = None
 
     def __enter__(self):
-        self.meter.started(self.path, self.raw)
+        self._opened()
         self.outer = getattr(_current, "reading", None)
         _current.reading = self
         return self
@@ -166,10 +166,16 @@ class _FileReading:
 
     def __exit__(self, *exc_info):
         _current.reading = self.outer
-        self.meter.add_records(self.path, self.pending)
-        self.pending = 0
-        self.meter.finished(self.path)
+        added, self.pending = self.pending, 0
+        self._closed(added)
         return None
+
+    def _opened(self) -> None:
+        self.meter.started(self.path, self.raw)
+
+    def _closed(self, records: int) -> None:
+        self.meter.add_records(self.path, records)
+        self.meter.finished(self.path)
 
 
 class _RangeReading(_FileReading):
@@ -179,34 +185,23 @@ class _RangeReading(_FileReading):
         super().__init__(meter, path, raw)
         self.start, self.end = start, end
 
-    def __enter__(self):
+    def _opened(self) -> None:
         self.meter.range_started(self.path, self.raw, self.start, self.end)
-        self.outer = getattr(_current, "reading", None)
-        _current.reading = self
-        return self
 
-    def __exit__(self, *exc_info):
-        _current.reading = self.outer
-        self.meter.add_records(self.path, self.pending)
-        self.pending = 0
+    def _closed(self, records: int) -> None:
+        self.meter.add_records(self.path, records)
         self.meter.range_finished(self.path, self.start)
-        return None
 
 
 class _BlockReading(_FileReading):
     """Context of one block of a cut input file: its records count for the file, whose
     bytes were counted when it was read through to be cut."""
 
-    def __enter__(self):
-        self.outer = getattr(_current, "reading", None)
-        _current.reading = self
-        return self
+    def _opened(self) -> None:
+        pass
 
-    def __exit__(self, *exc_info):
-        _current.reading = self.outer
-        self.meter.add_records(self.path, self.pending, force=True)
-        self.pending = 0
-        return None
+    def _closed(self, records: int) -> None:
+        self.meter.add_records(self.path, records, force=True)
 
 
 class _NotReporting:

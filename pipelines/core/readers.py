@@ -522,8 +522,9 @@ def _unpack(item) -> tuple[str, object]:
 
 
 class _FileStreams:
-    """What reading and cutting share: opening a file (or each wanted member of an archive)
-    and turning a failure into the file's reject."""
+    """What reading and cutting share: naming a file, opening it (or each wanted member of
+    an archive) and turning a failure into the file's reject (see :class:`ReadFiles` for
+    the arguments)."""
 
     def __init__(self, input_root: str, dataset: str, strict: bool, decompress: bool, members):
         self.input_root = input_root
@@ -531,6 +532,10 @@ class _FileStreams:
         self.strict = strict
         self.decompress = decompress
         self.members = members
+
+    def relative(self, path: str) -> str:
+        """The provenance name of ``path``: relative to the input root."""
+        return files.relative_to(path, self.input_root)
 
     def streams(self, path: str, relative: str):
         """``(source_file, stream)`` for the file, or for each wanted member of an archive
@@ -557,12 +562,9 @@ class _FileStreams:
 
 
 class _ReadOneFile(beam.DoFn):
-    def __init__(self, read_file, input_root: str, dataset: str, strict: bool, decompress: bool,
-                 members):
+    def __init__(self, read_file, opener: _FileStreams):
         self.read_file = read_file
-        self.input_root = input_root
-        self.dataset = dataset
-        self.opener = _FileStreams(input_root, dataset, strict, decompress, members)
+        self.opener = opener
 
     def process(self, element):
         if isinstance(element, FileBlock):
@@ -572,7 +574,7 @@ class _ReadOneFile(beam.DoFn):
         if isinstance(element, FileRange):
             element, byte_range = element.item, (element.start, element.end)
         path, context = _unpack(element)
-        relative = files.relative_to(path, self.input_root)
+        relative = self.opener.relative(path)
         try:
             if byte_range is not None:
                 with files.open_raw(path) as raw, progress.reading_range(path, raw, *byte_range):
@@ -598,7 +600,7 @@ class _ReadOneFile(beam.DoFn):
                     yield from self._call_reader(BlockReader(raw, block.first_line), block.source_file,
                                                  context)
         except Exception as exc:
-            yield self.opener.failed(exc, files.relative_to(path, self.input_root))
+            yield self.opener.failed(exc, self.opener.relative(path))
 
     def _call_reader(self, stream, source_file: str, context):
         if context is _NO_CONTEXT:
@@ -609,7 +611,7 @@ class _ReadOneFile(beam.DoFn):
         empty = hasattr(stream, "peek") and stream_is_empty(stream)
         yield from self._call_reader(stream, source_file, context)
         if empty:
-            yield rejected(self.dataset, "empty_file", source_file=source_file, counts_as_read=True,
+            yield rejected(self.opener.dataset, "empty_file", source_file=source_file, counts_as_read=True,
                            detail=f"{source_file} is empty")
 
 
@@ -639,20 +641,18 @@ class _CutIntoBlocks(beam.DoFn):
     """Cut every file (or wanted archive member) into :class:`FileBlock` s; byte ranges of
     plain files pass through as they are."""
 
-    def __init__(self, input_root: str, dataset: str, strict: bool, decompress: bool, members,
-                 cut_dir: str, cut_bytes: int, starts_record):
-        self.input_root = input_root
+    def __init__(self, opener: _FileStreams, cut_dir: str, cut_bytes: int, starts_record):
+        self.opener = opener
         self.cut_dir = cut_dir
         self.cut_bytes = cut_bytes
         self.starts_record = starts_record
-        self.opener = _FileStreams(input_root, dataset, strict, decompress, members)
 
     def process(self, element):
         if isinstance(element, FileRange):
             yield element
             return
         path, _context = _unpack(element)
-        relative = files.relative_to(path, self.input_root)
+        relative = self.opener.relative(path)
         try:
             for source_file, stream in self.opener.streams(path, relative):
                 if source_file is None:
@@ -797,8 +797,8 @@ class ReadFiles(beam.PTransform):
         self.members = members
 
     def expand(self, pbegin):
-        read = beam.ParDo(_ReadOneFile(self.read_file, self.input_root, self.dataset,
-                                       self.strict, self.decompress, self.members))
+        opener = _FileStreams(self.input_root, self.dataset, self.strict, self.decompress, self.members)
+        read = beam.ParDo(_ReadOneFile(self.read_file, opener))
         if self.output_type is not None:
             read = read.with_output_types(self.output_type)
         listed = (
@@ -811,8 +811,8 @@ class ReadFiles(beam.PTransform):
             result = listed | "Read" >> read.with_outputs(REJECTED, main="records")
             return ReadOutput(result.records, result[REJECTED])
         cut = listed | "Cut" >> beam.ParDo(_CutIntoBlocks(
-            self.input_root, self.dataset, self.strict, self.decompress, self.members, self.cut_dir,
-            self.cut_bytes or BLOCK_BYTES, self.starts_record)).with_outputs(REJECTED, main="parts")
+            opener, self.cut_dir, self.cut_bytes or BLOCK_BYTES, self.starts_record)
+        ).with_outputs(REJECTED, main="parts")
         result = cut.parts | "SpreadBlocks" >> beam.Reshuffle() | "Read" >> read.with_outputs(
             REJECTED, main="records")
         return ReadOutput(result.records, (cut[REJECTED], result[REJECTED]) | "Rejects" >> beam.Flatten())

@@ -12,8 +12,14 @@ def _files(output: Path) -> dict[str, bytes]:
             if p.is_file() and p.suffix in (".parquet", ".gz")}
 
 
-def test_two_worker_processes_write_the_same_shards_as_one_process(tmp_path):
+# Blocks of 1 KB: every sample file of more than a kilobyte that is read through (compressed
+# files, archive members, GooAQ's JSON lines) is cut into several, parsed by both workers.
+SMALL_BLOCK_BYTES = 1024
+
+
+def test_two_worker_processes_write_the_same_shards_as_one_process(tmp_path, monkeypatch):
     one = sample_corpus()  # every dataset of the bundled sample, built in this process
+    monkeypatch.setenv("CORPUS_BLOCK_BYTES", str(SMALL_BLOCK_BYTES))
     two = run_build(tmp_path / "out", sample=True,
                     beam_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     expected, written = _files(one), _files(two.output)

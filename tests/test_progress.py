@@ -129,3 +129,17 @@ def test_a_file_cut_into_blocks_counts_its_bytes_and_every_blocks_records(tmp_pa
     totals = progress.read_spool(str(reporting), inputs)
     assert totals.per_source["wikianswers"] == {"records": 3000, "bytes": path.stat().st_size,
                                                 "files_done": 1, "files_reading": 0}
+
+
+def test_the_summary_names_listed_files_the_build_never_opened():
+    inputs = [progress.InputFile("q.json", "trivia_qa", 10), progress.InputFile("e1.txt", "trivia_qa", 5),
+              progress.InputFile("e2.txt", "trivia_qa", 5), progress.InputFile("a.tsv", "quora", 7)]
+    totals = progress.Totals(records=3, bytes_read=15, per_source={
+        "trivia_qa": {"records": 3, "bytes": 15, "files_done": 2, "files_reading": 0},
+        "quora": {"records": 0, "bytes": 0, "files_done": 0, "files_reading": 1}})
+    line = progress.summary_line(totals, inputs, 1.0)
+    assert line.endswith("read 2 of 4 input files (15 B), 3 records; not needed: 1 of trivia_qa")
+    everything = progress.Totals(records=3, bytes_read=27, per_source={
+        "trivia_qa": {"records": 3, "bytes": 20, "files_done": 3, "files_reading": 0},
+        "quora": {"records": 0, "bytes": 7, "files_done": 1, "files_reading": 0}})
+    assert "not needed" not in progress.summary_line(everything, inputs, 1.0)

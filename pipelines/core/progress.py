@@ -362,8 +362,19 @@ def summary_line(totals: Totals, inputs: list[InputFile], elapsed: float) -> str
         elapsed: seconds the pipeline ran.
     """
     finished = sum(c["files_done"] for c in totals.per_source.values())
-    return (f"progress: pipeline finished in {format_duration(elapsed)}; read {finished} of "
+    line = (f"progress: pipeline finished in {format_duration(elapsed)}; read {finished} of "
             f"{len(inputs)} input files ({format_bytes(totals.bytes_read)}), {totals.records:,} records")
+    # A source may list files it opens only when a record refers to them (TriviaQA's
+    # evidence); once the pipeline has finished, those never opened were not needed.
+    listed: dict[str, int] = {}
+    for item in inputs:
+        listed[item.source] = listed.get(item.source, 0) + 1
+    opened = {source: c["files_done"] + c["files_reading"] for source, c in totals.per_source.items()}
+    unread = {source: count - opened.get(source, 0) for source, count in listed.items()}
+    unread = {source: count for source, count in sorted(unread.items()) if count > 0}
+    if unread:
+        line += "; not needed: " + ", ".join(f"{count:,} of {source}" for source, count in unread.items())
+    return line
 
 
 def progress_line(totals: Totals, inputs: list[InputFile], elapsed: float) -> str:

@@ -164,6 +164,13 @@ def range_start(stream) -> int | None:
 BLOCK_BYTES = 16 << 20
 
 
+def default_block_bytes() -> int:
+    """Bytes of a block of a cut file when a source names none: ``CORPUS_BLOCK_BYTES`` or
+    :data:`BLOCK_BYTES`. Read where the pipeline is built (the workers get the number with
+    the step); the blocks' size changes how the work is spread, never the output."""
+    return int(os.environ.get("CORPUS_BLOCK_BYTES", BLOCK_BYTES))
+
+
 class BlockReader(io.BufferedReader):
     """The stream of one block of a cut file, as ``read_file`` receives it.
 
@@ -771,7 +778,7 @@ class ReadFiles(beam.PTransform):
             block reaches ``read_file`` as a :class:`BlockReader`, whose lines
             :func:`text_lines` and :func:`tsv_tables` number as in the file. A file of
             one block is read as a whole file. With one worker nothing is cut.
-        cut_bytes: bytes of a block (default :data:`BLOCK_BYTES`).
+        cut_bytes: bytes of a block (default :func:`default_block_bytes`).
         starts_record: for files whose records may span lines: whether a line can begin
             a record (see :func:`line_blocks`).
     Returns:
@@ -811,7 +818,7 @@ class ReadFiles(beam.PTransform):
             result = listed | "Read" >> read.with_outputs(REJECTED, main="records")
             return ReadOutput(result.records, result[REJECTED])
         cut = listed | "Cut" >> beam.ParDo(_CutIntoBlocks(
-            opener, self.cut_dir, self.cut_bytes or BLOCK_BYTES, self.starts_record)
+            opener, self.cut_dir, self.cut_bytes or default_block_bytes(), self.starts_record)
         ).with_outputs(REJECTED, main="parts")
         result = cut.parts | "SpreadBlocks" >> beam.Reshuffle() | "Read" >> read.with_outputs(
             REJECTED, main="records")

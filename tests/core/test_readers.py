@@ -443,3 +443,14 @@ def test_one_worker_reads_files_whole(tmp_path):
     (tmp_path / "a.gz").write_bytes(gzip.compress(b"x\n" * 1000))
     _read_all([str(tmp_path / "a.gz")], tmp_path, tmp_path, cut_dir=str(tmp_path / "blocks"), cut_bytes=64)
     assert not (tmp_path / "blocks").exists()
+
+
+def test_block_size_defaults_to_the_environment(tmp_path, monkeypatch):
+    """Without ``cut_bytes``, blocks are ``CORPUS_BLOCK_BYTES`` long (read where the
+    pipeline is built)."""
+    (tmp_path / "a.gz").write_bytes(gzip.compress(b"some line\n" * 100))
+    monkeypatch.setenv("CORPUS_BLOCK_BYTES", "100")
+    records, _ = _read_all([str(tmp_path / "a.gz")], tmp_path, tmp_path, "--direct_running_mode=multi_threading",
+                           "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"))
+    assert len(list((tmp_path / "blocks").iterdir())) == 10
+    assert [number for _, number, _ in records] == list(range(1, 101))

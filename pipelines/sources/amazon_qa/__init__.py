@@ -286,8 +286,11 @@ class AmazonQA(Source):
 
     def expand(self, pipeline: beam.Pipeline, ctx: SourceContext) -> SourceOutput:
         paths, duplicates = self.find_files(ctx)
+        # Category files differ widely in size: with several workers each is cut into blocks
+        # of whole lines, so that the biggest does not hold up the build on one worker.
         read = pipeline | "amazon_qa/ReadCategories" >> ReadFiles(
-            paths, read_category_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
+            paths, read_category_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
+            cut_dir=files.join(ctx.scratch_dir(), "blocks"))
         rejects = [read[REJECTED]]
         if duplicates:
             rejects.append(layout_rejects(pipeline, "amazon_qa/DuplicateFiles",

@@ -325,8 +325,11 @@ class GooAQ(Source):
 
     def expand(self, pipeline: beam.Pipeline, ctx: SourceContext) -> SourceOutput:
         data, splits = self.find_files(ctx)
+        # gooaq.jsonl is one file of ~5M lines: with several workers it is cut into blocks
+        # that all of them parse (the split document is one JSON value and read whole).
         rows = pipeline | "gooaq/ReadRows" >> ReadFiles(
-            data, read_data_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
+            data, read_data_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
+            cut_dir=files.join(ctx.scratch_dir(), "blocks"))
         split = pipeline | "gooaq/ReadSplit" >> ReadFiles(
             splits, read_split_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
         joined = (

@@ -321,8 +321,11 @@ class NaturalQuestions(Source):
         if not train:
             return self._no_train_file(pipeline, ctx)
         ranked = [(path, 0 if kind == SIMPLIFIED else 1) for kind, path in train]
+        # The simplified train file is one gzip of about 17 GB of JSON lines: with several
+        # workers it is cut into blocks of whole lines that all of them parse.
         read = pipeline | "natural_questions/Read" >> ReadFiles(
-            ranked, read_train_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
+            ranked, read_train_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
+            cut_dir=files.join(ctx.scratch_dir(), "blocks"))
         kept = (
             read.records
             | "natural_questions/GroupByExample" >> beam.GroupByKey()

@@ -29,7 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import pipelines
 from pipelines import registry
-from pipelines.core import accounting, cloud, files, mix, progress, verify, worker_settings
+from pipelines.core import accounting, cloud, files, local_workers, mix, progress, verify, worker_settings
 from pipelines.core.normalize import NormalizeRows
 from pipelines.core.rejects import REJECTED
 from pipelines.core.sink import (JsonLinesGzipShards, ParquetShards, ShardingConfig, SpillByDataset,
@@ -526,9 +526,10 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     inputs = [progress.InputFile(path, item.source.name, size)
               for item in planned for path, size in item.source.input_files(item.ctx)]
-    with progress.ProgressReporter(inputs, enabled=progress.is_local_runner(
-            options.view_as(StandardOptions).runner)):
-        pipeline = beam.Pipeline(options=options)
+    # Local worker processes are forked before the progress reporter starts its thread.
+    with local_workers.forked_workers(options, LOCAL_RUNNER) as workers, progress.ProgressReporter(
+            inputs, enabled=progress.is_local_runner(options.view_as(StandardOptions).runner)):
+        pipeline = beam.Pipeline(runner=workers.runner() if workers else None, options=options)
         construct_pipeline(pipeline, request, planned)
         _clear_scratch(output)  # what a killed run left
         result = pipeline.run()

@@ -28,8 +28,9 @@ spill buffer (32 MB of text) in memory, so memory stops growing with the input o
 input is larger than a shard. With the default 384 MB shards that point lies beyond the
 benchmark's default input size; the small shards make the bound visible here.
 
-It prints rows/s per core for each, the pipeline/floor throughput ratio, the speed-up of
-two workers over one, and the peak-memory growth from 1x to 4x input. Nothing is asserted:
+It prints rows/s per core and CPU time (user and system, every process) for each, the
+pipeline/floor throughput ratio, the speed-up of two workers over one, and the peak-memory
+growth from 1x to 4x input. Nothing is asserted:
 the figures are what this machine measured in this run.
 """
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Measurement:
     peak_rss_mb: float
     output_bytes: int
     cores: int
+    cpu_seconds: float = 0.0
 
     @property
     def rows_per_core_second(self) -> float:
@@ -72,14 +74,16 @@ import json, os, resource, subprocess, sys, time
 started = time.perf_counter()
 result = subprocess.run(sys.argv[1:], capture_output=True, text=True)
 seconds = time.perf_counter() - started
-peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({"seconds": seconds, "peak_kb": peak_kb, "code": result.returncode,
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"seconds": seconds, "peak_kb": usage.ru_maxrss, "user": usage.ru_utime,
+                  "system": usage.ru_stime, "code": result.returncode,
                   "stdout": result.stdout[-4000:], "stderr": result.stderr[-4000:]}))
 """
 
 
-def measure(command: list[str]) -> tuple[float, float, str]:
-    """Run ``command`` under a small wrapper process; return (wall s, peak RSS MB, stdout).
+def measure(command: list[str]) -> tuple[float, float, float, str]:
+    """Run ``command`` under a small wrapper process; return (wall s, peak RSS MB, CPU s,
+    stdout). CPU time is user plus system time of every process the command ran.
 
     Peak RSS is the largest resident size of any process the command ran (for
     multi-processing runs, the largest single worker or the runner, not their sum). Dirty
@@ -93,7 +97,8 @@ def measure(command: list[str]) -> tuple[float, float, str]:
     result = json.loads(out.stdout)
     if result["code"] != 0:
         raise RuntimeError(f"{' '.join(command[:6])} failed:\n{result['stderr']}")
-    return result["seconds"], result["peak_kb"] / 1024, result["stdout"]
+    return (result["seconds"], result["peak_kb"] / 1024, result["user"] + result["system"],
+            result["stdout"])
 
 
 def _tree_bytes(folder: Path, suffix: str = ".parquet") -> int:
@@ -204,10 +209,10 @@ print(getattr(floor, sys.argv[1])(*map(Path, sys.argv[2:])))
 def run_floor(bench: Bench, root: Path, out: Path) -> Measurement:
     out.mkdir(parents=True, exist_ok=True)
     target = out / "floor.parquet"
-    seconds, peak, stdout = measure([sys.executable, "-c", _FLOOR, bench.floor_function,
-                                     *bench.floor_args(root, target)])
+    seconds, peak, cpu, stdout = measure([sys.executable, "-c", _FLOOR, bench.floor_function,
+                                          *bench.floor_args(root, target)])
     return Measurement("floor", int(stdout.strip().splitlines()[-1]), seconds, peak,
-                       target.stat().st_size, 1)
+                       target.stat().st_size, 1, cpu)
 
 
 def run_pipeline(bench: Bench, root: Path, out: Path, workers: int, label: str) -> Measurement:
@@ -218,16 +223,17 @@ def run_pipeline(bench: Bench, root: Path, out: Path, workers: int, label: str) 
                "--output", str(out), "--datasets", ",".join(bench.datasets), "--no-input-checksums",
                "--target-shard-mb", str(SHARD_MB),
                "--runner=DirectRunner", *mode]
-    seconds, peak, _ = measure(command)
+    seconds, peak, cpu, _ = measure(command)
     manifest = json.loads((out / "manifest.json").read_text())
     rows = sum(manifest["datasets"][dataset]["rows"] for dataset in bench.datasets)
     output_bytes = sum(_tree_bytes(out / dataset) for dataset in bench.datasets)
-    return Measurement(label, rows, seconds, peak, output_bytes, workers)
+    return Measurement(label, rows, seconds, peak, output_bytes, workers, cpu)
 
 
 def _line(m: Measurement) -> str:
     return (f"  {m.label:<12} {m.rows:>10,} rows  {m.seconds:>7.1f} s  "
-            f"{m.rows_per_core_second:>9,.0f} rows/s/core  peak {m.peak_rss_mb:>7,.0f} MB  "
+            f"{m.rows_per_core_second:>9,.0f} rows/s/core  cpu {m.cpu_seconds:>6.1f} s  "
+            f"peak {m.peak_rss_mb:>7,.0f} MB  "
             f"output {m.output_bytes / 1e6:>8.1f} MB")
 
 

@@ -288,7 +288,8 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
 
 
 def _dataset_entry(request: BuildRequest, source: Source, spec: registry.DatasetSpec,
-                   rows_summary: dict, rejected_summary: dict, sample_expected: dict | None) -> dict:
+                   rows_summary: dict, rejected_summary: dict, sample_expected: dict | None,
+                   skipped: dict | None = None) -> dict:
     shards = rows_summary["shards"]
     plan = rows_summary["plan"]
     subsets: dict[str, int] = defaultdict(int)
@@ -334,7 +335,8 @@ def _dataset_entry(request: BuildRequest, source: Source, spec: registry.Dataset
         entry["groups"] = groups
         missing = sorted(set(reference) - set(groups))
     if request.sample:
-        measured = {"rows": rows, "rejected": entry["rejected"]["by_reason"]}
+        measured = {"rows": rows, "rejected": entry["rejected"]["by_reason"],
+                    "skipped": dict(sorted((skipped or {}).items()))}
         if spec.subsets:
             measured["subsets"] = {name: info["rows"] for name, info in entry["subsets"].items()}
         expected = (sample_expected or {}).get(spec.id)
@@ -363,14 +365,15 @@ def assemble_manifest(request: BuildRequest, planned: list[_PlannedSource], stat
     for item in planned:
         expected = item.source.sample_expected_counts() if request.sample else None
         for dataset_id in item.ctx.datasets:
+            dataset_counts = (counts or {}).get(dataset_id, {})
             by_dataset[dataset_id] = _dataset_entry(
                 request, item.source, registry.get(dataset_id),
                 _read_json(files.join(work, f"{dataset_id}.rows.json")),
-                _read_json(files.join(work, f"{dataset_id}.rejected.json")), expected)
+                _read_json(files.join(work, f"{dataset_id}.rejected.json")), expected,
+                dataset_counts.get("skipped", {}))
             entry = by_dataset[dataset_id]
             entry["accounting"] = accounting.equations(
-                (counts or {}).get(dataset_id, {}), entry["rows"], entry["rejected"]["total"],
-                item.source.counts_records)
+                dataset_counts, entry["rows"], entry["rejected"]["total"], item.source.counts_records)
     datasets = {}
     for spec in registry.DATASETS:
         if spec.id in by_dataset:

@@ -44,8 +44,9 @@ def judge_sample(measured: dict, expected: dict) -> dict:
     """Exact comparison of a sample run with the sample's hand-worked counts.
 
     Args:
-        measured: ``{"rows": n, "subsets": {..}, "rejected": {reason: n}}``.
-        expected: the same shape, from ``expected_counts.json``.
+        measured: ``{"rows": n, "subsets": {..}, "rejected": {reason: n}, "skipped": {reason: n}}``.
+        expected: the same shape, from ``expected_counts.json`` (``subsets``, ``rejected`` and
+            ``skipped`` are compared when the file gives them).
     """
     problems = []
     if measured["rows"] != expected["rows"]:
@@ -54,6 +55,8 @@ def judge_sample(measured: dict, expected: dict) -> dict:
         problems.append(f"subsets {measured.get('subsets')} != expected {expected['subsets']}")
     if "rejected" in expected and measured.get("rejected", {}) != expected["rejected"]:
         problems.append(f"rejected {measured.get('rejected')} != expected {expected['rejected']}")
+    if "skipped" in expected and measured.get("skipped", {}) != expected["skipped"]:
+        problems.append(f"skipped {measured.get('skipped')} != expected {expected['skipped']}")
     verdict = "match" if not problems else "mismatch"
     difference = measured["rows"] - expected["rows"]
     return {"difference": difference,

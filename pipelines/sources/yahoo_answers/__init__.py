@@ -36,15 +36,18 @@ Pair rules (``docs/corpus-spec.md``), one function each, all from the same rows:
     :func:`title_answer_pair`     yahoo_answers_title_answer: (title, best answer)
     :func:`question_answer_pair`  yahoo_answers_question_answer: (content, best answer)
     :func:`title_question_pair`   yahoo_answers_title_question: (title, content)
-A row whose needed fields are empty after normalisation is a reject of that dataset
-(``empty_title``, ``empty_content``, ``empty_answer``); a pair whose two texts are the
-same after normalisation is rejected as ``identical_texts`` (see :func:`pair_problem`).
+A row whose needed fields are empty after normalisation is skipped by that dataset, as the
+corpus spec says, and counted by reason (``empty_title``, ``empty_content``,
+``empty_answer``): the record is sound, it only has nothing for that pair (about half of
+the questions have no content), so it is not written to the dead-letter output. A pair
+whose two texts are the same after normalisation is rejected as ``identical_texts`` (see
+:func:`pair_problem`).
 
 Records (:mod:`pipelines.core.accounting`), per dataset: a record is one CSV record. Every
-parsed record is read by each selected dataset and ends there as its pair or its reject
-(``empty_*``, ``identical_texts``). A record that cannot be parsed is one record read and
-rejected under the first selected dataset only, with the parse rejects. No record is
-skipped: ``test.csv`` is never read unless asked for.
+parsed record is read by each selected dataset and ends there as its pair, a skip
+(``empty_*``) or a reject (``identical_texts``). A record that cannot be parsed is one
+record read and rejected under the first selected dataset only, with the parse rejects.
+``test.csv`` is never read unless asked for.
 
 Documented counts: 1,198,260 / 681,164 / 659,896 rows, all below the 1,400,000 train rows,
 so only ``train.csv`` is read by default; ``test.csv`` (60,000 rows, the benchmark's test
@@ -219,6 +222,10 @@ def _csv_rows(stream, source_file: str, reject_dataset: str):
 
 # -- pair rules ------------------------------------------------------------------------
 
+# Pair problems that are skips (the spec skips rows with an empty needed field), not rejects.
+_SKIPS = frozenset({"empty_title", "empty_content", "empty_answer"})
+
+
 def pair_problem(anchor_field: str, anchor: str, positive_field: str, positive: str) -> str | None:
     """Why a (anchor, positive) pair of one row is not kept, or ``None``.
 
@@ -264,13 +271,17 @@ _PAIR_RULES = {
 
 
 def pair_or_reject(qa: dict, dataset: str):
-    """The row of ``dataset`` for one parsed record, or its reject."""
+    """The row of ``dataset`` for one parsed record, or its reject; nothing (a counted
+    skip) when a needed field is empty."""
     anchor_field, positive_field = _FIELDS[dataset]
     problem = pair_problem(anchor_field, qa[anchor_field], positive_field, qa[positive_field])
     accounting.count_read(dataset)
     if problem is None:
         accounting.count_paired(dataset)
         yield _PAIR_RULES[dataset](qa)
+        return
+    if problem in _SKIPS:
+        accounting.count_skipped(dataset, problem)
         return
     yield rejected(dataset, problem, source_file=qa["source_file"], record_id=qa["record_id"],
                    detail=f"pair not kept: {problem}",
@@ -279,16 +290,24 @@ def pair_or_reject(qa: dict, dataset: str):
 
 
 def pair_table(records: pa.Table, dataset: str):
-    """:func:`pair_or_reject` of every record of a :data:`QA_RECORDS` table: the rows of the
-    records whose pair is kept, as one table (decided for the whole table at once), and the
-    rejects of the others (one by one, by :func:`pair_or_reject` itself)."""
+    """:func:`pair_or_reject` of every record of a :data:`QA_RECORDS` table, decided for the
+    whole table at once: the rows of the records whose pair is kept, as one table, the
+    skips counted by reason, and the rejects (``identical_texts``, one by one, by
+    :func:`pair_or_reject` itself)."""
     anchor_field, positive_field = _FIELDS[dataset]
     anchor, positive = records[anchor_field], records[positive_field]
-    problem = pc.or_(pc.or_(pc.equal(pc.binary_length(anchor), 0), pc.equal(pc.binary_length(positive), 0)),
-                     pc.equal(anchor, positive))
-    for qa in records.filter(problem).to_pylist():
+    no_anchor = pc.equal(pc.binary_length(anchor), 0)
+    no_positive = pc.and_(pc.invert(no_anchor), pc.equal(pc.binary_length(positive), 0))
+    skipped = pc.or_(no_anchor, no_positive)
+    for reason, mask in ((f"empty_{anchor_field}", no_anchor), (f"empty_{positive_field}", no_positive)):
+        count = pc.sum(mask).as_py() or 0
+        if count:
+            accounting.count_read(dataset, count)
+            accounting.count_skipped(dataset, reason, count)
+    identical = pc.and_(pc.invert(skipped), pc.equal(anchor, positive))
+    for qa in records.filter(identical).to_pylist():
         yield from pair_or_reject(qa, dataset)
-    kept = records.filter(pc.invert(problem))
+    kept = records.filter(pc.invert(pc.or_(skipped, identical)))
     if kept.num_rows == 0:
         return
     accounting.count_read(dataset, kept.num_rows)

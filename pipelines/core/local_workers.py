@@ -145,8 +145,9 @@ class ForkedWorkers:
         sys.stdout.flush()  # what is buffered now would otherwise be written by every child
         sys.stderr.flush()
         with warnings.catch_warnings():
-            # Python 3.12+ warns of fork() in a process with threads: here only pyarrow's
-            # native ones (its allocator's), which are fork-safe; no Python thread runs.
+            # Python 3.12+ warns of fork() in a process with threads: here only the native
+            # threads pyarrow starts when imported (its memory allocators'), which handle
+            # fork; no Python thread runs (see workers_to_fork).
             warnings.simplefilter("ignore", DeprecationWarning)
             for _ in range(self.count):
                 pid = os.fork()

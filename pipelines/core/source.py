@@ -198,8 +198,8 @@ class Source:
         return str(resources.files(f"pipelines.sources.{self.name}").joinpath("sample"))
 
     def sample_expected_counts(self) -> dict:
-        """``sample/expected_counts.json``: per dataset the rows, per-subset rows and
-        rejects by reason that the sample must give, worked out by hand."""
+        """``sample/expected_counts.json``: per dataset the rows, per-subset rows, and
+        rejects and skips by reason that the sample must give, worked out by hand."""
         path = resources.files(f"pipelines.sources.{self.name}").joinpath(
             "sample", "expected_counts.json")
         return json.loads(path.read_text("utf-8"))

@@ -8,6 +8,7 @@ It is the cost of the work itself; the pipeline's extra cost is Beam's (and shar
 """
 from __future__ import annotations
 
+import csv
 import gzip
 from pathlib import Path
 
@@ -47,6 +48,12 @@ class _Writer:
         self.rows += 1
         if len(columns["anchor"]) >= BATCH:
             self.flush()
+
+    def add_table(self, table: pa.Table) -> None:
+        """Write a table of rows already in the corpus row schema (after the buffered rows)."""
+        self.flush()
+        self.writer.write_table(table.select(self.schema.names).cast(self.schema))
+        self.rows += table.num_rows
 
     def flush(self):
         if self.columns["anchor"]:
@@ -136,23 +143,36 @@ def floor_wikianswers(folder: Path, out: Path) -> int:
 
 def floor_yahoo_answers(folder: Path, out: Path) -> int:
     """The three Yahoo Answers datasets from ``train.csv`` (one read, three pair rules),
-    all written to one file; returns the rows of the three together."""
+    all written to one file; returns the rows of the three together. Records are parsed
+    one by one and the pair rules decided for a table of them at a time
+    (``yahoo_answers.pair_table``), as the build does."""
     from pipelines.sources import yahoo_answers as ya
 
     writer = _Writer(out, "")
     source_file = "yahoo_answers/yahoo_answers_csv/train.csv"
+    records: list[dict] = []
+
+    def pair(records):
+        table = pa.Table.from_pylist(records, schema=ya.QA_RECORDS)
+        for dataset in ya.DATASETS:
+            for item in ya.pair_table(table, dataset):
+                if isinstance(item, pa.Table):
+                    writer.add_table(item)
+
     with open(folder / "yahoo_answers_csv" / "train.csv", "rb") as stream:
         for number, text, _raw in ya.iter_records(stream):
+            if not text:  # not UTF-8, or a quoted field never closed
+                continue
             try:
                 qa = ya.qa_from_fields(ya.parse_fields(text))
-            except ValueError:
+            except (csv.Error, ValueError):
                 continue
-            qa.update(source_file=source_file, record_id=f"line {number}")
-            for dataset in ya.DATASETS:
-                for row in ya.pair_or_reject(qa, dataset):
-                    if isinstance(row, dict):
-                        writer.add(row["anchor"], row["positive"], dataset=dataset,
-                                   source_file=source_file, record_id=row["record_id"])
+            records.append({**qa, "source_file": source_file, "record_id": f"line {number}"})
+            if len(records) == 8192:
+                pair(records)
+                records = []
+    if records:
+        pair(records)
     return writer.close()
 
 

@@ -136,8 +136,10 @@ def floor_wikianswers(folder: Path, out: Path) -> int:
         with gzip.open(part, "rt", encoding="utf-8") as stream:
             for number, line in enumerate(stream, start=1):
                 questions, _answers, _malformed = wa.parse_cluster(line.rstrip("\n"))
-                for anchor, positive in wa.cluster_pairs(wa.distinct_questions(questions)):
-                    writer.add(anchor, positive, source_file=source_file, record_id=f"line {number}")
+                pairs = wa.cluster_pairs(wa.distinct_questions(questions))
+                for index, (anchor, positive) in enumerate(pairs, start=1):
+                    writer.add(anchor, positive, source_file=source_file,
+                               record_id=f"line {number} pair {index}")
     return writer.close()
 
 

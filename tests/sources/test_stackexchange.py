@@ -292,14 +292,18 @@ def test_source_transform_with_testpipeline_and_assert_that():
             ("stackoverflow.com", "103/105")]))
 
 
-def test_an_unpacked_dump_read_in_byte_ranges_gives_the_same_pairs(cstheory_build, upstream_samples, tmp_path):
-    """A big unpacked Posts.xml is split among workers; the pairs are those of one reader."""
+def test_an_unpacked_dump_read_in_byte_ranges_gives_the_same_pairs(cstheory_build, upstream_samples, tmp_path,
+                                                                   capsys):
+    """A big unpacked Posts.xml is split among workers; the pairs are those of one reader,
+    and the progress report counts both files as read once all their ranges are."""
     root = tmp_path / "in" / "stackexchange" / SITE
     root.mkdir(parents=True)
     for table in ("Posts.xml", "PostLinks.xml"):
         shutil.copy(upstream_samples / "stackexchange" / SITE / table, root / table)
     result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=ALL,
                        source_options={"stackexchange": {"split_mb": "0.01"}})  # ~10 KB ranges
+    summary = [line for line in capsys.readouterr().err.splitlines() if line.startswith("progress: pipeline")]
+    assert len(summary) == 1 and "read 2 of 2 input files" in summary[0]
     for ds in ALL:
         assert result.pairs(ds) == cstheory_build.pairs(ds)
         assert result.reasons(ds) == cstheory_build.reasons(ds)

@@ -64,7 +64,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
 
-from pipelines.core import accounting, files
+from pipelines.core import accounting, files, progress
 from pipelines.core.normalize import html_to_text, normalize_text
 from pipelines.core.readers import byte_ranges, iter_xml_elements, lines_in_range
 from pipelines.core.rejects import REJECTED, rejected
@@ -332,11 +332,12 @@ class _ReadDump(beam.DoFn):
         handle = self._post if table == "posts" else self._link
         if table == "postlinks" and not self.want_links:
             return
-        with files.open_raw(path) as stream:
+        with files.open_raw(path) as stream, progress.reading_range(path, stream, start, end):
             for offset, line in lines_in_range(stream, start, end):
                 text = line.strip().removeprefix(b"\xef\xbb\xbf")
                 if not text.startswith(b"<row"):
                     continue  # the XML declaration and the root element's tags
+                progress.count_record()
                 try:
                     attrib = etree.fromstring(text, _ROW_LINE_PARSER).attrib
                 except etree.XMLSyntaxError as exc:

@@ -2,6 +2,7 @@
 import gzip
 import io
 import tarfile
+from collections import Counter
 
 import pyarrow as pa
 import pytest
@@ -148,20 +149,31 @@ def test_sample_archive_is_a_real_tgz():
         assert f.read(2) == b"\x1f\x8b"
 
 
-def test_pairs_of_a_table_are_those_of_the_record_rule():
-    """pair_table (vectorised) keeps, and rejects with the same reasons, what pair_or_reject
-    decides record by record, for all three datasets."""
-    texts = ["", "Same", "Same", "Other", "x"]
+def test_pairs_of_a_table_are_those_of_the_record_rule(monkeypatch):
+    """pair_table (vectorised) keeps, rejects and skips, with the same reasons and counts,
+    what pair_or_reject decides record by record, for all three datasets."""
+    texts = ["", "Same", "Other", "x"]
     records = [{"title": t, "content": c, "answer": a, "source_file": "f", "record_id": f"line {n}"}
                for n, (t, c, a) in enumerate(
-                   [(t, c, a) for t in texts[:3] for c in texts[1:4] for a in ("", "Same", "x")], start=1)]
+                   [(t, c, a) for t in texts for c in texts for a in texts], start=1)]
     table = pa.Table.from_pylist(records, schema=ya.QA_RECORDS)
+    counted = Counter()
+    monkeypatch.setattr(ya.accounting, "count_read", lambda d, n=1: counted.update({("read", d): n}))
+    monkeypatch.setattr(ya.accounting, "count_paired", lambda d, n=1: counted.update({("paired", d): n}))
+    monkeypatch.setattr(ya.accounting, "count_skipped",
+                        lambda d, reason, n=1: counted.update({("skipped", d, reason): n}))
     for dataset in ALL:
+        counted.clear()
         got = list(ya.pair_table(table, dataset))
+        by_table = dict(counted)
+        counted.clear()
         rows = sorted((r for i in got if isinstance(i, pa.Table) for r in i.to_pylist()),
                       key=lambda r: r["record_id"])
         rejects = sorted((i.value["record_id"], i.value["reason"]) for i in got if not isinstance(i, pa.Table))
         expected = [item for qa in records for item in ya.pair_or_reject(qa, dataset)]
+        assert by_table == dict(counted) and counted[("read", dataset)] == len(records)
+        assert {key[2] for key in counted if key[0] == "skipped"} == {
+            f"empty_{field}" for field in ya._FIELDS[dataset]}
         assert rows == sorted((i for i in expected if isinstance(i, dict)), key=lambda r: r["record_id"])
         assert rejects == sorted((i.value["record_id"], i.value["reason"]) for i in expected
                                  if not isinstance(i, dict))

@@ -70,6 +70,7 @@ status = replies.readline().strip()
 sys.exit(int(status) if status.lstrip(b"-").isdigit() else 1)
 """
 
+_LOGGER = logging.getLogger(__name__)
 _in_forked_worker = False
 
 
@@ -149,12 +150,18 @@ class ForkedWorkers:
             # threads pyarrow starts when imported (its memory allocators'), which handle
             # fork; no Python thread runs (see workers_to_fork).
             warnings.simplefilter("ignore", DeprecationWarning)
-            for _ in range(self.count):
-                pid = os.fork()
-                if pid == 0:
-                    os.close(self._parent_alive)
-                    _serve(listener, parent_alive)  # never returns
-                self.pids.append(pid)
+            try:
+                for _ in range(self.count):
+                    pid = os.fork()
+                    if pid == 0:
+                        os.close(self._parent_alive)
+                        _serve(listener, parent_alive)  # never returns
+                    self.pids.append(pid)
+            except OSError:  # no more processes allowed: those forked exit, and so does this
+                listener.close()
+                os.close(parent_alive)
+                self.__exit__(None, None, None)
+                raise
         listener.close()
         os.close(parent_alive)
         self._previous_env = os.environ.get(SOCKET_ENV)
@@ -268,8 +275,15 @@ def forked_workers(options: PipelineOptions, local_runner: str) -> Iterator[Fork
     """:class:`ForkedWorkers` for a build with ``options`` (see :func:`workers_to_fork`),
     or ``None`` when Beam is to start the workers."""
     count = workers_to_fork(options, local_runner)
-    if not count:
-        yield None
-        return
-    with ForkedWorkers(count) as workers:
+    workers = ForkedWorkers(count) if count else None
+    if workers is not None:
+        try:
+            workers.__enter__()
+        except OSError as exc:
+            _LOGGER.warning("could not fork %d worker processes (%s); Beam starts them instead", count, exc)
+            workers = None
+    try:
         yield workers
+    finally:
+        if workers is not None:
+            workers.__exit__(None, None, None)

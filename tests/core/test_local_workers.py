@@ -103,3 +103,17 @@ def test_workers_are_forked_only_for_local_multi_process_builds_without_threads(
     assert local_workers.workers_to_fork(remote, LOCAL_RUNNER) == 0
     monkeypatch.setenv(local_workers.FORK_ENV, "0")
     assert local_workers.workers_to_fork(options, LOCAL_RUNNER) == 0
+
+
+def test_a_build_that_cannot_fork_lets_beam_start_its_workers(monkeypatch, caplog):
+    def no_more_processes():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(local_workers.threading, "active_count", lambda: 1)
+    monkeypatch.setattr(local_workers.os, "fork", no_more_processes)
+    options = PipelineOptions([f"--runner={LOCAL_RUNNER}", "--direct_running_mode=multi_processing",
+                               "--direct_num_workers=2"])
+    with local_workers.forked_workers(options, LOCAL_RUNNER) as workers:
+        assert workers is None
+    assert local_workers.SOCKET_ENV not in local_workers.os.environ
+    assert "Beam starts them instead" in caplog.text

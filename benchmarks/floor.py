@@ -8,7 +8,6 @@ It is the cost of the work itself; the pipeline's extra cost is Beam's (and shar
 """
 from __future__ import annotations
 
-import csv
 import gzip
 from pathlib import Path
 
@@ -145,36 +144,21 @@ def floor_wikianswers(folder: Path, out: Path) -> int:
 
 def floor_yahoo_answers(folder: Path, out: Path) -> int:
     """The three Yahoo Answers datasets from ``train.csv`` (one read, three pair rules),
-    all written to one file; returns the rows of the three together. Records are parsed
-    one by one and the pair rules decided for a table of them at a time
-    (``yahoo_answers.pair_table``), as the build does."""
+    all written to one file; returns the rows of the three together. The CSV is parsed into
+    tables of records by the package's reader (``yahoo_answers.read_csv``) and the pair rules
+    decided a table at a time (``yahoo_answers.pair_table``), as the build does."""
     from pipelines.sources import yahoo_answers as ya
 
     writer = _Writer(out, "")
     source_file = "yahoo_answers/yahoo_answers_csv/train.csv"
-    records: list[dict] = []
-
-    def pair(records):
-        table = pa.Table.from_pylist(records, schema=ya.QA_RECORDS)
-        for dataset in ya.DATASETS:
-            for item in ya.pair_table(table, dataset):
-                if isinstance(item, pa.Table):
-                    writer.add_table(item)
-
     with open(folder / "yahoo_answers_csv" / "train.csv", "rb") as stream:
-        for number, text, _raw in ya.iter_records(stream):
-            if not text:  # not UTF-8, or a quoted field never closed
-                continue
-            try:
-                qa = ya.qa_from_fields(ya.parse_fields(text))
-            except (csv.Error, ValueError):
-                continue
-            records.append({**qa, "source_file": source_file, "record_id": f"line {number}"})
-            if len(records) == 8192:
-                pair(records)
-                records = []
-    if records:
-        pair(records)
+        for records in ya.read_csv(stream, source_file, ya.DATASETS[0]):
+            if not isinstance(records, pa.Table):
+                continue  # a record that cannot be parsed
+            for dataset in ya.DATASETS:
+                for item in ya.pair_table(records, dataset):
+                    if isinstance(item, pa.Table):
+                        writer.add_table(item)
     return writer.close()
 
 

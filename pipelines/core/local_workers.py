@@ -275,15 +275,11 @@ def forked_workers(options: PipelineOptions, local_runner: str) -> Iterator[Fork
     """:class:`ForkedWorkers` for a build with ``options`` (see :func:`workers_to_fork`),
     or ``None`` when Beam is to start the workers."""
     count = workers_to_fork(options, local_runner)
-    workers = ForkedWorkers(count) if count else None
-    if workers is not None:
-        try:
-            workers.__enter__()
-        except OSError as exc:
-            _LOGGER.warning("could not fork %d worker processes (%s); Beam starts them instead", count, exc)
-            workers = None
-    try:
+    with contextlib.ExitStack() as stack:
+        workers = None
+        if count:
+            try:
+                workers = stack.enter_context(ForkedWorkers(count))
+            except OSError as exc:
+                _LOGGER.warning("could not fork %d worker processes (%s); Beam starts them instead", count, exc)
         yield workers
-    finally:
-        if workers is not None:
-            workers.__exit__(None, None, None)

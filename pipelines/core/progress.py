@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
@@ -353,6 +353,10 @@ def format_duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
+def _files_per_source(inputs: list[InputFile]) -> Counter:
+    return Counter(item.source for item in inputs)
+
+
 def summary_line(totals: Totals, inputs: list[InputFile], elapsed: float) -> str:
     """The line written when the pipeline has finished.
 
@@ -366,9 +370,7 @@ def summary_line(totals: Totals, inputs: list[InputFile], elapsed: float) -> str
             f"{len(inputs)} input files ({format_bytes(totals.bytes_read)}), {totals.records:,} records")
     # A source may list files it opens only when a record refers to them (TriviaQA's
     # evidence); once the pipeline has finished, those never opened were not needed.
-    listed: dict[str, int] = {}
-    for item in inputs:
-        listed[item.source] = listed.get(item.source, 0) + 1
+    listed = _files_per_source(inputs)
     opened = {source: c["files_done"] + c["files_reading"] for source, c in totals.per_source.items()}
     unread = {source: count - opened.get(source, 0) for source, count in listed.items()}
     unread = {source: count for source, count in sorted(unread.items()) if count > 0}
@@ -386,9 +388,7 @@ def progress_line(totals: Totals, inputs: list[InputFile], elapsed: float) -> st
         inputs: the run's input files.
         elapsed: seconds since the pipeline started.
     """
-    files_per_source: dict[str, int] = defaultdict(int)
-    for item in inputs:
-        files_per_source[item.source] += 1
+    files_per_source = _files_per_source(inputs)
     input_bytes = sum(item.size for item in inputs)
     running = [source for source, counts in sorted(totals.per_source.items()) if counts["files_reading"]]
     if running:

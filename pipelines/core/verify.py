@@ -51,12 +51,9 @@ def judge_sample(measured: dict, expected: dict) -> dict:
     problems = []
     if measured["rows"] != expected["rows"]:
         problems.append(f"rows {measured['rows']} != expected {expected['rows']}")
-    if "subsets" in expected and measured.get("subsets", {}) != expected["subsets"]:
-        problems.append(f"subsets {measured.get('subsets')} != expected {expected['subsets']}")
-    if "rejected" in expected and measured.get("rejected", {}) != expected["rejected"]:
-        problems.append(f"rejected {measured.get('rejected')} != expected {expected['rejected']}")
-    if "skipped" in expected and measured.get("skipped", {}) != expected["skipped"]:
-        problems.append(f"skipped {measured.get('skipped')} != expected {expected['skipped']}")
+    for counts in ("subsets", "rejected", "skipped"):
+        if counts in expected and measured.get(counts, {}) != expected[counts]:
+            problems.append(f"{counts} {measured.get(counts)} != expected {expected[counts]}")
     verdict = "match" if not problems else "mismatch"
     difference = measured["rows"] - expected["rows"]
     return {"difference": difference,

@@ -21,7 +21,9 @@ process of its own (wall time, peak RSS from ``wait4``, rows and output bytes):
 
 Floor and one worker run on the default input (1x) and on one four times as large (4x): the
 throughput ratio at both sizes, the growth of peak memory from 1x to 4x, and the speed-up of
-two workers over one at 4x are printed. On a shared machine a run's time moves by 10-20%
+two workers over one at 4x are printed, and the rate of the rows the 4x input adds to the
+1x one (extra rows over extra seconds), which leaves out what a build costs whatever its
+size and is the rate a full-scale build runs at. On a shared machine a run's time moves by 10-20%
 (other tenants, the kernel's writeback); ``--repeat N`` keeps the fastest of N runs of each
 measurement (and the largest peak memory of them), for floor and pipeline alike.
 
@@ -30,7 +32,7 @@ spill buffer (32 MB of text) in memory, so memory stops growing with the input o
 input is larger than a shard. With the default 384 MB shards that point lies beyond the
 benchmark's default input size; the small shards make the bound visible here.
 
-It prints rows/s per core and CPU time (user and system, every process) for each, the
+It prints rows/s per core and CPU time (user plus system, every process, with the system part) for each, the
 pipeline/floor throughput ratio, the speed-up of two workers over one, and the peak-memory
 growth from 1x to 4x input. Nothing is asserted:
 the figures are what this machine measured in this run.
@@ -65,6 +67,7 @@ class Measurement:
     output_bytes: int
     cores: int
     cpu_seconds: float = 0.0
+    system_seconds: float = 0.0
     # Time of the process left out of ``seconds`` (the floor's import of Beam).
     not_counted_seconds: float = 0.0
 
@@ -85,9 +88,11 @@ print(json.dumps({"seconds": seconds, "peak_kb": usage.ru_maxrss, "user": usage.
 """
 
 
-def measure(command: list[str]) -> tuple[float, float, float, str]:
+def measure(command: list[str]) -> tuple[float, float, float, float, str]:
     """Run ``command`` under a small wrapper process; return (wall s, peak RSS MB, CPU s,
-    stdout). CPU time is user plus system time of every process the command ran.
+    system s, stdout). CPU time is user plus system time of every process the command ran;
+    system time is the kernel's part of it (page faults, the page cache), which is what
+    varies most from run to run on this machine.
 
     Peak RSS is the largest resident size of any process the command ran (for
     multi-processing runs, the largest single worker or the runner, not their sum). Dirty
@@ -102,7 +107,7 @@ def measure(command: list[str]) -> tuple[float, float, float, str]:
     if result["code"] != 0:
         raise RuntimeError(f"{' '.join(command[:6])} failed:\n{result['stderr']}")
     return (result["seconds"], result["peak_kb"] / 1024, result["user"] + result["system"],
-            result["stdout"])
+            result["system"], result["stdout"])
 
 
 def _tree_bytes(folder: Path, suffix: str = ".parquet") -> int:
@@ -224,12 +229,12 @@ def run_floor(bench: Bench, root: Path, out: Path) -> Measurement:
     and the package (see ``_FLOOR``)."""
     out.mkdir(parents=True, exist_ok=True)
     target = out / "floor.parquet"
-    seconds, peak, cpu, stdout = measure([sys.executable, "-c", _FLOOR, bench.floor_function,
-                                          *bench.floor_args(root, target)])
+    seconds, peak, cpu, system, stdout = measure([sys.executable, "-c", _FLOOR, bench.floor_function,
+                                                  *bench.floor_args(root, target)])
     result = json.loads(stdout.strip().splitlines()[-1])
     imports = result["package_import"]
     return Measurement("floor", result["rows"], seconds - imports["seconds"], peak,
-                       target.stat().st_size, 1, cpu - imports["cpu"],
+                       target.stat().st_size, 1, cpu - imports["cpu"], system,
                        not_counted_seconds=imports["seconds"])
 
 
@@ -241,16 +246,17 @@ def run_pipeline(bench: Bench, root: Path, out: Path, workers: int, label: str) 
                "--output", str(out), "--datasets", ",".join(bench.datasets), "--no-input-checksums",
                "--target-shard-mb", str(SHARD_MB),
                "--runner=DirectRunner", *mode]
-    seconds, peak, cpu, _ = measure(command)
+    seconds, peak, cpu, system, _ = measure(command)
     manifest = json.loads((out / "manifest.json").read_text())
     rows = sum(manifest["datasets"][dataset]["rows"] for dataset in bench.datasets)
     output_bytes = sum(_tree_bytes(out / dataset) for dataset in bench.datasets)
-    return Measurement(label, rows, seconds, peak, output_bytes, workers, cpu)
+    return Measurement(label, rows, seconds, peak, output_bytes, workers, cpu, system)
 
 
 def _line(m: Measurement) -> str:
     return (f"  {m.label:<12} {m.rows:>10,} rows  {m.seconds:>7.1f} s  "
-            f"{m.rows_per_core_second:>9,.0f} rows/s/core  cpu {m.cpu_seconds:>6.1f} s  "
+            f"{m.rows_per_core_second:>9,.0f} rows/s/core  cpu {m.cpu_seconds:>5.1f} s "
+            f"(system {m.system_seconds:>4.1f})  "
             f"peak {m.peak_rss_mb:>7,.0f} MB  "
             f"output {m.output_bytes / 1e6:>8.1f} MB"
             + (f"  (+{m.not_counted_seconds:.1f} s importing Beam, not counted)" if m.not_counted_seconds else ""))
@@ -301,6 +307,13 @@ def benchmark(bench: Bench, work: Path, scale: float, memory: bool, parallel: bo
             ratio = results[f"1 worker {size}"].rows_per_core_second / results[f"floor {size}"].rows_per_core_second
             summary[f"throughput_ratio_{size}"] = ratio
             print(f"  pipeline / floor throughput per core at {size}: {ratio:.2f}")
+    marginal = marginal_rates(results)
+    if marginal:
+        summary.update(marginal)
+        print(f"  beyond fixed costs (what the 4x input adds to the 1x one): floor "
+              f"{marginal['marginal_floor_rows_per_core_second']:,.0f}, 1 worker "
+              f"{marginal['marginal_pipeline_rows_per_core_second']:,.0f} rows/s/core, "
+              f"ratio {marginal['marginal_throughput_ratio']:.2f}")
     if parallel and "2 workers 4x" in results and "1 worker 4x" in results:
         one, two = results["1 worker 4x"].seconds, results["2 workers 4x"].seconds
         summary["speedup_2_workers_4x"] = one / two
@@ -319,6 +332,29 @@ def benchmark(bench: Bench, work: Path, scale: float, memory: bool, parallel: bo
     return summary
 
 
+
+
+def marginal_rates(results: dict[str, Measurement]) -> dict:
+    """Rows per second per core of the rows the 4x input adds to the 1x one, for the floor
+    and one worker, and their ratio: the rate a long build runs at once its fixed costs
+    (Beam's start, building the graph, each stage's first bundle) are paid, which is the
+    rate a full-scale build is made of. Empty when a measurement is missing or the two
+    sizes took the same time."""
+    try:
+        floor = _marginal(results["floor 1x"], results["floor 4x"])
+        pipeline = _marginal(results["1 worker 1x"], results["1 worker 4x"])
+    except (KeyError, ZeroDivisionError):
+        return {}
+    return {"marginal_floor_rows_per_core_second": floor,
+            "marginal_pipeline_rows_per_core_second": pipeline,
+            "marginal_throughput_ratio": pipeline / floor}
+
+
+def _marginal(small: Measurement, large: Measurement) -> float:
+    seconds = large.seconds - small.seconds
+    if seconds <= 0:
+        raise ZeroDivisionError
+    return (large.rows - small.rows) / seconds / large.cores
 
 
 def measure_startup(bench: Bench, work: Path, repeat: int) -> dict:

@@ -1,4 +1,5 @@
-"""The benchmark's floor writes the same rows as the build, on each benchmark's inputs."""
+"""The benchmark's floor writes the same rows as the build, on each benchmark's inputs; how
+the benchmark turns its measurements into figures."""
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -26,3 +27,28 @@ def test_the_floor_writes_the_rows_the_build_writes(name, tmp_path):
                          r["negative"], r["source_file"]) for d in bench.datasets for r in build.rows[d])
     assert written == len(floor_rows) > 0
     assert floor_rows == build_rows
+
+
+def test_the_floor_is_timed_without_the_import_of_beam(tmp_path):
+    bench = run.BENCHES["wikianswers"]
+    bench.generate(tmp_path / "in", 0.0)
+    measurement = run.run_floor(bench, tmp_path / "in", tmp_path / "floor")
+    assert measurement.rows == pq.read_metadata(tmp_path / "floor" / "floor.parquet").num_rows > 0
+    # Beam's import (about a second) is measured in the floor's process and left out.
+    assert measurement.not_counted_seconds > 0.2
+    assert 0 < measurement.seconds
+    assert 0 < measurement.cpu_seconds
+
+
+def test_marginal_rates_are_the_extra_rows_over_the_extra_seconds():
+    def m(rows, seconds, cores=1):
+        return run.Measurement("", rows, seconds, 0.0, 0, cores)
+
+    results = {"floor 1x": m(100, 1.0), "floor 4x": m(400, 2.5),
+               "1 worker 1x": m(100, 3.0), "1 worker 4x": m(400, 6.0)}
+    rates = run.marginal_rates(results)
+    assert rates["marginal_floor_rows_per_core_second"] == pytest.approx(200.0)
+    assert rates["marginal_pipeline_rows_per_core_second"] == pytest.approx(100.0)
+    assert rates["marginal_throughput_ratio"] == pytest.approx(0.5)
+    assert run.marginal_rates({k: v for k, v in results.items() if k != "floor 1x"}) == {}
+    assert run.marginal_rates(results | {"1 worker 4x": m(400, 3.0)}) == {}

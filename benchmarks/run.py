@@ -1,6 +1,6 @@
 """Benchmark the build against the floor, in one run, on generated upstream-format inputs.
 
-    python -m benchmarks.run                       # default size, a few minutes on 2 cores
+    python -m benchmarks.run                       # default size: 2-3 minutes a source on 2 cores
     python -m benchmarks.run --scale 8             # 8x the inputs (multi-GB at --scale 30)
     python -m benchmarks.run --sources stackexchange --keep /tmp/bench
     python -m benchmarks.run --repeat 3            # each measurement the fastest of 3 runs
@@ -23,19 +23,19 @@ Floor and one worker run on the default input (1x) and on one four times as larg
 throughput ratio at both sizes, the growth of peak memory from 1x to 4x, and the speed-up of
 two workers over one at 4x are printed, and the rate of the rows the 4x input adds to the
 1x one (extra rows over extra seconds), which leaves out what a build costs whatever its
-size and is the rate a full-scale build runs at. On a shared machine a run's time moves by 10-20%
-(other tenants, the kernel's writeback); ``--repeat N`` keeps the fastest of N runs of each
-measurement (and the largest peak memory of them), for floor and pipeline alike.
+size and is the rate a full-scale build runs at. On a shared machine a run's time moves by
+10-20% (other tenants, the kernel's page cache); ``--repeat N`` keeps the fastest of N runs
+of each measurement (and the largest peak memory of them), for floor and pipeline alike.
 
 The builds use ``--target-shard-mb 32``: the writing step holds at most one shard and one
 spill buffer (32 MB of text) in memory, so memory stops growing with the input once the
 input is larger than a shard. With the default 384 MB shards that point lies beyond the
 benchmark's default input size; the small shards make the bound visible here.
 
-It prints rows/s per core and CPU time (user plus system, every process, with the system part) for each, the
-pipeline/floor throughput ratio, the speed-up of two workers over one, and the peak-memory
-growth from 1x to 4x input. Nothing is asserted:
-the figures are what this machine measured in this run.
+It prints rows/s per core and CPU time (user plus system, every process, with the system
+part) for each, the pipeline/floor throughput ratio, the speed-up of two workers over one,
+and the peak-memory growth from 1x to 4x input. Nothing is asserted: the figures are what
+this machine measured in this run.
 """
 from __future__ import annotations
 

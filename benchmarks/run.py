@@ -208,9 +208,9 @@ BENCHES = {
 }
 
 # The floor borrows its parsers and pair rules from the package, whose modules import Beam
-# (1.4 s on the development machine, more than the floor's own work at 1x). A plain script
-# would not, so that import is timed on its own and left out of the floor's time; the
-# script's own imports (lxml, numpy, pyarrow) come first and are counted.
+# (0.7-1.0 s on the development machine, a quarter to two fifths of the floor's own time at
+# 1x). A plain script would not, so that import is timed on its own and left out of the
+# floor's time; the script's own imports (lxml, numpy, pyarrow) come first and are counted.
 _FLOOR = """
 import json, sys, time
 from pathlib import Path

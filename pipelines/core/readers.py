@@ -544,20 +544,26 @@ class _FileStreams:
         """The provenance name of ``path``: relative to the input root."""
         return files.relative_to(path, self.input_root)
 
-    def streams(self, path: str, relative: str):
-        """``(source_file, stream)`` for the file, or for each wanted member of an archive
-        (and a ``no_member`` reject when there is none)."""
-        if self.members is not None and files.archive_format(path):
-            found = False
-            for member, stream in files.iter_archive_members(path, wanted=self.members):
-                found = True
-                yield f"{relative}!{member}", stream
-            if not found:
-                yield None, rejected(self.dataset, "no_member", source_file=relative, counts_as_read=True,
-                                     detail=f"{relative}: the archive holds none of the expected files")
-            return
-        with files.open_input(path) if self.decompress else files.open_raw(path) as stream:
-            yield relative, stream
+    def each(self, path: str, handle: Callable):
+        """``handle(stream, source_file)`` for the file, or for each wanted member of an
+        archive; an archive without any is a ``no_member`` reject, and a file that cannot
+        be read to its end its reject (see :meth:`failed`), yielded among what ``handle``
+        yields."""
+        relative = self.relative(path)
+        try:
+            if self.members is not None and files.archive_format(path):
+                found = False
+                for member, stream in files.iter_archive_members(path, wanted=self.members):
+                    found = True
+                    yield from handle(stream, f"{relative}!{member}")
+                if not found:
+                    yield rejected(self.dataset, "no_member", source_file=relative, counts_as_read=True,
+                                   detail=f"{relative}: the archive holds none of the expected files")
+                return
+            with files.open_input(path) if self.decompress else files.open_raw(path) as stream:
+                yield from handle(stream, relative)
+        except Exception as exc:  # any reader failure fails this file only (unless strict)
+            yield self.failed(exc, relative)
 
     def failed(self, exc: Exception, source_file: str):
         """The reject of a file that could not be read to its end (raised when strict)."""
@@ -576,23 +582,21 @@ class _ReadOneFile(beam.DoFn):
     def process(self, element):
         if isinstance(element, FileBlock):
             yield from self._read_block(element)
-            return
-        byte_range = None
-        if isinstance(element, FileRange):
-            element, byte_range = element.item, (element.start, element.end)
-        path, context = _unpack(element)
+        elif isinstance(element, FileRange):
+            yield from self._read_range(element)
+        else:
+            path, context = _unpack(element)
+            yield from self.opener.each(
+                path, lambda stream, source_file: self._read_stream(stream, source_file, context))
+
+    def _read_range(self, byte_range: "FileRange"):
+        path, context = _unpack(byte_range.item)
         relative = self.opener.relative(path)
+        start, end = byte_range.start, byte_range.end
         try:
-            if byte_range is not None:
-                with files.open_raw(path) as raw, progress.reading_range(path, raw, *byte_range):
-                    stream = io.BufferedReader(LineRange(raw, *byte_range), files.READ_BUFFER)
-                    yield from self._call_reader(stream, relative, context)
-                return
-            for source_file, stream in self.opener.streams(path, relative):
-                if source_file is None:
-                    yield stream  # the archive's no_member reject
-                else:
-                    yield from self._read_stream(stream, source_file, context)
+            with files.open_raw(path) as raw, progress.reading_range(path, raw, start, end):
+                stream = io.BufferedReader(LineRange(raw, start, end), files.READ_BUFFER)
+                yield from self._call_reader(stream, relative, context)
         except Exception as exc:  # any reader failure fails this file only (unless strict)
             yield self.opener.failed(exc, relative)
 
@@ -659,15 +663,8 @@ class _CutIntoBlocks(beam.DoFn):
             yield element
             return
         path, _context = _unpack(element)
-        relative = self.opener.relative(path)
-        try:
-            for source_file, stream in self.opener.streams(path, relative):
-                if source_file is None:
-                    yield stream  # the archive's no_member reject
-                else:
-                    yield from self._cut(element, source_file, stream)
-        except Exception as exc:  # as when the file is read whole: the file is named
-            yield self.opener.failed(exc, relative)
+        # A failure names the file, as when the file is read whole.
+        yield from self.opener.each(path, lambda stream, source_file: self._cut(element, source_file, stream))
 
     def _cut(self, item, source_file: str, stream):
         # The last block is held back: whether the file was one block (or blank throughout)

@@ -47,6 +47,11 @@ RECORDS_PER_CHECK = 1000
 LOCAL_RUNNERS = frozenset({"DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner"})
 
 
+def _new_counts() -> dict:
+    """A file's counts before any of it is read."""
+    return {"records": 0, "position": 0, "done": False}
+
+
 class ReadMeter:
     """The reading counts of one process, per input file, written to the spool folder.
 
@@ -65,17 +70,21 @@ class ReadMeter:
         self._range_raw: dict[tuple[str, int], object] = {}
         self._last_write = 0.0
 
+    def _entry(self, path: str) -> dict:
+        """The counts of ``path``, new ones if it has none yet (the lock is held)."""
+        return self._files.setdefault(path, _new_counts())
+
     def started(self, path: str, raw) -> None:
         """A file is opened; ``raw`` is its stream as stored (its ``tell()`` is the position)."""
         with self._lock:
-            self._files.setdefault(path, {"records": 0, "position": 0, "done": False})["done"] = False
+            self._entry(path)["done"] = False
             self._raw[path] = raw
 
     def range_started(self, path: str, raw, start: int, end: int) -> None:
         """The byte range ``[start, end)`` of ``path`` is opened; ``raw.tell()`` is the
         position in the file."""
         with self._lock:
-            entry = self._files.setdefault(path, {"records": 0, "position": 0, "done": False})
+            entry = self._entry(path)
             entry.setdefault("ranges", {})[str(start)] = [0, False, end - start]
             self._range_raw[(path, start)] = raw
 
@@ -91,7 +100,7 @@ class ReadMeter:
         """``count`` more records were read from ``path`` (or one of its blocks); ``force``
         writes the counts now (at a block's end)."""
         with self._lock:
-            self._files.setdefault(path, {"records": 0, "position": 0, "done": False})["records"] += count
+            self._entry(path)["records"] += count
             self._write_if_due(force=force)
 
     def finished(self, path: str) -> None:
@@ -292,7 +301,7 @@ def _merged_spool(spool: str) -> dict[str, dict]:
         except (OSError, ValueError):
             continue  # being replaced right now; the next look will see it
         for path, counts in snapshot.items():
-            into = merged.setdefault(path, {"records": 0, "position": 0, "done": False})
+            into = merged.setdefault(path, _new_counts())
             into["records"] += counts["records"]
             into["position"] = max(into["position"], counts["position"])
             into["done"] = into["done"] or counts["done"]

@@ -143,6 +143,7 @@ class ForkedWorkers:
         listener.setblocking(False)  # several workers wait on it; one gets each claim
         # Read by the workers: end of file once this process has closed the other end.
         parent_alive, self._parent_alive = os.pipe()
+        self._previous_env = os.environ.get(SOCKET_ENV)  # what leaving restores, also on failure
         sys.stdout.flush()  # what is buffered now would otherwise be written by every child
         sys.stderr.flush()
         with warnings.catch_warnings():
@@ -164,7 +165,6 @@ class ForkedWorkers:
                 raise
         listener.close()
         os.close(parent_alive)
-        self._previous_env = os.environ.get(SOCKET_ENV)
         os.environ[SOCKET_ENV] = path
         return self
 

@@ -117,3 +117,17 @@ def test_a_build_that_cannot_fork_lets_beam_start_its_workers(monkeypatch, caplo
         assert workers is None
     assert local_workers.SOCKET_ENV not in local_workers.os.environ
     assert "Beam starts them instead" in caplog.text
+
+
+def test_a_failed_fork_leaves_the_socket_variable_as_it_was(monkeypatch):
+    def no_more_processes():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(local_workers.os, "fork", no_more_processes)
+    monkeypatch.setenv(local_workers.SOCKET_ENV, "/an/outer/build.sock")
+    try:
+        with local_workers.ForkedWorkers(2):
+            pass
+    except BlockingIOError:
+        pass
+    assert local_workers.os.environ[local_workers.SOCKET_ENV] == "/an/outer/build.sock"

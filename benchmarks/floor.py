@@ -19,18 +19,22 @@ from lxml import etree
 from pipelines.core import files
 from pipelines.core.normalize import normalize_text
 from pipelines.core.schema import row_arrow_schema
-from pipelines.core.sink import PARQUET_OPTIONS
+from pipelines.core.sink import parquet_options
+from pipelines.registry import DATASETS
 from pipelines.sources import stackexchange as se
 
 BATCH = 65_536
 
 
 class _Writer:
-    """Buffer rows and write them as Parquet record batches in the corpus row schema."""
+    """Buffer rows and write them as Parquet record batches in the corpus row schema, with
+    the Parquet options of ``dataset``'s shards (its repeated texts dictionary-encoded)."""
 
     def __init__(self, path: Path, dataset: str):
         self.schema = row_arrow_schema()
-        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd", **PARQUET_OPTIONS)
+        repeated = next((spec.repeated_texts for spec in DATASETS if spec.id == dataset), ())
+        self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd",
+                                       **parquet_options(repeated))
         self.dataset = dataset
         self.columns = {n: [] for n in self.schema.names}
         self.rows = 0

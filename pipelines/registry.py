@@ -43,6 +43,11 @@ class DatasetSpec:
             site) in ``subset``, and the manifest counts rows per subset.
         mix_per_subset: each subset (small ones pooled) gets shards of its own and its
             own entry, with its own weight, in the training mix.
+        repeated_texts: row columns whose texts repeat across many rows (MS MARCO's query
+            and relevant passage, once per negative). Rows sharing the first one's text are
+            written to the same shard (spread over it, not side by side), and these columns
+            are dictionary-encoded in the Parquet shards, so a repeated text is stored once
+            per row group instead of once per row.
     """
 
     id: str
@@ -58,6 +63,7 @@ class DatasetSpec:
     text_policy: TextPolicy = field(default_factory=TextPolicy)
     subsets: bool = False
     mix_per_subset: bool = False
+    repeated_texts: tuple[str, ...] = ()
 
     @property
     def is_triplet(self) -> bool:
@@ -91,6 +97,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
         17_579_773, "msmarco-query_passage_negative_v2.jsonl.gz", 1000, columns=3,
         notes=("Later uploads have other counts (499,184 per-query lines; an earlier mix used "
                "9,144,553 triplets); the number of negatives per query is a project rule.",),
+        repeated_texts=("anchor", "positive"),
     ),
     DatasetSpec(
         "paq", "paq", "(generated question, Wikipedia passage)",

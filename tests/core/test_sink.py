@@ -8,7 +8,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from pipelines.core.schema import make_row, records_table, row_arrow_schema
 from pipelines.core.sink import (KEY_BATCH_ROWS, ParquetShards, ShardingConfig, WriteShards, plan_shards,
-                                 row_key, row_keys)
+                                 row_key, row_keys, shard_order)
 
 
 def test_plan_pools_small_subsets_and_gives_each_group_its_own_shards():
@@ -45,17 +45,36 @@ def test_table_keys_are_the_record_keys_across_batches():
     assert len(row_keys(table.slice(0, 0))) == 0
 
 
+def test_grouped_keys_hash_the_group_text_first():
+    rows = [make_row("d", f"query {i % 3}", f"passage {i % 3}", f"negative {i}", source_file="f",
+                     record_id=str(i)) for i in range(2 * KEY_BATCH_ROWS + 5)]
+    table = records_table(rows, row_arrow_schema())
+    grouped = row_keys(table, "anchor").to_pylist()
+    plain = row_keys(table).to_pylist()
+    assert grouped == [row_key(r, "anchor") for r in rows]
+    # The first half is the same for rows of one anchor, the second half is the row's own.
+    assert len({k[:8] for k in grouped}) == 3
+    assert [k[8:] for k in grouped] == [k[8:] for k in plain]
+    assert {k[:8] for k in grouped} == {row_key({"t": f"query {i}"}, "t")[:8] for i in range(3)}
+
+
+def test_shard_order_sorts_by_the_second_half_then_the_first():
+    keys = [bytes([a] * 8 + [b] * 8) for a, b in [(3, 1), (1, 2), (2, 1), (0, 0)]]
+    array = pa.chunked_array([pa.array(keys[:1], pa.binary(16)), pa.array(keys[1:], pa.binary(16))])
+    assert shard_order(array).to_pylist() == [3, 2, 0, 1]
+
+
 def _rows(n):
     return [make_row("d", f"anchor {i}", f"positive text {i}", subset=("s1" if i % 3 else "s2"),
                      source_file="f", record_id=str(i)) for i in range(n)]
 
 
-def _write(rows, directory, config):
+def _write(rows, directory, config, repeated=()):
     spill = directory.parent / f"{directory.name}-spill"
     with BeamTestPipeline(runner="FnApiRunner") as p:
         _ = (p | beam.Create(rows, reshuffle=True)
-             | WriteShards(str(directory), "d", ParquetShards(config), config, spill_dir=str(spill),
-                           subset_field="subset"))
+             | WriteShards(str(directory), "d", ParquetShards(config, repeated), config, spill_dir=str(spill),
+                           subset_field="subset", group_field=repeated[0] if repeated else None))
     assert not [f for f in spill.rglob("*") if f.is_file()], "spill runs are removed"
 
 
@@ -77,10 +96,10 @@ def test_same_rows_in_any_order_give_byte_identical_shards(tmp_path):
     assert sum(t.num_rows for t in tables) == 500
     # Each shard holds one subset only, so a subset is a set of files of its own.
     assert all(len(set(t.column("subset").to_pylist())) <= 1 for t in tables)
-    # Rows inside a shard are in key order.
+    # Rows inside a shard are in the order of their keys' second half, then first.
     for table in tables:
         keys = [row_key(r) for r in table.to_pylist()]
-        assert keys == sorted(keys)
+        assert keys == sorted(keys, key=lambda k: (k[8:], k[:8]))
     # Small row groups were used, as configured.
     assert max(pq.ParquetFile(tmp_path / "a" / name).metadata.num_row_groups for name in a) > 1
 
@@ -97,3 +116,36 @@ def test_output_is_complete_without_temporaries_and_stale_shards_are_removed(tmp
     assert names == [f"d-{i:05d}-of-{total:05d}.parquet" for i in range(total)]
     counts = [pq.read_table(out / n, use_threads=False).num_rows for n in names]
     assert sum(counts) == 40 and 0 in counts
+
+
+def test_rows_of_a_repeated_text_share_a_shard_spread_over_it_and_dictionary_encoded(tmp_path):
+    # 40 queries, each with one relevant passage and 12 negatives (MS MARCO's shape).
+    rows = [make_row("d", f"query {q}", f"relevant passage of query {q} " * 8, f"negative {q}-{n}",
+                     subset="", source_file="f", record_id=f"{q}/{n}")
+            for q in range(40) for n in range(12)]
+    config = ShardingConfig(target_shard_bytes=20_000, spill_bytes=9_000)
+    shuffled = rows[:]
+    random.Random(3).shuffle(shuffled)
+    _write(rows, tmp_path / "a", config, ("anchor", "positive"))
+    _write(shuffled, tmp_path / "b", config, ("anchor", "positive"))
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert len(names) > 4
+    assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+    shard_of, mixed_shards = {}, 0
+    for name in names:
+        table = pq.read_table(tmp_path / "a" / name)
+        anchors = table.column("anchor").to_pylist()
+        for anchor in anchors:
+            assert shard_of.setdefault(anchor, name) == name
+        if len(set(anchors)) > 2:
+            # Spread over the shard, not side by side (which would give len - distinct
+            # neighbours with the same anchor).
+            same_neighbours = sum(a == b for a, b in zip(anchors, anchors[1:]))
+            assert same_neighbours < (len(anchors) - len(set(anchors))) / 2
+            mixed_shards += 1
+        encodings = pq.ParquetFile(tmp_path / "a" / name).metadata.row_group(0)
+        by_column = {encodings.column(i).path_in_schema: encodings.column(i).encodings
+                     for i in range(encodings.num_columns)}
+        assert "RLE_DICTIONARY" in by_column["positive"] and "RLE_DICTIONARY" in by_column["anchor"]
+        assert "RLE_DICTIONARY" not in by_column["negative"]
+    assert len(shard_of) == 40 and mixed_shards > 2

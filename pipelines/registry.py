@@ -44,7 +44,8 @@ class DatasetSpec:
         mix_per_subset: each subset (small ones pooled) gets shards of its own and its
             own entry, with its own weight, in the training mix.
         repeated_texts: row columns whose texts repeat across many rows (MS MARCO's query
-            and relevant passage, once per negative). Rows sharing the first one's text are
+            and relevant passage, once per negative; the passage every PAQ or SQuAD question
+            about it is paired with). Rows sharing the first one's text are
             written to the same shard (spread over it, not side by side), and these columns
             are dictionary-encoded in the Parquet shards, so a repeated text is stored once
             per row group instead of once per row.
@@ -101,7 +102,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
     ),
     DatasetSpec(
         "paq", "paq", "(generated question, Wikipedia passage)",
-        64_371_441, "PAQ_pairs.jsonl.gz", 150, tolerance=0.01,
+        64_371_441, "PAQ_pairs.jsonl.gz", 150, tolerance=0.01, repeated_texts=("positive",),
     ),
     DatasetSpec(
         "wikianswers", "wikianswers", "(question, paraphrased question)",
@@ -150,7 +151,7 @@ DATASETS: tuple[DatasetSpec, ...] = (
     ),
     DatasetSpec(
         "squad", "squad", "(question, paragraph)",
-        87_599, "squad_pairs.jsonl.gz", 40, tolerance=0.0,
+        87_599, "squad_pairs.jsonl.gz", 40, tolerance=0.0, repeated_texts=("positive",),
         notes=("87,599 is SQuAD v1.1 train; SQuAD 2.0 train has about 86,821 answerable "
                "questions, so a v2.0 build differs by design.",),
     ),

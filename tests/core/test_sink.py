@@ -8,7 +8,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from pipelines.core.schema import make_row, records_table, row_arrow_schema
 from pipelines.core.sink import (KEY_BATCH_ROWS, ParquetShards, ShardingConfig, WriteShards, plan_shards,
-                                 row_key, row_keys, shard_order)
+                                 row_key, row_keys, shard_layout)
 
 
 def test_plan_pools_small_subsets_and_gives_each_group_its_own_shards():
@@ -58,10 +58,24 @@ def test_grouped_keys_hash_the_group_text_first():
     assert {k[:8] for k in grouped} == {row_key({"t": f"query {i}"}, "t")[:8] for i in range(3)}
 
 
-def test_shard_order_sorts_by_the_second_half_then_the_first():
-    keys = [bytes([a] * 8 + [b] * 8) for a, b in [(3, 1), (1, 2), (2, 1), (0, 0)]]
-    array = pa.chunked_array([pa.array(keys[:1], pa.binary(16)), pa.array(keys[1:], pa.binary(16))])
-    assert shard_order(array).to_pylist() == [3, 2, 0, 1]
+def test_shard_layout_cuts_the_key_range_into_row_groups_ordered_by_the_second_half():
+    def key(first, second):
+        return first.to_bytes(8, "big") + second.to_bytes(8, "big")
+
+    low, high = 1 << 62, 1 << 63  # a quarter of the key space
+    quarter = (high - low) // 4
+    firsts = [low, low + 3 * quarter + 5, low + 1, low + quarter, high - 1, low + 2]
+    seconds = [5, 1, 5, 9, 0, 2]
+    keys = [key(f, s) for f, s in zip(firsts, seconds)]
+    array = pa.chunked_array([pa.array(keys[:2], pa.binary(16)), pa.array(keys[2:], pa.binary(16))])
+    order, lengths = shard_layout(array, low, high, 4)
+    # Row group 0: firsts low, low + 1, low + 2 (by second half 2, then 5 / 5 by first half);
+    # group 1: low + quarter; group 2 is empty; group 3: the two at the top.
+    assert order.to_pylist() == [5, 0, 2, 3, 4, 1]
+    assert lengths == [3, 1, 2]
+    order, lengths = shard_layout(array, 0, 1 << 64, 1)
+    assert order.to_pylist() == [4, 1, 5, 0, 2, 3] and lengths == [6]
+    assert shard_layout(pa.array([], pa.binary(16)), 0, 1 << 64, 3) == (pa.array([], pa.int64()), [])
 
 
 def _rows(n):
@@ -96,10 +110,12 @@ def test_same_rows_in_any_order_give_byte_identical_shards(tmp_path):
     assert sum(t.num_rows for t in tables) == 500
     # Each shard holds one subset only, so a subset is a set of files of its own.
     assert all(len(set(t.column("subset").to_pylist())) <= 1 for t in tables)
-    # Rows inside a shard are in the order of their keys' second half, then first.
-    for table in tables:
-        keys = [row_key(r) for r in table.to_pylist()]
-        assert keys == sorted(keys, key=lambda k: (k[8:], k[:8]))
+    # Inside a row group rows are in the order of their keys' second half, then first.
+    for name in a:
+        shard = pq.ParquetFile(tmp_path / "a" / name)
+        for index in range(shard.metadata.num_row_groups):
+            keys = [row_key(r) for r in shard.read_row_group(index).to_pylist()]
+            assert keys == sorted(keys, key=lambda k: (k[8:], k[:8]))
     # Small row groups were used, as configured.
     assert max(pq.ParquetFile(tmp_path / "a" / name).metadata.num_row_groups for name in a) > 1
 
@@ -118,34 +134,36 @@ def test_output_is_complete_without_temporaries_and_stale_shards_are_removed(tmp
     assert sum(counts) == 40 and 0 in counts
 
 
-def test_rows_of_a_repeated_text_share_a_shard_spread_over_it_and_dictionary_encoded(tmp_path):
+def test_rows_of_a_repeated_text_share_a_row_group_spread_over_it_and_dictionary_encoded(tmp_path):
     # 40 queries, each with one relevant passage and 12 negatives (MS MARCO's shape).
     rows = [make_row("d", f"query {q}", f"relevant passage of query {q} " * 8, f"negative {q}-{n}",
                      subset="", source_file="f", record_id=f"{q}/{n}")
             for q in range(40) for n in range(12)]
-    config = ShardingConfig(target_shard_bytes=20_000, spill_bytes=9_000)
+    config = ShardingConfig(target_shard_bytes=40_000, spill_bytes=9_000, row_group_bytes=14_000)
     shuffled = rows[:]
     random.Random(3).shuffle(shuffled)
     _write(rows, tmp_path / "a", config, ("anchor", "positive"))
     _write(shuffled, tmp_path / "b", config, ("anchor", "positive"))
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert len(names) > 4
+    assert len(names) > 2
     assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
-    shard_of, mixed_shards = {}, 0
+    row_group_of, mixed_groups = {}, 0
     for name in names:
-        table = pq.read_table(tmp_path / "a" / name)
-        anchors = table.column("anchor").to_pylist()
-        for anchor in anchors:
-            assert shard_of.setdefault(anchor, name) == name
-        if len(set(anchors)) > 2:
-            # Spread over the shard, not side by side (which would give len - distinct
-            # neighbours with the same anchor).
-            same_neighbours = sum(a == b for a, b in zip(anchors, anchors[1:]))
-            assert same_neighbours < (len(anchors) - len(set(anchors))) / 2
-            mixed_shards += 1
-        encodings = pq.ParquetFile(tmp_path / "a" / name).metadata.row_group(0)
-        by_column = {encodings.column(i).path_in_schema: encodings.column(i).encodings
-                     for i in range(encodings.num_columns)}
-        assert "RLE_DICTIONARY" in by_column["positive"] and "RLE_DICTIONARY" in by_column["anchor"]
-        assert "RLE_DICTIONARY" not in by_column["negative"]
-    assert len(shard_of) == 40 and mixed_shards > 2
+        shard = pq.ParquetFile(tmp_path / "a" / name)
+        assert shard.metadata.num_row_groups > 1
+        for index in range(shard.metadata.num_row_groups):
+            anchors = shard.read_row_group(index).column("anchor").to_pylist()
+            for anchor in anchors:
+                assert row_group_of.setdefault(anchor, (name, index)) == (name, index)
+            if len(set(anchors)) > 2:
+                # Spread over the row group, not side by side (which would give
+                # len - distinct neighbours with the same anchor).
+                same_neighbours = sum(a == b for a, b in zip(anchors, anchors[1:]))
+                assert same_neighbours < (len(anchors) - len(set(anchors))) / 2
+                mixed_groups += 1
+            columns = shard.metadata.row_group(index)
+            encodings = {columns.column(i).path_in_schema: columns.column(i).encodings
+                         for i in range(columns.num_columns)}
+            assert "RLE_DICTIONARY" in encodings["positive"] and "RLE_DICTIONARY" in encodings["anchor"]
+            assert "RLE_DICTIONARY" not in encodings["negative"]
+    assert len(row_group_of) == 40 and mixed_groups > 2

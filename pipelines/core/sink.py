@@ -55,7 +55,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.core import files
-from pipelines.core.exchange import cut_to_fit, read_runs, write_run
+from pipelines.core.exchange import RunFiles, cut_to_fit, read_runs, write_run
 from pipelines.core.schema import load_schema_document, records_table, row_arrow_schema
 
 MiB = 1 << 20
@@ -538,10 +538,16 @@ class _WriteShard(beam.DoFn):
         self.prefix = prefix
         self.format = shard_format
 
+    def start_bundle(self):
+        self._run_files = RunFiles()
+
+    def finish_bundle(self):
+        self._run_files.close()
+
     def process(self, task, plan):
         schema = self.format.schema()
         key_schema = schema.append(pa.field(KEY, pa.binary(KEY_BYTES)))
-        parts = read_runs(task["reads"], KEY, task["low"], task["high"])
+        parts = read_runs(task["reads"], KEY, task["low"], task["high"], self._run_files)
         # Sorted straight from the runs' batches (memory-mapped: the sort copies each text
         # once; combining them first copied it twice).
         table = pa.concat_tables(parts) if parts else key_schema.empty_table()

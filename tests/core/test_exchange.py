@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.core.exchange import (ArrowTableCoder, HashJoin, SpillByHash, cut_to_fit, hash_range,
-                                     id_hash, plan_tasks, read_range)
+from pipelines.core.exchange import (ArrowTableCoder, HashJoin, RunFiles, SpillByHash, cut_to_fit,
+                                     hash_range, id_hash, plan_tasks, read_range)
 from pipelines.core.rejects import rejected
 
 LEFT = pa.schema([("id", pa.int64()), ("value", pa.string())])
@@ -51,6 +51,25 @@ def test_spilled_run_reads_back_by_range(tmp_path):
     parts = [read_range(t["reads"]["left"], LEFT, t["low"], t["high"]) for t in tasks]
     assert sum(p.num_rows for p in parts) == 500
     assert sorted(v for p in parts for v in p["id"].to_pylist()) == list(range(500))
+
+
+def test_runs_kept_open_read_the_same_rows_and_close_beyond_the_limit(tmp_path):
+    runs = []
+    for n in range(3):
+        spill = SpillByHash(str(tmp_path), "id", LEFT, spill_bytes=1 << 30, row_group_bytes=64)
+        spill.start_bundle()
+        ids = list(range(n * 200, n * 200 + 200))
+        assert list(spill.process(pa.table({"id": ids, "value": [f"v{i}" for i in ids]}, schema=LEFT))) == []
+        runs.extend(w.value if hasattr(w, "value") else w for w in spill.finish_bundle())
+    tasks = plan_tasks({"left": runs}, task_bytes=1, min_tasks=4)
+    run_files = RunFiles(limit=2)
+    kept_open = [read_range(t["reads"]["left"], LEFT, t["low"], t["high"], run_files) for t in tasks]
+    assert len(run_files._open) == 2  # the least recently used third run was closed
+    opened_each_time = [read_range(t["reads"]["left"], LEFT, t["low"], t["high"]) for t in tasks]
+    assert [t.to_pylist() for t in kept_open] == [t.to_pylist() for t in opened_each_time]
+    assert sorted(v for t in kept_open for v in t["id"].to_pylist()) == list(range(600))
+    run_files.close()
+    assert not run_files._open
 
 
 def test_arrow_coder_round_trip():

@@ -548,8 +548,8 @@ class _WriteShard(beam.DoFn):
         schema = self.format.schema()
         key_schema = schema.append(pa.field(KEY, pa.binary(KEY_BYTES)))
         parts = read_runs(task["reads"], KEY, task["low"], task["high"], self._run_files)
-        # Sorted straight from the runs' batches (memory-mapped: the sort copies each text
-        # once; combining them first copied it twice).
+        # Ordered straight from the runs' batches (the take copies each text once;
+        # combining them first copied it twice).
         table = pa.concat_tables(parts) if parts else key_schema.empty_table()
         # Equal keys are identical records (128-bit hashes do not collide in practice), so
         # the key alone fixes the order.

@@ -805,13 +805,9 @@ class ReadFiles(beam.PTransform):
         read = beam.ParDo(_ReadOneFile(self.read_file, opener))
         if self.output_type is not None:
             read = read.with_output_types(self.output_type)
-        listed = (
-            pbegin
-            | "List" >> beam.Create(split_plain_files(self.paths, self.split_bytes)
-                                    if self.split_bytes else self.paths)
-            | "Spread" >> beam.Reshuffle()
-        )
-        if not (self.cut_dir and reads_in_parallel(pbegin.pipeline.options)):
+        items = split_plain_files(self.paths, self.split_bytes) if self.split_bytes else self.paths
+        listed = pbegin | "List" >> beam.Create(items) | "Spread" >> beam.Reshuffle()
+        if not (self.cut_dir and reads_in_parallel(pbegin.pipeline.options) and self._any_to_cut(items)):
             result = listed | "Read" >> read.with_outputs(REJECTED, main="records")
             return ReadOutput(result.records, result[REJECTED])
         cut = listed | "Cut" >> beam.ParDo(_CutIntoBlocks(
@@ -820,6 +816,19 @@ class ReadFiles(beam.PTransform):
         result = cut.parts | "SpreadBlocks" >> beam.Reshuffle() | "Read" >> read.with_outputs(
             REJECTED, main="records")
         return ReadOutput(result.records, (cut[REJECTED], result[REJECTED]) | "Rejects" >> beam.Flatten())
+
+
+    def _any_to_cut(self, items: list) -> bool:
+        """Whether any item may be worth cutting into blocks. When the files are split in
+        byte ranges, the ranges and the plain files of at most one block are read as they
+        are (cutting would pass them on unchanged, at the price of a stage and a shuffle);
+        otherwise whether a file is compressed is only looked at when it is read."""
+        if not self.split_bytes:
+            return bool(items)
+        block = self.cut_bytes or default_block_bytes()
+        return any(not isinstance(item, FileRange)
+                   and not (files.size_of(_unpack(item)[0]) <= block and files.is_plain(_unpack(item)[0]))
+                   for item in items)
 
 
 class ReadOutput:

@@ -454,3 +454,36 @@ def test_block_size_defaults_to_the_environment(tmp_path, monkeypatch):
                            "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"))
     assert len(list((tmp_path / "blocks").iterdir())) == 10
     assert [number for _, number, _ in records] == list(range(1, 101))
+
+
+def _step_labels(paths, root, **read_options):
+    pipeline = beam.Pipeline(options=PipelineOptions(["--direct_running_mode=multi_processing",
+                                                      "--direct_num_workers=2"]))
+    _ = pipeline | "Read" >> ReadFiles(paths, _numbered_lines, input_root=str(root), dataset="d", **read_options)
+    labels = []
+
+    class Labels(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node):
+            labels.append(node.full_label)
+
+        def visit_transform(self, node):
+            labels.append(node.full_label)
+
+    pipeline.visit(Labels())
+    return labels
+
+
+def test_split_files_are_not_cut_again_with_several_workers(tmp_path):
+    """Byte ranges and plain files of one block are read as they are; a compressed file
+    among them is still cut into blocks."""
+    (tmp_path / "big.tsv").write_bytes(b"line\n" * 400)
+    (tmp_path / "small.tsv").write_bytes(b"line\n" * 3)
+    (tmp_path / "packed.gz").write_bytes(gzip.compress(b"line\n" * 3))
+    plain = [str(tmp_path / "big.tsv"), str(tmp_path / "small.tsv")]
+    options = dict(split_bytes=100, cut_dir=str(tmp_path / "blocks"), cut_bytes=100)
+    assert "Read/Cut" not in _step_labels(plain, tmp_path, **options)
+    assert "Read/Cut" in _step_labels(plain + [str(tmp_path / "packed.gz")], tmp_path, **options)
+    assert "Read/Cut" in _step_labels(plain, tmp_path, cut_dir=str(tmp_path / "blocks"), cut_bytes=100)
+    records, _ = _read_all(plain, tmp_path, tmp_path, "--direct_running_mode=multi_threading",
+                           "--direct_num_workers=2", **options)
+    assert len(records) == 403 and not (tmp_path / "blocks").exists()

@@ -120,8 +120,8 @@ Source options (``--source-option msmarco.<key>=<value>``):
                                 ``triples_small`` (default 35)
     ``seed``                    salt of :func:`selection_key`: another value draws
                                 another (equally deterministic) choice (default empty)
-    ``split_mb``                ``collection.tsv``, ``queries.train.tsv`` and
-                                ``qidpidtriples.train.full.2.tsv`` stored unpacked and
+    ``split_mb``                ``collection.tsv``, ``queries.train.tsv``, ``qrels.train.tsv``
+                                and ``qidpidtriples.train.full.2.tsv`` stored unpacked and
                                 uncompressed and larger than this (default 16) are read
                                 as byte ranges by several workers at once (a malformed
                                 line in a range is named by its number after the range's
@@ -352,7 +352,7 @@ def read_text_triples(stream, source_file: str):
 # Inputs read as Arrow tables (the others yield one Python object per record), and those
 # read in byte ranges by several workers when they are big, plain files.
 _TABLE_KINDS = (COLLECTION, QUERIES, QRELS, QIDPIDTRIPLES)
-_SPLIT_KINDS = (COLLECTION, QUERIES, QIDPIDTRIPLES)
+_SPLIT_KINDS = (COLLECTION, QUERIES, QRELS, QIDPIDTRIPLES)
 # A range costs one open and seek; 16 MB ones spread even a file of a few tens of MB over
 # the workers (32 MB left the benchmark's 30 MB triples file to one worker of two).
 DEFAULT_SPLIT_MB = 16.0

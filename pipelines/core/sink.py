@@ -111,7 +111,8 @@ KEY_BATCH_ROWS = 4096
 
 
 def row_keys(table: pa.Table, group_column: str | None = None) -> pa.Array:
-    """:func:`row_key` of every row of ``table`` (string columns), as ``binary(16)``.
+    """:func:`row_key` of every row of ``table`` (string columns), as ``binary(16)``; with
+    ``group_column``, the first 8 bytes hash that column's text (``row_key``'s ``group_field``).
 
     The fields are joined by pyarrow, ``KEY_BATCH_ROWS`` rows at a time; only the hash
     itself is called per row, on a view of the joined bytes.

@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from lxml import etree
 
+from pipelines import registry
 from pipelines.core import files
 from pipelines.core.normalize import normalize_text
 from pipelines.core.schema import row_arrow_schema
 from pipelines.core.sink import parquet_options
-from pipelines.registry import DATASETS
 from pipelines.sources import stackexchange as se
 
 BATCH = 65_536
@@ -32,7 +32,7 @@ class _Writer:
 
     def __init__(self, path: Path, dataset: str):
         self.schema = row_arrow_schema()
-        repeated = next((spec.repeated_texts for spec in DATASETS if spec.id == dataset), ())
+        repeated = registry.get(dataset).repeated_texts if dataset else ()
         self.writer = pq.ParquetWriter(str(path), self.schema, compression="zstd",
                                        **parquet_options(repeated))
         self.dataset = dataset

@@ -826,9 +826,8 @@ class ReadFiles(beam.PTransform):
         if not self.split_bytes:
             return bool(items)
         block = self.cut_bytes or default_block_bytes()
-        return any(not isinstance(item, FileRange)
-                   and not (files.size_of(_unpack(item)[0]) <= block and files.is_plain(_unpack(item)[0]))
-                   for item in items)
+        paths = (_unpack(item)[0] for item in items if not isinstance(item, FileRange))
+        return any(not (files.size_of(path) <= block and files.is_plain(path)) for path in paths)
 
 
 class ReadOutput:

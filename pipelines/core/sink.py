@@ -10,8 +10,10 @@
    the key's first 64 bits hash that field's text instead), sorted by (subset, key)
    and written as one *run* under ``spill_dir`` (an Arrow IPC file, LZ4-compressed on object
    stores, see :func:`pipelines.core.files.run_compression`; a subset per
-   record batch, called row group below). Only the run's description (row groups with
-   their subset, key range, rows and bytes) travels on.
+   record batch, called row group below). A repeated text (the shard format's
+   ``repeated_texts``) is stored once for the rows after it that share it and its group
+   (:func:`elide_repeats`). Only the run's description (row groups with their subset, key
+   range, rows and bytes) travels on.
    Memory is bounded by the buffer, whatever the input size.
 2. **Plan.** From the runs' descriptions: rows and bytes per subset; subsets smaller than
    ``pool_below`` rows are pooled into one group (StackExchange's small sites); every
@@ -148,6 +150,99 @@ def _digests(strings: pa.Array, digest) -> bytes:
     return b"".join([digest(view[start:end]) for start, end in zip(bounds, bounds[1:])])
 
 
+def _group_hashes(keys: pa.Array) -> np.ndarray:
+    """The first 64 bits of each ``binary(16)`` key (the group hash), as big-endian uint64."""
+    return np.frombuffer(keys.buffers()[1], dtype=">u8", count=2 * len(keys),
+                         offset=keys.offset * KEY_BYTES)[0::2]
+
+
+def elide_repeats(table: pa.Table, columns, batch_starts) -> pa.Table:
+    """A run's sorted table with every value of ``columns`` that repeats the one of the row
+    before it, in the same group and the same run batch, replaced by null.
+
+    Rows sharing a group text lie side by side in a run (their keys share the first
+    half), and so do, mostly, the rows that repeat another text with it: MS MARCO's rows
+    of one query and relevant passage, PAQ's questions of one passage. Each such text is
+    then written and read back once per run batch instead of once per row. A read of a
+    run starts at a batch or at a group (shard ranges are ranges of the group hash), so
+    the row it starts at always holds its text: :func:`restore_repeats` needs nothing
+    from outside what it reads. The values are compared, not their hashes, so different
+    texts are never merged.
+
+    Args:
+        table: the run's rows sorted by key, with the ``KEY`` column.
+        columns: non-nullable text columns to elide (null marks an elided value).
+        batch_starts: the first row of each record batch the run is written in.
+    """
+    rows = table.num_rows
+    keys = table[KEY].combine_chunks()
+    groups = _group_hashes(keys)
+    same_group = groups[1:] == groups[:-1]
+    starts = np.asarray(list(batch_starts), dtype=np.int64)
+    for name in columns:
+        index = table.schema.get_field_index(name)
+        column = table[name].combine_chunks()
+        if rows > 1:
+            same = pc.equal(column.slice(1), column.slice(0, rows - 1)).to_numpy(zero_copy_only=False)
+            repeat = np.concatenate(([False], same_group & same))
+            repeat[starts] = False
+            if repeat.any():
+                # (replace_with_mask drops the bytes of what it nulls; if_else keeps them)
+                column = pc.replace_with_mask(column, pa.array(repeat), pa.nulls(int(repeat.sum()), column.type))
+        # Nullable in every run, elided or not, so that reads of several runs concatenate.
+        table = table.set_column(index, table.schema.field(name).with_nullable(True), column)
+    return table
+
+
+def restore_repeats(table: pa.Table, columns) -> pa.Table:
+    """Rows read from runs with every column of ``columns`` elided by :func:`elide_repeats`
+    made whole again: a dictionary array of the values stored, one index per row, so
+    that no text is copied here (the shard's ``take`` and ``cast`` copy each once).
+
+    Args:
+        table: reads of runs, each starting at a run batch or a group.
+        columns: the columns :func:`elide_repeats` was given.
+    Raises:
+        ValueError: a read starts at an elided value (its text is outside the read).
+    """
+    for name in columns:
+        column = table[name]
+        if column.null_count == 0:
+            continue
+        valid = column.is_valid().to_numpy(zero_copy_only=False)
+        indices = np.cumsum(valid, dtype=np.int64) - 1
+        if indices[0] < 0:
+            raise ValueError(f"a read of runs starts at an elided {name!r} value")
+        stored = column.drop_null()
+        stored = stored.combine_chunks() if isinstance(stored, pa.ChunkedArray) else stored
+        restored = pa.DictionaryArray.from_arrays(pa.array(indices, pa.int32()), stored)
+        table = table.set_column(table.schema.get_field_index(name), pa.field(name, restored.type), restored)
+    return table
+
+
+def dictionary_encoded(table: pa.Table, columns) -> pa.Table:
+    """``table`` with ``columns`` dictionary-encoded: in a run, a column with a handful of
+    values (one dataset, a few files and subsets) then costs an index a row instead of
+    its text (the shard's ``cast`` decodes it)."""
+    for name in columns:
+        field = table.schema.field(name)
+        column = pc.dictionary_encode(table[name].combine_chunks())
+        table = table.set_column(table.schema.get_field_index(name),
+                                 pa.field(name, column.type, nullable=field.nullable), column)
+    return table
+
+
+def text_bytes(column) -> int:
+    """UTF-8 bytes of a text column (a string or dictionary array, chunked or not)."""
+    if not pa.types.is_dictionary(column.type):
+        return pc.sum(pc.binary_length(column)).as_py() or 0
+    total = 0
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        lengths = pc.binary_length(chunk.dictionary).to_numpy(zero_copy_only=False)
+        total += int(lengths[chunk.indices.to_numpy(zero_copy_only=False)].sum())
+    return total
+
+
 def shard_layout(keys, low: int, high: int, row_groups: int) -> tuple[pa.Array, list[int]]:
     """The order a shard's rows are written in, and the lengths of its row groups.
 
@@ -268,13 +363,22 @@ class ParquetShards:
 
     Args:
         config: the sharding configuration (codec, row group size).
-        repeated_texts: text columns dictionary-encoded as well (see :func:`parquet_options`).
+        repeated_texts: non-nullable text columns dictionary-encoded as well (see
+            :func:`parquet_options`) and stored once per repeat in the spilled runs (see
+            :func:`elide_repeats`).
     """
 
     ext = "parquet"
 
     def __init__(self, config: ShardingConfig, repeated_texts: tuple[str, ...] = ()):
+        schema = self.schema()
+        nullable = [name for name in repeated_texts if schema.field(name).nullable]
+        if nullable:
+            raise ValueError(f"repeated texts must be non-nullable columns: {nullable}")
         self.config = config
+        self.repeated_texts = tuple(repeated_texts)
+        # Dictionary-encoded in the spilled runs (see dictionary_encoded).
+        self.few_values = ("dataset", "subset", "source_file")
         self.options = parquet_options(repeated_texts, config.row_group_bytes)
 
     @staticmethod
@@ -283,8 +387,7 @@ class ParquetShards:
 
     def row_groups(self, table: pa.Table) -> int:
         """Row groups of a shard: one per ``row_group_bytes`` of its text."""
-        size = sum(pc.sum(pc.binary_length(table[name])).as_py() or 0
-                   for name in ("anchor", "positive", "negative"))
+        size = sum(text_bytes(table[name]) for name in ("anchor", "positive", "negative"))
         return max(1, math.ceil((size + ROW_OVERHEAD_BYTES * table.num_rows) / self.config.row_group_bytes))
 
     def write(self, table: pa.Table, stream, row_groups: list[int]) -> None:
@@ -306,6 +409,8 @@ class JsonLinesGzipShards:
     identical content gives identical bytes)."""
 
     ext = "jsonl.gz"
+    repeated_texts = ()
+    few_values = ("dataset", "reason", "source_file")
 
     @staticmethod
     def schema() -> pa.Schema:
@@ -416,6 +521,10 @@ class _SpillRuns(beam.DoFn):
         table = table.append_column(KEY, row_keys(table, self.group_field))
         subset_column = self.subset_field if self.subset_field else None
         order = [(KEY, "ascending")] if subset_column is None else [(subset_column, "ascending"), (KEY, "ascending")]
+        # Encoded before the sort, which then moves their indices, not their texts (a
+        # sort key is encoded after it: Arrow does not sort by dictionary columns).
+        few_values = self.format.few_values
+        table = dictionary_encoded(table, [name for name in few_values if name != subset_column])
         table = table.sort_by(order)
         rows_per_group = max(1, self.config.spill_row_group_bytes // avg)
         # Row groups never span two subsets, so a shard reads only its group's.
@@ -424,6 +533,9 @@ class _SpillRuns(beam.DoFn):
             for offset in range(start, start + length, rows_per_group):
                 subsets.append(subset)
                 slices.append((offset, min(rows_per_group, start + length - offset)))
+        table = dictionary_encoded(table, [name for name in few_values if name == subset_column])
+        if self.group_field is not None:
+            table = elide_repeats(table, self.format.repeated_texts, [offset for offset, _ in slices])
         path, batches = write_run(self.spill_dir, table, KEY, slices)
         row_groups = [[subset, first, last, chunk.num_rows, avg * chunk.num_rows]
                       for subset, (first, last, chunk) in zip(subsets, batches)]
@@ -552,6 +664,7 @@ class _WriteShard(beam.DoFn):
         # Ordered straight from the runs' batches (the take copies each text once;
         # combining them first copied it twice).
         table = pa.concat_tables(parts) if parts else key_schema.empty_table()
+        table = restore_repeats(table, self.format.repeated_texts)
         # Equal keys are identical records (128-bit hashes do not collide in practice), so
         # the key alone fixes the order.
         low = int.from_bytes(task["low"][:GROUP_BYTES], "big")

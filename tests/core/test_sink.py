@@ -7,8 +7,11 @@ import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
 from pipelines.core.schema import make_row, records_table, row_arrow_schema
-from pipelines.core.sink import (KEY_BATCH_ROWS, ParquetShards, ShardingConfig, WriteShards, plan_shards,
-                                 row_key, row_keys, shard_layout)
+import pytest
+
+from pipelines.core.sink import (KEY, KEY_BATCH_ROWS, ParquetShards, ShardingConfig, WriteShards,
+                                 dictionary_encoded, elide_repeats, plan_shards, restore_repeats, row_key,
+                                 row_keys, shard_layout, text_bytes)
 
 
 def test_plan_pools_small_subsets_and_gives_each_group_its_own_shards():
@@ -147,6 +150,14 @@ def test_rows_of_a_repeated_text_share_a_row_group_spread_over_it_and_dictionary
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert len(names) > 2
     assert all((tmp_path / "a" / n).read_bytes() == (tmp_path / "b" / n).read_bytes() for n in names)
+    # The same rows as without repeated texts (elided in the runs, restored in the shards),
+    # in the row schema (no dictionary type left from the runs).
+    _write(rows, tmp_path / "plain", config)
+    written = [pq.read_table(tmp_path / "a" / n, use_threads=False) for n in names]
+    assert all(t.schema.equals(row_arrow_schema(), check_metadata=True) for t in written)
+    plain = pq.read_table(tmp_path / "plain", use_threads=False).to_pylist()
+    assert sorted(map(row_key, plain)) == sorted(row_key(r) for t in written for r in t.to_pylist())
+    assert sorted(map(row_key, plain)) == sorted(map(row_key, rows))
     row_group_of, mixed_groups = {}, 0
     for name in names:
         shard = pq.ParquetFile(tmp_path / "a" / name)
@@ -167,3 +178,75 @@ def test_rows_of_a_repeated_text_share_a_row_group_spread_over_it_and_dictionary
             assert "RLE_DICTIONARY" in encodings["positive"] and "RLE_DICTIONARY" in encodings["anchor"]
             assert "RLE_DICTIONARY" not in encodings["negative"]
     assert len(row_group_of) == 40 and mixed_groups > 2
+
+
+def _sorted_run(rows, group_field):
+    table = records_table(rows, row_arrow_schema())
+    return table.append_column(KEY, row_keys(table, group_field)).sort_by(KEY)
+
+
+def test_repeats_are_stored_once_per_group_and_batch_and_restored_from_any_read():
+    # 6 queries x 5 rows; query 2 has two relevant passages; query 4 shares its passage
+    # with query 5 (equal text in another group is never elided).
+    rows = []
+    for q in range(6):
+        for n in range(5):
+            passage = "shared passage" if q in (4, 5) else f"passage {q}-{n % 2 if q == 2 else 0}"
+            rows.append(make_row("d", f"query {q}", passage, f"negative {q}-{n}", source_file="f",
+                                 record_id=f"{q}/{n}"))
+    table = _sorted_run(rows, "anchor")
+    starts = [0, 7, 20]
+    elided = elide_repeats(table, ("anchor", "positive"), starts)
+    groups = [k[:8] for k in table[KEY].to_pylist()]
+    anchors, positives = table["anchor"].to_pylist(), table["positive"].to_pylist()
+    kept_anchors = elided["anchor"].to_pylist()
+    kept_positives = elided["positive"].to_pylist()
+    for i in range(len(rows)):
+        starts_something = i in starts or i == 0 or groups[i] != groups[i - 1]
+        assert (kept_anchors[i] is None) == (not starts_something)
+        repeat = not starts_something and positives[i] == positives[i - 1]
+        assert (kept_positives[i] is None) == repeat
+        assert kept_positives[i] in (None, positives[i])
+    assert elided["negative"].to_pylist() == table["negative"].to_pylist()
+    # One anchor is kept per group and run batch it spans; the nulled texts are not stored.
+    assert elided["anchor"].null_count == 30 - len({(g, i >= 7, i >= 20) for i, g in enumerate(groups)})
+    assert elided["anchor"].combine_chunks().buffers()[2].size < table["anchor"].combine_chunks().buffers()[2].size / 2
+    # Reads start at a batch start or at a group: each restores the original texts.
+    group_starts = [i for i in range(1, len(rows)) if groups[i] != groups[i - 1]]
+    for start in sorted(set(starts + group_starts)):
+        for end in (start + 1, len(rows)):
+            part = restore_repeats(elided.slice(start, end - start), ("anchor", "positive"))
+            assert part["anchor"].to_pylist() == anchors[start:end]
+            assert part["positive"].to_pylist() == positives[start:end]
+            assert text_bytes(part["positive"]) == sum(len(p.encode()) for p in positives[start:end])
+    # Reads of several runs together, reordered as a shard is.
+    both = pa.concat_tables([elided.slice(0, 7), elided.slice(20)])
+    restored = restore_repeats(both, ("anchor", "positive")).take([12, 0, 3, 8])
+    assert restored["positive"].to_pylist() == [(positives[:7] + positives[20:])[i] for i in (12, 0, 3, 8)]
+    inside_a_group = next(i for i in range(1, len(rows)) if kept_anchors[i] is None)
+    with pytest.raises(ValueError, match="elided 'anchor'"):
+        restore_repeats(elided.slice(inside_a_group), ("anchor",))
+
+
+def test_a_text_colliding_with_another_in_its_group_is_kept():
+    rows = [make_row("d", "query", f"passage {n}", None, source_file="f", record_id=str(n))
+            for n in range(4)]
+    table = _sorted_run(rows, "anchor")
+    # Rows of one group whose texts differ (as after a collision of the group hash).
+    table = table.set_column(0, table.schema.field("anchor"), pa.array(["q1", "q1", "q2", "q2"]))
+    elided = elide_repeats(table, ("anchor",), [0])
+    assert elided["anchor"].to_pylist() == ["q1", None, "q2", None]
+    assert restore_repeats(elided, ("anchor",))["anchor"].to_pylist() == ["q1", "q1", "q2", "q2"]
+
+
+def test_few_valued_columns_are_dictionary_encoded_and_decoded_by_the_cast():
+    table = records_table(_rows(50), row_arrow_schema())
+    encoded = dictionary_encoded(table, ("dataset", "subset", "source_file"))
+    assert pa.types.is_dictionary(encoded.schema.field("subset").type)
+    assert len(encoded["subset"].combine_chunks().dictionary) == 2
+    assert encoded.cast(row_arrow_schema()).equals(table)
+
+
+def test_repeated_texts_must_be_non_nullable():
+    with pytest.raises(ValueError, match="non-nullable"):
+        ParquetShards(ShardingConfig(), ("negative",))

@@ -55,7 +55,9 @@ tables (:func:`pipelines.core.readers.tsv_tables`) and joined with partitioned h
 (:class:`pipelines.core.exchange.HashJoin`: every side spilled in runs sorted by the
 hash of its id, one task per hash range joining its share with pyarrow): BM25 triples
 with the qrels and the query texts by qid (the per-query cap applied there, vectorised),
-then the passage text by positive pid and by negative pid. The hard-negatives lines are
+then the passage text by negative pid and, last, by positive pid (so that the rows of one
+query and relevant passage leave one join task together: the sink stores their repeated
+texts once per run batch). The hard-negatives lines are
 joined with the qrels by a Beam ``CoGroupByKey`` (one element per query) before they
 become triplet tables, which then meet the query texts by qid. A text is attached by
 position (``index_in`` and ``take``), so the columns already joined are never copied
@@ -862,7 +864,10 @@ class MsMarco(Source):
 
         passage_runs = runs(read[COLLECTION].records, "Passages", "pid", PASSAGES)
         schema = ID_TRIPLES
-        steps = [("positive", passage_runs, PASSAGES), ("negative", passage_runs, PASSAGES)]
+        # The relevant passage last: a task of that join holds every triplet of its
+        # (query, positive) pairs, so they reach the sink side by side, which stores their
+        # repeated texts once per run batch (sink.elide_repeats).
+        steps = [("negative", passage_runs, PASSAGES), ("positive", passage_runs, PASSAGES)]
         if choice == HARD_NEGATIVES:
             steps.insert(0, ("query", runs(read[QUERIES].records, "Queries", "qid", QUERY_TEXTS), QUERY_TEXTS))
         else:

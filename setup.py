@@ -84,6 +84,6 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6", "py7zr>=1", "gcp-storage-emulator>=2024",
                  "moto[server]>=5"],
     },
-    entry_points={"console_scripts": ["corpus=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["corpus=pipelines.__main__:main"]},
     cmdclass={"build": build, "install_system_libraries": InstallSystemLibraries},
 )

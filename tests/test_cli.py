@@ -167,3 +167,22 @@ def test_checksums_verified_by_a_fetch_are_reused(tmp_path):
     assert inputs["squad_v2/train-v2.0.json"]["sha256_from"] == "fetch manifest"
     other = [i for p, i in inputs.items() if p != "squad_v2/train-v2.0.json"]
     assert other and all(len(i["sha256"]) == 64 and "sha256_from" not in i for i in other)
+
+
+def test_the_command_runs_with_the_collector_on_and_what_its_imports_made_frozen():
+    # The entry point imports the command with the collector off, then freezes what the
+    # imports made and turns the collector on before the command runs.
+    probe = ("import gc, pipelines.cli\n"
+             "def probe():\n"
+             "    print(gc.isenabled(), gc.get_freeze_count())\n"
+             "pipelines.cli.main = probe\n"
+             "import pipelines.__main__ as entry\n"
+             "entry.main()\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    enabled, frozen = result.stdout.split()
+    assert enabled == "True" and int(frozen) > 50_000
+
+
+def test_python_m_pipelines_is_the_command():
+    result = subprocess.run([sys.executable, "-m", "pipelines", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "build" in result.stdout

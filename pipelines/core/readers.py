@@ -18,6 +18,7 @@ stopped); with ``strict`` the run stops instead, naming the file.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -533,27 +534,30 @@ class _FileStreams:
     an archive) and turning a failure into the file's reject (see :class:`ReadFiles` for
     the arguments)."""
 
-    def __init__(self, input_root: str, dataset: str, strict: bool, decompress: bool, members):
+    def __init__(self, input_root: str, dataset: str, strict: bool, decompress: bool, members,
+                 members_take_context: bool = False):
         self.input_root = input_root
         self.dataset = dataset
         self.strict = strict
         self.decompress = decompress
         self.members = members
+        self.members_take_context = members_take_context
 
     def relative(self, path: str) -> str:
         """The provenance name of ``path``: relative to the input root."""
         return files.relative_to(path, self.input_root)
 
-    def each(self, path: str, handle: Callable):
+    def each(self, path: str, handle: Callable, context=None):
         """``handle(stream, source_file)`` for the file, or for each wanted member of an
-        archive; an archive without any is a ``no_member`` reject, and a file that cannot
-        be read to its end its reject (see :meth:`failed`), yielded among what ``handle``
-        yields."""
+        archive (``context`` is the file's, for members that depend on it); an archive
+        without any is a ``no_member`` reject, and a file that cannot be read to its end
+        its reject (see :meth:`failed`), yielded among what ``handle`` yields."""
         relative = self.relative(path)
+        wanted = functools.partial(self.members, context) if self.members_take_context else self.members
         try:
             if self.members is not None and files.archive_format(path):
                 found = False
-                for member, stream in files.iter_archive_members(path, wanted=self.members):
+                for member, stream in files.iter_archive_members(path, wanted=wanted):
                     found = True
                     yield from handle(stream, f"{relative}!{member}")
                 if not found:
@@ -587,7 +591,7 @@ class _ReadOneFile(beam.DoFn):
         else:
             path, context = _unpack(element)
             yield from self.opener.each(
-                path, lambda stream, source_file: self._read_stream(stream, source_file, context))
+                path, lambda stream, source_file: self._read_stream(stream, source_file, context), context)
 
     def _read_range(self, byte_range: "FileRange"):
         path, context = _unpack(byte_range.item)
@@ -662,9 +666,10 @@ class _CutIntoBlocks(beam.DoFn):
         if isinstance(element, FileRange):
             yield element
             return
-        path, _context = _unpack(element)
+        path, context = _unpack(element)
         # A failure names the file, as when the file is read whole.
-        yield from self.opener.each(path, lambda stream, source_file: self._cut(element, source_file, stream))
+        yield from self.opener.each(path, lambda stream, source_file: self._cut(element, source_file, stream),
+                                    context)
 
     def _cut(self, item, source_file: str, stream):
         # The last block is held back: whether the file was one block (or blank throughout)
@@ -760,6 +765,13 @@ class ReadFiles(beam.PTransform):
             ``read_file`` as ``"<archive>!<member>"``, one after the other in one pass.
             An archive without any matching member is a ``no_member`` reject. ``None``
             (the default) reads every file as a single stream.
+        members_take_context: ``members`` is ``members(context, member)``: the members
+            wanted depend on the file's context (the kind of input it is).
+        outputs: tags ``read_file`` yields records under (``beam.pvalue.TaggedOutput``)
+            besides its untagged ones, so that one step reads files of several kinds and
+            each kind goes its own way (``ReadOutput[tag]``); reading them in one step
+            lets the workers share them, where a step per kind keeps a worker waiting
+            while another reads a small file alone.
         output_type: the type of the main output's elements when ``read_file`` yields
             one kind (``pa.Table`` for table readers, so that Beam uses the Arrow coder).
         split_bytes: files stored uncompressed and unarchived that are larger than this
@@ -779,14 +791,17 @@ class ReadFiles(beam.PTransform):
         starts_record: for files whose records may span lines: whether a line can begin
             a record (see :func:`line_blocks`).
     Returns:
-        A :class:`ReadOutput`: ``.records`` and ``[REJECTED]``.
+        A :class:`ReadOutput`: ``.records``, ``[REJECTED]`` and ``[tag]`` for each of ``outputs``.
     """
 
     def __init__(self, paths: list, read_file: Callable, *, input_root: str, dataset: str,
                  strict: bool = False, decompress: bool = True, members: Callable | None = None,
                  output_type=None, split_bytes: int | None = None, cut_dir: str | None = None,
-                 cut_bytes: int | None = None, starts_record: Callable[[bytes], bool] | None = None):
+                 cut_bytes: int | None = None, starts_record: Callable[[bytes], bool] | None = None,
+                 members_take_context: bool = False, outputs: tuple[str, ...] = ()):
         super().__init__()
+        self.members_take_context = members_take_context
+        self.outputs = tuple(outputs)
         self.output_type = output_type
         self.split_bytes = split_bytes
         self.cut_dir = cut_dir
@@ -801,21 +816,23 @@ class ReadFiles(beam.PTransform):
         self.members = members
 
     def expand(self, pbegin):
-        opener = _FileStreams(self.input_root, self.dataset, self.strict, self.decompress, self.members)
+        opener = _FileStreams(self.input_root, self.dataset, self.strict, self.decompress, self.members,
+                              self.members_take_context)
         read = beam.ParDo(_ReadOneFile(self.read_file, opener))
         if self.output_type is not None:
             read = read.with_output_types(self.output_type)
         items = split_plain_files(self.paths, self.split_bytes) if self.split_bytes else self.paths
         listed = pbegin | "List" >> beam.Create(items) | "Spread" >> beam.Reshuffle()
         if not (self.cut_dir and reads_in_parallel(pbegin.pipeline.options) and self._any_to_cut(items)):
-            result = listed | "Read" >> read.with_outputs(REJECTED, main="records")
-            return ReadOutput(result.records, result[REJECTED])
+            result = listed | "Read" >> read.with_outputs(REJECTED, *self.outputs, main="records")
+            return ReadOutput(result.records, result[REJECTED], {tag: result[tag] for tag in self.outputs})
         cut = listed | "Cut" >> beam.ParDo(_CutIntoBlocks(
             opener, self.cut_dir, self.cut_bytes or default_block_bytes(), self.starts_record)
         ).with_outputs(REJECTED, main="parts")
         result = cut.parts | "SpreadBlocks" >> beam.Reshuffle() | "Read" >> read.with_outputs(
-            REJECTED, main="records")
-        return ReadOutput(result.records, (cut[REJECTED], result[REJECTED]) | "Rejects" >> beam.Flatten())
+            REJECTED, *self.outputs, main="records")
+        return ReadOutput(result.records, (cut[REJECTED], result[REJECTED]) | "Rejects" >> beam.Flatten(),
+                          {tag: result[tag] for tag in self.outputs})
 
 
     def _any_to_cut(self, items: list) -> bool:
@@ -831,17 +848,19 @@ class ReadFiles(beam.PTransform):
 
 
 class ReadOutput:
-    """What :class:`ReadFiles` gives: ``.records`` (what ``read_file`` yields untagged) and
-    ``[REJECTED]`` (the rejects of the files and of their records)."""
+    """What :class:`ReadFiles` gives: ``.records`` (what ``read_file`` yields untagged),
+    ``[REJECTED]`` (the rejects of the files and of their records) and ``[tag]`` for each
+    of its ``outputs``."""
 
-    def __init__(self, records, rejects):
+    def __init__(self, records, rejects, tagged: dict | None = None):
         self.records = records
         self._rejects = rejects
+        self._tagged = dict(tagged or {})
 
     def __getitem__(self, tag: str):
-        if tag != REJECTED:
-            raise KeyError(tag)
-        return self._rejects
+        if tag == REJECTED:
+            return self._rejects
+        return self._tagged[tag]
 
 
 def read_json_document(stream: BinaryIO):

@@ -487,3 +487,46 @@ def test_split_files_are_not_cut_again_with_several_workers(tmp_path):
     records, _ = _read_all(plain, tmp_path, tmp_path, "--direct_running_mode=multi_threading",
                            "--direct_num_workers=2", **options)
     assert len(records) == 403 and not (tmp_path / "blocks").exists()
+
+
+def _kind_lines(stream, source_file, kind):
+    for item in text_records(stream, "d", source_file):
+        yield item if isinstance(item, beam.pvalue.TaggedOutput) else beam.pvalue.TaggedOutput(
+            kind, (source_file, item[0], item[1]))
+
+
+def _tar(path, members: dict):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("options", [[], ["--direct_running_mode=multi_threading", "--direct_num_workers=2"]])
+def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_kind(tmp_path, options):
+    """Each file's kind picks its archive members and its output; an archive without the
+    member of its kind is a no_member reject even when it holds another kind's."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir(), out.mkdir()
+    _tar(inputs / "a.tgz", {"a.txt": b"a1\na2\n", "b.txt": b"not read\n"})
+    (inputs / "b.gz").write_bytes(gzip.compress(b"".join(b"b%d\n" % n for n in range(1, 60))))
+    _tar(inputs / "only-b.tgz", {"b.txt": b"b\n"})
+    items = [(str(inputs / "a.tgz"), "a"), (str(inputs / "b.gz"), "b"), (str(inputs / "only-b.tgz"), "a")]
+    with BeamTestPipeline(runner="FnApiRunner", options=PipelineOptions(options)) as p:
+        read = p | ReadFiles(items, _kind_lines, input_root=str(inputs), dataset="d",
+                             members=lambda kind, member: member == f"{kind}.txt", members_take_context=True,
+                             outputs=("a", "b"), cut_dir=str(tmp_path / "blocks"), cut_bytes=40)
+        for kind in ("a", "b"):
+            (read[kind] | f"List{kind}" >> beam.combiners.ToList()
+             | f"Save{kind}" >> beam.Map(_save_sorted, out / f"{kind}.json"))
+        (read[REJECTED] | beam.Map(lambda r: (r["source_file"], r["reason"]))
+         | "Rejects" >> beam.combiners.ToList() | "SaveRejects" >> beam.Map(_save_sorted, out / "rejects.json"))
+        (read.records | "Untagged" >> beam.combiners.ToList() | beam.Map(_save_sorted, out / "untagged.json"))
+    load = lambda name: [tuple(r) for r in json.loads((out / name).read_text())]  # noqa: E731
+    assert load("a.json") == [("a.tgz!a.txt", 1, "a1"), ("a.tgz!a.txt", 2, "a2")]
+    assert load("b.json") == [("b.gz", n, f"b{n}") for n in range(1, 60)]
+    assert load("rejects.json") == [("only-b.tgz", "no_member")]
+    assert load("untagged.json") == []
+    # With two workers the compressed file was cut into blocks, whose lines kept their kind.
+    assert (tmp_path / "blocks").exists() == bool(options)

@@ -351,10 +351,9 @@ def read_text_triples(stream, source_file: str):
         yield query.strip(), (repair_mojibake(positive), repair_mojibake(negative), source_file, number)
 
 
-# Inputs read as Arrow tables (the others yield one Python object per record), and those
-# read in byte ranges by several workers when they are big, plain files.
+# The id files: read as Arrow tables (the others yield one Python object per record), in one
+# step (see MsMarco._read), and in byte ranges by several workers when they are big, plain files.
 _TABLE_KINDS = (COLLECTION, QUERIES, QRELS, QIDPIDTRIPLES)
-_SPLIT_KINDS = (COLLECTION, QUERIES, QRELS, QIDPIDTRIPLES)
 # A range costs one open and seek; 16 MB ones spread even a file of a few tens of MB over
 # the workers (32 MB left the benchmark's 30 MB triples file to one worker of two).
 DEFAULT_SPLIT_MB = 16.0
@@ -375,6 +374,13 @@ def read_input(stream, source_file: str, kind: str):
     reader of its ``kind``; a file of blank lines only is a ``blank_file`` reject."""
     return unless_blank(_counting_rejects(_READERS[kind](stream, source_file)), stream, DATASET,
                         source_file)
+
+
+def read_id_file(stream, source_file: str, kind: str):
+    """:func:`read_input` for the id files read in one step: each table tagged with its
+    ``kind`` (rejects keep their own tag)."""
+    for item in read_input(stream, source_file, kind):
+        yield item if _is_reject(item) else beam.pvalue.TaggedOutput(kind, item)
 
 
 def _counting_rejects(items):
@@ -813,12 +819,11 @@ class MsMarco(Source):
         choice, plan = self._read_plan(ctx)
         seed = ctx.option("seed", "")
         per_query = _positive_option(ctx, "triples_per_query", DEFAULT_TRIPLES_PER_QUERY)
-        read = {kind: self._read(pipeline, ctx, kind, path) for kind, path in plan}
-        rejects = [result[REJECTED] for result in read.values()]
+        read, rejects = self._read(pipeline, ctx, plan)
 
         if choice == TRIPLES_SMALL:
             rows = (
-                read[TRIPLES_SMALL].records
+                read[TRIPLES_SMALL]
                 | "msmarco/KeyTextTriples" >> beam.ParDo(_KeyCandidates(seed))
                 | "msmarco/KeepPerQuery" >> beam.CombinePerKey(_SmallestDistinctCounted(per_query))
                 | "msmarco/CountKept" >> beam.Map(_count_kept)
@@ -833,14 +838,14 @@ class MsMarco(Source):
             return spill_runs(pcoll, f"msmarco/Spill{label}", files.join(spill_dir, label), key, schema)
 
         no_tables = pipeline | "msmarco/NoQrels" >> beam.Create([])
-        judged = read[QRELS].records if QRELS in read else no_tables
+        judged = read.get(QRELS, no_tables)
         if choice == HARD_NEGATIVES:
             systems = _systems_option(ctx)
             per_positive = _positive_option(ctx, "negatives_per_positive", DEFAULT_NEGATIVES_PER_POSITIVE)
             judged_pairs = judged | "msmarco/JudgedPairs" >> beam.FlatMap(
                 lambda table: zip(table["qid"].to_pylist(), table["pid"].to_pylist()))
             selected = (
-                {"line": read[HARD_NEGATIVES].records, "judged": judged_pairs}
+                {"line": read[HARD_NEGATIVES], "judged": judged_pairs}
                 | "msmarco/JoinQrels" >> beam.CoGroupByKey()
                 | "msmarco/SelectNegatives" >> beam.FlatMap(
                     _hard_negative_triplets, systems, per_positive, seed)
@@ -852,9 +857,9 @@ class MsMarco(Source):
             # Triples, qrels and query texts are all keyed by qid: one join selects the
             # triples and gives them their query text.
             selected = (
-                {"triples": runs(read[QIDPIDTRIPLES].records, "Triples", "qid", ID_TRIPLES),
+                {"triples": runs(read[QIDPIDTRIPLES], "Triples", "qid", ID_TRIPLES),
                  "judged": runs(judged, "Judged", "qid", JUDGED),
-                 "texts": runs(read[QUERIES].records, "Queries", "qid", QUERY_TEXTS)}
+                 "texts": runs(read[QUERIES], "Queries", "qid", QUERY_TEXTS)}
                 | "msmarco/KeepPerQuery" >> HashJoin(
                     functools.partial(select_triples, per_query=per_query, seed=seed),
                     {"triples": ID_TRIPLES, "judged": JUDGED, "texts": QUERY_TEXTS})
@@ -862,14 +867,14 @@ class MsMarco(Source):
             triplets = selected.main
         rejects.append(selected[REJECTED])
 
-        passage_runs = runs(read[COLLECTION].records, "Passages", "pid", PASSAGES)
+        passage_runs = runs(read[COLLECTION], "Passages", "pid", PASSAGES)
         schema = ID_TRIPLES
         # The relevant passage last: a task of that join holds every triplet of its
         # (query, positive) pairs, so they reach the sink side by side, which stores their
         # repeated texts once per run batch (sink.elide_repeats).
         steps = [("negative", passage_runs, PASSAGES), ("positive", passage_runs, PASSAGES)]
         if choice == HARD_NEGATIVES:
-            steps.insert(0, ("query", runs(read[QUERIES].records, "Queries", "qid", QUERY_TEXTS), QUERY_TEXTS))
+            steps.insert(0, ("query", runs(read[QUERIES], "Queries", "qid", QUERY_TEXTS), QUERY_TEXTS))
         else:
             schema = schema.append(pa.field("query", pa.string()))
         for step, texts, text_schema in steps:
@@ -888,16 +893,40 @@ class MsMarco(Source):
         return SourceOutput(rows={DATASET: rows}, rejects=rejects)
 
     @staticmethod
-    def _read(pipeline, ctx: SourceContext, kind: str, path: str):
-        """Read the file of one ``kind`` (its member when it is an archive); big plain TSV
-        files in byte ranges (option ``split_mb``)."""
+    def _read(pipeline, ctx: SourceContext, plan: list[tuple[str, str]]) -> tuple[dict, list]:
+        """The records of each kind of ``plan`` (``{kind: PCollection}``) and the rejects of
+        reading them (a list of PCollections).
+
+        The id files (collection, queries, qrels, qidpidtriples: Arrow tables) are read in
+        one step, each table tagged with its kind, so that the workers share all their
+        byte ranges: read one step per kind, a worker waited while the other read the
+        small queries or qrels file alone. Big plain ones are read in byte ranges (option
+        ``split_mb``); with several workers, archives and compressed files are cut into
+        blocks. The hard-negatives and ``triples_small`` files are read in a step of their own.
+        """
         split_mb = ctx.option("split_mb", DEFAULT_SPLIT_MB, positive_float)
-        return pipeline | f"msmarco/Read{kind.title().replace('_', '')}" >> ReadFiles(
-            [(path, kind)], read_input, input_root=ctx.input_root, dataset=DATASET,
-            strict=ctx.strict, members=functools.partial(is_member_of, kind),
-            output_type=pa.Table if kind in _TABLE_KINDS else None,
-            split_bytes=int(split_mb * MiB) if kind in _SPLIT_KINDS else None,
-            cut_dir=files.join(ctx.scratch_dir(), "blocks", kind), cut_bytes=int(split_mb * MiB))
+        split_bytes = int(split_mb * MiB)
+        blocks = files.join(ctx.scratch_dir(), "blocks")
+        records, rejects = {}, []
+        id_files = [(path, kind) for kind, path in plan if kind in _TABLE_KINDS]
+        if id_files:
+            result = pipeline | "msmarco/ReadIdFiles" >> ReadFiles(
+                id_files, read_id_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
+                members=is_member_of, members_take_context=True,
+                outputs=tuple(kind for _path, kind in id_files), split_bytes=split_bytes,
+                cut_dir=files.join(blocks, "id_files"), cut_bytes=split_bytes)
+            records.update({kind: result[kind] for _path, kind in id_files})
+            rejects.append(result[REJECTED])
+        for kind, path in plan:
+            if kind in _TABLE_KINDS:
+                continue
+            result = pipeline | f"msmarco/Read{kind.title().replace('_', '')}" >> ReadFiles(
+                [(path, kind)], read_input, input_root=ctx.input_root, dataset=DATASET,
+                strict=ctx.strict, members=functools.partial(is_member_of, kind),
+                cut_dir=files.join(blocks, kind), cut_bytes=split_bytes)
+            records[kind] = result.records
+            rejects.append(result[REJECTED])
+        return records, rejects
 
 
 def _positive_option(ctx: SourceContext, key: str, default: int) -> int:

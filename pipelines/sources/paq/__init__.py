@@ -421,6 +421,15 @@ def _passage_records(stream, source_file: str):
                "line": number}
 
 
+def read_input(stream, source_file: str, kind: str):
+    """``read_file`` of the inputs, read in one step: the tables of the reader of ``kind``
+    (:func:`read_metadata`, :func:`read_passages`, :func:`read_filtered`), each tagged
+    with it (rejects keep their own tag)."""
+    reader = {METADATA: read_metadata, PASSAGES: read_passages}.get(kind, read_filtered)
+    for item in reader(stream, source_file):
+        yield item if _is_reject(item) else beam.pvalue.TaggedOutput(kind, item)
+
+
 def is_filtered_member(member: str) -> bool:
     """Whether a member of ``PAQ.tar.gz`` is the question list (``PAQ/PAQ.filtered.jsonl``);
     ``PAQ/LICENSE`` and the rest are skipped unread."""
@@ -637,25 +646,23 @@ class Paq(Source):
 
         spill_dir = ctx.scratch_dir()
 
-        def read(label, kind, read_file):
-            # Each input is one compressed stream (the metadata alone 16 GB of gzip): cut
-            # into blocks, it is parsed by all workers.
-            result = pipeline | f"paq/Read{label}" >> ReadFiles(
-                [paths[kind]], read_file, input_root=ctx.input_root, dataset=DATASET,
-                strict=ctx.strict, members=is_filtered_member, output_type=pa.Table,
-                cut_dir=files.join(spill_dir, "blocks", label))
-            rejects.append(result[REJECTED])
-            return result.records
-
         def runs(pcoll, label: str, schema: pa.Schema):
             return spill_runs(pcoll, f"paq/Spill{label}", files.join(spill_dir, label), "key", schema)
 
-        metadata = read("Metadata", METADATA, read_metadata)
-        passages = read("Passages", PASSAGES, read_passages)
+        # Each input is one compressed stream (the metadata alone 16 GB of gzip): with
+        # several workers each is cut into blocks by one of them and the blocks are parsed
+        # by all. The inputs are read in one step, so that the workers cut them at once.
+        questions_kind = FILTERED if FILTERED in paths else ARCHIVE
+        kinds = (METADATA, PASSAGES) + ((questions_kind,) if filtered_only else ())
+        read = pipeline | "paq/ReadInputs" >> ReadFiles(
+            [(paths[kind], kind) for kind in kinds], read_input, input_root=ctx.input_root,
+            dataset=DATASET, strict=ctx.strict, members=is_filtered_member, outputs=kinds,
+            cut_dir=files.join(spill_dir, "blocks"))
+        rejects.append(read[REJECTED])
+        metadata, passages = read[METADATA], read[PASSAGES]
         choose = functools.partial(select_candidates, filtered_only=filtered_only, rule=rule)
         if filtered_only:
-            questions_kind = FILTERED if FILTERED in paths else ARCHIVE
-            listed = read("Filtered", questions_kind, read_filtered)
+            listed = read[questions_kind]
             candidates = (
                 {"listed": runs(listed, "Listed", LISTED), "metadata": runs(metadata, "Metadata", METADATA_RECORDS)}
                 | "paq/KeepListed" >> HashJoin(choose, {"listed": LISTED, "metadata": METADATA_RECORDS}))

@@ -884,7 +884,7 @@ class MsMarco(Source):
                 {"triplets": runs(triplets, f"TripletsBy{label}", id_field, schema), "texts": texts}
                 | f"msmarco/Join{label}" >> HashJoin(
                     functools.partial(attach_text, step=step),
-                    {"triplets": schema, "texts": text_schema})
+                    {"triplets": schema, "texts": text_schema}, passed_on=("triplets",))
             )
             schema = schema.append(pa.field(text_field, pa.string()))
             rejects.append(joined[REJECTED])

@@ -1,6 +1,6 @@
 """Benchmark the build against the floor, in one run, on generated upstream-format inputs.
 
-    python -m benchmarks.run                       # default size: 2-3 minutes a source on 2 cores
+    python -m benchmarks.run                       # default size: about a minute a source on 2 cores
     python -m benchmarks.run --scale 8             # 8x the inputs (multi-GB at --scale 30)
     python -m benchmarks.run --sources stackexchange --keep /tmp/bench
     python -m benchmarks.run --repeat 3            # each measurement the fastest of 3 runs

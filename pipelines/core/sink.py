@@ -12,8 +12,9 @@
    stores, see :func:`pipelines.core.files.run_compression`; a subset per
    record batch, called row group below). A repeated text (the shard format's
    ``repeated_texts``) is stored once for the rows after it that share it and its group
-   (:func:`elide_repeats`). Only the run's description (row groups with their subset, key
-   range, rows and bytes) travels on.
+   (:func:`elide_repeats`), and the columns with a handful of values (its ``few_values``)
+   are dictionary-encoded (:func:`dictionary_encoded`). Only the run's description (row
+   groups with their subset, key range, rows and bytes) travels on.
    Memory is bounded by the buffer, whatever the input size.
 2. **Plan.** From the runs' descriptions: rows and bytes per subset; subsets smaller than
    ``pool_below`` rows are pooled into one group (StackExchange's small sites); every

@@ -234,6 +234,10 @@ def _serve(listener: socket.socket, parent_alive: int) -> None:
         root = logging.getLogger()
         for handler in list(root.handlers):
             root.removeHandler(handler)
+        # Beam warns that a worker without a staged main session may lack what the launching
+        # process registered (coders, schemas); a forked worker has all of it.
+        logging.getLogger("apache_beam.runners.worker.sdk_worker_main").addFilter(
+            lambda record: "No semi_persistent_directory" not in record.getMessage())
         from apache_beam.runners.worker import sdk_worker_main
 
         sdk_worker_main.main([])

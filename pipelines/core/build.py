@@ -235,15 +235,13 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
             normalized = rows | f"{dataset_id}/Normalize" >> normalize.with_outputs(REJECTED, main="rows")
             rejects.append(normalized[REJECTED])
             per_subset = spec.mix_per_subset
-            repeated = spec.repeated_texts
             (normalized.rows
              | f"{dataset_id}/Write" >> WriteShards(
-                 files.join(output, dataset_id), dataset_id, ParquetShards(config, repeated), config,
+                 files.join(output, dataset_id), dataset_id, ParquetShards(config, spec.repeated_texts), config,
                  spill_dir=files.join(work, "spill", dataset_id),
                  subset_field="subset" if per_subset else None,
                  pool_below=source.pool_below if per_subset else 0,
-                 pool_name=source.pool_name if per_subset else "",
-                 group_field=repeated[0] if repeated else None)
+                 pool_name=source.pool_name if per_subset else "")
              | f"{dataset_id}/SaveSummary" >> beam.Map(_write_json, files.join(work, f"{dataset_id}.rows.json")))
             built.append(dataset_id)
 

@@ -767,8 +767,8 @@ class ReadFiles(beam.PTransform):
             (the default) reads every file as a single stream.
         members_take_context: ``members`` is ``members(context, member)``: the members
             wanted depend on the file's context (the kind of input it is).
-        outputs: tags ``read_file`` yields records under (``beam.pvalue.TaggedOutput``)
-            besides its untagged ones, so that one step reads files of several kinds and
+        outputs: tags ``read_file`` yields records under (``beam.pvalue.TaggedOutput``,
+            see :func:`tagged_records`) besides its untagged ones, so that one step reads files of several kinds and
             each kind goes its own way (``ReadOutput[tag]``); reading them in one step
             lets the workers share them, where a step per kind keeps a worker waiting
             while another reads a small file alone.
@@ -834,7 +834,6 @@ class ReadFiles(beam.PTransform):
         return ReadOutput(result.records, (cut[REJECTED], result[REJECTED]) | "Rejects" >> beam.Flatten(),
                           {tag: result[tag] for tag in self.outputs})
 
-
     def _any_to_cut(self, items: list) -> bool:
         """Whether any item may be worth cutting into blocks. When the files are split in
         byte ranges, the ranges and the plain files of at most one block are read as they
@@ -845,6 +844,13 @@ class ReadFiles(beam.PTransform):
         block = self.cut_bytes or default_block_bytes()
         paths = (_unpack(item)[0] for item in items if not isinstance(item, FileRange))
         return any(not (files.size_of(path) <= block and files.is_plain(path)) for path in paths)
+
+
+def tagged_records(items, tag: str):
+    """``items`` (what a ``read_file`` yields) with every record tagged ``tag``, for
+    :class:`ReadFiles` ``outputs``; tagged items (rejects) are passed on as they are."""
+    for item in items:
+        yield item if isinstance(item, beam.pvalue.TaggedOutput) else beam.pvalue.TaggedOutput(tag, item)
 
 
 class ReadOutput:

@@ -6,8 +6,9 @@
 1. **Spill.** Records arrive one by one (dicts) or as Arrow tables of rows, and are
    buffered per bundle; every ``spill_bytes`` the buffer becomes one table, each record
    keyed by a 128-bit XXH3 hash of all its fields (content and provenance, computed
-   from the table without a Python object per value; for a dataset with a ``group_field``
-   the key's first 64 bits hash that field's text instead), sorted by (subset, key)
+   from the table without a Python object per value; for a dataset with repeated texts
+   (the shard format's ``repeated_texts``) the key's first 64 bits hash the first one's
+   text instead), sorted by (subset, key)
    and written as one *run* under ``spill_dir`` (an Arrow IPC file, LZ4-compressed on object
    stores, see :func:`pipelines.core.files.run_compression`; a subset per
    record batch, called row group below). A repeated text (the shard format's
@@ -22,7 +23,7 @@
    order. A shard therefore never mixes two StackExchange sites, so each site is its own
    set of files as well as part of its dataset. Shard ``j`` of a group with ``n`` shards
    holds the keys in ``[j, j + 1) * 2**64 / n`` of the key's first 64 bits, so records
-   sharing a ``group_field`` text share a shard.
+   sharing that first repeated text share a shard.
 3. **Write.** One task per shard reads the row groups of every run that overlap its
    group and key range, cuts its key range into row groups and orders each one's rows by
    the key's second half (:func:`shard_layout`: a shuffle, in which the rows sharing a
@@ -151,10 +152,15 @@ def _digests(strings: pa.Array, digest) -> bytes:
     return b"".join([digest(view[start:end]) for start, end in zip(bounds, bounds[1:])])
 
 
-def _group_hashes(keys: pa.Array) -> np.ndarray:
-    """The first 64 bits of each ``binary(16)`` key (the group hash), as big-endian uint64."""
-    return np.frombuffer(keys.buffers()[1], dtype=">u8", count=2 * len(keys),
-                         offset=keys.offset * KEY_BYTES)[0::2]
+def _key_halves(keys) -> tuple[np.ndarray, np.ndarray]:
+    """The first and second 64 bits of each ``binary(16)`` key (an array or chunked
+    array), as ``uint64``; the first is the group hash where a dataset has one."""
+    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    if not len(keys):
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+    halves = np.frombuffer(keys.buffers()[1], dtype=">u8", count=2 * len(keys),
+                           offset=keys.offset * KEY_BYTES).reshape(-1, 2)
+    return halves[:, 0].astype(np.uint64), halves[:, 1].astype(np.uint64)
 
 
 def elide_repeats(table: pa.Table, columns, batch_starts) -> pa.Table:
@@ -176,8 +182,7 @@ def elide_repeats(table: pa.Table, columns, batch_starts) -> pa.Table:
         batch_starts: the first row of each record batch the run is written in.
     """
     rows = table.num_rows
-    keys = table[KEY].combine_chunks()
-    groups = _group_hashes(keys)
+    groups, _second = _key_halves(table[KEY])
     same_group = groups[1:] == groups[:-1]
     starts = np.asarray(list(batch_starts), dtype=np.int64)
     for name in columns:
@@ -251,7 +256,7 @@ def shard_layout(keys, low: int, high: int, row_groups: int) -> tuple[pa.Array, 
     into ``row_groups`` equal parts, a row group each, and within a row group the rows are
     ordered by their keys' second half, then the first. For most datasets both halves hash
     the whole row, so this is a shuffle. Where the first half hashes a repeated text (a
-    ``group_field``), the rows sharing that text land in one row group, where dictionary
+    repeated text), the rows sharing that text land in one row group, where dictionary
     encoding stores the text once, and lie spread over it, not side by side.
 
     Args:
@@ -261,10 +266,7 @@ def shard_layout(keys, low: int, high: int, row_groups: int) -> tuple[pa.Array, 
     Returns:
         The rows' positions in writing order, and the row groups' lengths (empty ones left out).
     """
-    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
-    halves = np.frombuffer(keys.buffers()[1], dtype=">u8", count=2 * len(keys),
-                           offset=keys.offset * KEY_BYTES).reshape(-1, 2) if len(keys) else np.zeros((0, 2), ">u8")
-    first, second = halves[:, 0].astype(np.uint64), halves[:, 1].astype(np.uint64)
+    first, second = _key_halves(keys)
     if row_groups > 1:
         step = -(-(high - low) // row_groups)
         group = ((first - np.uint64(low)) // np.uint64(step)).astype(np.int64)
@@ -456,13 +458,14 @@ class _SpillRuns(beam.DoFn):
     """Buffer records (dicts, or Arrow tables of them), spill them as Arrow runs sorted
     by (subset, key), emit the runs' descriptions."""
 
-    def __init__(self, spill_dir: str, subset_field: str | None, shard_format, config: ShardingConfig,
-                 group_field: str | None = None):
+    def __init__(self, spill_dir: str, subset_field: str | None, shard_format, config: ShardingConfig):
         self.spill_dir = spill_dir
         self.subset_field = subset_field
         self.format = shard_format
         self.config = config
-        self.group_field = group_field
+        repeated = shard_format.repeated_texts
+        # The rows sharing the first repeated text share the first half of their keys.
+        self.group_field = repeated[0] if repeated else None
 
     def setup(self):
         self._schema = self.format.schema()
@@ -535,7 +538,7 @@ class _SpillRuns(beam.DoFn):
                 subsets.append(subset)
                 slices.append((offset, min(rows_per_group, start + length - offset)))
         table = dictionary_encoded(table, [name for name in few_values if name == subset_column])
-        if self.group_field is not None:
+        if self.format.repeated_texts:
             table = elide_repeats(table, self.format.repeated_texts, [offset for offset, _ in slices])
         path, batches = write_run(self.spill_dir, table, KEY, slices)
         row_groups = [[subset, first, last, chunk.num_rows, avg * chunk.num_rows]
@@ -722,8 +725,9 @@ class WriteShards(beam.PTransform):
             are removed when the shards are written.
         spilled: the input holds the runs' descriptions (from :class:`SpillByDataset`),
             not the records.
-        group_field: a text field repeated across many records (MS MARCO's query): the
-            records sharing its text go to the same shard (see :func:`row_key`).
+    The records sharing the text of the shard format's first ``repeated_texts`` column
+    (MS MARCO's query) go to the same shard (see :func:`row_key`).
+
     Returns:
         A PCollection with one summary dict: the plan and per shard its file name,
         rows, bytes, group and per-subset (or per-reason) counts.
@@ -731,10 +735,9 @@ class WriteShards(beam.PTransform):
 
     def __init__(self, directory: str, prefix: str, shard_format, config: ShardingConfig, *,
                  spill_dir: str, subset_field: str | None = "subset", pool_below: int = 0,
-                 pool_name: str = "", spilled: bool = False, group_field: str | None = None):
+                 pool_name: str = "", spilled: bool = False):
         super().__init__()
         self.spilled = spilled
-        self.group_field = group_field
         self.directory = directory
         self.prefix = prefix
         self.format = shard_format
@@ -747,7 +750,7 @@ class WriteShards(beam.PTransform):
     def expand(self, records):
         if not self.spilled:
             records = records | "SpillSortedRuns" >> beam.ParDo(
-                _SpillRuns(self.spill_dir, self.subset_field, self.format, self.config, self.group_field))
+                _SpillRuns(self.spill_dir, self.subset_field, self.format, self.config))
         runs = records | "CollectRuns" >> beam.combiners.ToList()
         planned = runs | "PlanShards" >> beam.Map(
             lambda all_runs: _plan_tasks(sorted(all_runs, key=lambda r: r["path"]), self.config,

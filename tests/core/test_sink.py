@@ -91,7 +91,7 @@ def _write(rows, directory, config, repeated=()):
     with BeamTestPipeline(runner="FnApiRunner") as p:
         _ = (p | beam.Create(rows, reshuffle=True)
              | WriteShards(str(directory), "d", ParquetShards(config, repeated), config, spill_dir=str(spill),
-                           subset_field="subset", group_field=repeated[0] if repeated else None))
+                           subset_field="subset"))
     assert not [f for f in spill.rglob("*") if f.is_file()], "spill runs are removed"
 
 

@@ -148,7 +148,8 @@ from apache_beam.metrics import Metrics
 from pipelines.core import accounting, files
 from pipelines.core.exchange import GatherTables, HashJoin, id_hash, id_hash_one, spill_runs, tables
 from pipelines.core.normalize import mark_normalized, normalize_text
-from pipelines.core.readers import ReadFiles, json_lines, parse_int, text_records, tsv_tables, unless_blank
+from pipelines.core.readers import (ReadFiles, json_lines, parse_int, tagged_records, text_records, tsv_tables,
+                                    unless_blank)
 from pipelines.core.rejects import REJECTED, rejected
 from pipelines.core.schema import gather_tables, make_row, make_rows
 from pipelines.core.source import (Source, SourceContext, SourceError, SourceOutput, positive_float,
@@ -379,8 +380,7 @@ def read_input(stream, source_file: str, kind: str):
 def read_id_file(stream, source_file: str, kind: str):
     """:func:`read_input` for the id files read in one step: each table tagged with its
     ``kind`` (rejects keep their own tag)."""
-    for item in read_input(stream, source_file, kind):
-        yield item if _is_reject(item) else beam.pvalue.TaggedOutput(kind, item)
+    return tagged_records(read_input(stream, source_file, kind), kind)
 
 
 def _counting_rejects(items):

@@ -107,7 +107,7 @@ import pyarrow.compute as pc
 from pipelines.core import accounting, files
 from pipelines.core.exchange import HashJoin, spill_runs, tables, text_key
 from pipelines.core.normalize import mark_normalized, normalize_column, normalize_text
-from pipelines.core.readers import ReadFiles, json_lines, text_records
+from pipelines.core.readers import ReadFiles, json_lines, tagged_records, text_records
 from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.core.schema import gather_tables, make_row, make_rows
 from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput, parse_bool
@@ -426,8 +426,7 @@ def read_input(stream, source_file: str, kind: str):
     (:func:`read_metadata`, :func:`read_passages`, :func:`read_filtered`), each tagged
     with it (rejects keep their own tag)."""
     reader = {METADATA: read_metadata, PASSAGES: read_passages}.get(kind, read_filtered)
-    for item in reader(stream, source_file):
-        yield item if _is_reject(item) else beam.pvalue.TaggedOutput(kind, item)
+    return tagged_records(reader(stream, source_file), kind)
 
 
 def is_filtered_member(member: str) -> bool:

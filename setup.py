@@ -73,6 +73,7 @@ setup(
         "ijson>=3.3",
         "orjson>=3.9.7,<4",
         "xxhash>=3.4",
+        "isal>=1.6",
         "numpy>=1.24",
         "smart-open>=7",
         "requests>=2.31",

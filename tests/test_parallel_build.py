@@ -9,7 +9,8 @@ from tests.helpers import run_build
 from tests.sample_corpus import sample_corpus
 
 # Blocks of 1 KB: every sample file of more than a kilobyte that is read through (compressed
-# files, archive members, GooAQ's JSON lines) is cut into several, parsed by both workers.
+# files, archive members, GooAQ's JSON lines) and is cut is cut into several, parsed by both
+# workers (in stripes, only the files that hold much of a source's input are cut).
 SMALL_BLOCK_BYTES = 1024
 TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
@@ -43,9 +44,12 @@ def test_two_forked_worker_processes_write_the_same_shards_as_one_process(tmp_pa
 
 
 def test_two_worker_processes_started_by_beam_write_the_same_shards(tmp_path, monkeypatch):
-    """In a process that runs other threads (this one), Beam starts the workers itself."""
+    """In a process that runs other threads (this one), Beam starts the workers itself.
+    Files are shared out as a remote runner shares them: cut into blocks by one worker
+    (``CORPUS_SPREAD_BY=blocks``; the forked build above reads them in stripes)."""
     one = sample_corpus()
     monkeypatch.setenv("CORPUS_BLOCK_BYTES", str(SMALL_BLOCK_BYTES))
+    monkeypatch.setenv("CORPUS_SPREAD_BY", "blocks")
     monkeypatch.setenv("CORPUS_FORK_WORKERS", "0")
     two = run_build(tmp_path / "out", sample=True, beam_args=TWO_WORKERS)
     _assert_same_build(one, two.output)

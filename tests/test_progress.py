@@ -117,15 +117,19 @@ def test_a_file_read_in_byte_ranges_counts_once_all_ranges_are_read(tmp_path, re
                                             "files_done": 1, "files_reading": 0}
 
 
-def test_a_file_cut_into_blocks_counts_its_bytes_and_every_blocks_records(tmp_path, reporting):
+@pytest.mark.parametrize("spread_by", ["blocks", "stripes"])
+def test_a_file_cut_into_blocks_counts_its_bytes_and_every_blocks_records(tmp_path, reporting, spread_by):
+    """Cut by one worker, or read through by each worker for its stripe: the file's bytes
+    once, each record once."""
     path = tmp_path / "wikianswers" / "part-00000.gz"
     path.parent.mkdir()
     with gzip.open(path, "wt") as out:
         out.writelines(f"q:question {n}?\n" for n in range(3000))
     inputs = [progress.InputFile(str(path), "wikianswers", path.stat().st_size)]
     _read_with([str(path)], tmp_path, "--direct_running_mode=multi_threading", "--direct_num_workers=2",
-               cut_dir=str(tmp_path / "blocks"), cut_bytes=4096)
-    assert len(list((tmp_path / "blocks").iterdir())) > 5
+               cut_dir=str(tmp_path / "blocks"), cut_bytes=4096, spread_by=spread_by)
+    assert (len(list((tmp_path / "blocks").iterdir())) > 5 if spread_by == "blocks"
+            else not (tmp_path / "blocks").exists())
     totals = progress.read_spool(str(reporting), inputs)
     assert totals.per_source["wikianswers"] == {"records": 3000, "bytes": path.stat().st_size,
                                                 "files_done": 1, "files_reading": 0}

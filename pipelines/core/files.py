@@ -28,6 +28,77 @@ from pipelines.core import progress
 
 READ_BUFFER = 1 << 20
 
+try:
+    from isal.igzip import IGzipFile as _FastGzipFile
+except ImportError:  # a platform without isal's wheels: the standard library alone, slower
+    _FastGzipFile = None
+
+
+class GzipReader(io.RawIOBase):
+    """A gzip stream (one member or several) inflated as the standard library's ``gzip``
+    inflates it: the same bytes, up to the same point of a damaged file, then the same error.
+
+    The bytes come from ISA-L's inflate (python-isal's ``igzip``, 4-5x zlib: 0.33 s against
+    1.2-1.7 s for a 510 MB WikiAnswers part; a compressed file is read through by one
+    worker, so its decompression is time no other worker shares). On a damaged file
+    ``igzip`` stops short of what precedes the damage (it decodes in larger steps: of a
+    2.9 MB file cut in half it gives 1.0 MB where ``gzip`` gives 1.4 MB, and of a file
+    followed by stray bytes 2.1 of its 2.9 MB): there, the file is read again from its
+    start with ``gzip``, which goes on from the same byte to where it fails itself.
+
+    Args:
+        raw: the compressed stream, at its start; seekable for the recovery (otherwise
+            ``igzip``'s error is raised where it stopped).
+    """
+
+    def __init__(self, raw: BinaryIO):
+        super().__init__()
+        self._raw = raw
+        self._delivered = 0
+        self._fast = _FastGzipFile(fileobj=raw, mode="rb") if _FastGzipFile is not None else None
+        self._slow = None if self._fast is not None else gzip.GzipFile(fileobj=raw, mode="rb")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._slow is None:
+            try:
+                data = self._fast.read1(len(buffer))
+            except Exception:
+                if not self._recovered():
+                    raise
+            else:
+                self._delivered += len(data)
+                buffer[:len(data)] = data
+                return len(data)
+        data = self._slow.read1(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def _recovered(self) -> bool:
+        """Go on with ``gzip`` from the byte ``igzip`` stopped at; ``False`` when the stream
+        cannot go back to its start."""
+        try:
+            self._raw.seek(0)
+        except (AttributeError, OSError, ValueError):
+            return False
+        self._slow = gzip.GzipFile(fileobj=self._raw, mode="rb")
+        to_skip = self._delivered
+        while to_skip:
+            skipped = len(self._slow.read1(min(to_skip, READ_BUFFER)))
+            if not skipped:  # unreachable: igzip's bytes are a prefix of gzip's
+                raise EOFError("the gzip stream ended before the bytes already read")
+            to_skip -= skipped
+        return True
+
+    def close(self) -> None:
+        for reader in (self._fast, self._slow):
+            if reader is not None:
+                reader.close()
+        super().close()
+
+
 # Magic numbers of the single-stream compressions we undo transparently.
 _GZIP = b"\x1f\x8b"
 _BZIP2 = b"BZh"
@@ -100,7 +171,7 @@ def _decompressing(raw: BinaryIO, kind: str | None, path: str) -> BinaryIO:
     if kind is None:
         return raw
     if kind == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return GzipReader(raw)
     if kind == "bzip2":
         return bz2.BZ2File(raw, mode="rb")
     if kind == "xz":

@@ -4,6 +4,7 @@ import gzip
 import io
 import json
 import math
+import os
 import tarfile
 import zipfile
 
@@ -399,10 +400,12 @@ def _read_all(paths, root, out, *options, **read_options):
             [tuple(r) for r in json.loads((out / "rejects.json").read_text())])
 
 
-def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path):
+@pytest.mark.parametrize("spread_by", ["blocks", "stripes"])
+def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path, spread_by):
     """With several workers, compressed files and archive members are cut into blocks and
     parsed in parallel: the same records, numbered as in the file, and the same rejects
-    (bad bytes by line number, empty and blank files, a truncated file) as read whole."""
+    (bad bytes by line number, empty and blank files, a truncated file) as read whole;
+    blocks kept in the scratch folder, or stripes, each worker cutting the file itself."""
     lines = [f"line {n}".encode() if n % 37 else b"\xff bad bytes" for n in range(1, 400)]
     text = b"\n".join(lines) + b"\n"
     inputs = tmp_path / "in"
@@ -422,13 +425,18 @@ def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path):
 
     whole = _read_all(paths, inputs, tmp_path / "whole")
     cut = _read_all(paths, inputs, tmp_path / "cut", "--direct_running_mode=multi_threading",
-                    "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), cut_bytes=64)
-    assert len(list((tmp_path / "blocks").iterdir())) > 20  # the files were cut
+                    "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), cut_bytes=64,
+                    spread_by=spread_by)
+    if spread_by == "blocks":
+        assert len(list((tmp_path / "blocks").iterdir())) > 20  # the files were cut
+    else:
+        assert not (tmp_path / "blocks").exists()
     assert cut[1] == whole[1]
     # A truncated file keeps the lines decompressed before the break: when cut, the lines
     # of every raw read that succeeded (read whole, those of the last full buffer).
     truncated = [(number, line) for source, number, line in cut[0] if source == "cut.gz"]
-    assert truncated == [(n, f"line {n}") for n in range(1, len(truncated) + 1)]
+    last = truncated[-1][0]
+    assert truncated == [(n, f"line {n}") for n in range(1, last + 1) if n % 37]  # 37, 74...: rejects
     assert {r for r in whole[0] if r[0] == "cut.gz"} <= {r for r in cut[0] if r[0] == "cut.gz"}
     assert [r for r in cut[0] if r[0] != "cut.gz"] == [r for r in whole[0] if r[0] != "cut.gz"]
     records, rejects = whole
@@ -437,6 +445,58 @@ def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path):
     assert ("bundle.tgz!a/empty.txt", "empty_file", "") in rejects
     assert ("blank.gz", "blank_file", "") in rejects and ("bundle.tgz!a/blank.txt", "blank_file", "") in rejects
     assert any(source == "cut.gz" and reason == "unreadable_file" for source, reason, _ in rejects)
+
+
+def test_a_file_shared_out_is_recorded_once(tmp_path):
+    """A truncated file read in stripes by two workers keeps the lines before the break, as
+    when cut into blocks, and is one ``unreadable_file`` reject; an archive without the
+    wanted member one ``no_member`` reject."""
+    text = b"".join(b"line %d\n" % n for n in range(1, 3000))
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(text)[:4000])
+    _tar(tmp_path / "other.tgz", {"a/other.csv": text})
+    paths = [str(tmp_path / "cut.gz"), str(tmp_path / "other.tgz")]
+    read = {}
+    for spread_by in ("blocks", "stripes"):
+        (tmp_path / spread_by).mkdir()
+        read[spread_by] = _read_all(paths, tmp_path, tmp_path / spread_by, "--direct_running_mode=multi_threading",
+                                    "--direct_num_workers=2", cut_dir=str(tmp_path / spread_by / "blocks"),
+                                    cut_bytes=64, spread_by=spread_by)
+    assert read["stripes"] == read["blocks"]
+    records, rejects = read["stripes"]
+    numbers = [number for _source, number, _line in records]
+    assert len(numbers) > 2 and numbers == list(range(1, len(numbers) + 1))
+    assert [(source, reason) for source, reason, _ in rejects] == [("cut.gz", "unreadable_file"),
+                                                                   ("other.tgz", "no_member")]
+
+
+def test_stripes_are_for_the_files_that_hold_much_of_the_input(tmp_path):
+    """Each worker decompresses a striped file whole, so only a file of more than half a
+    worker's share of the bytes is striped; smaller ones (and byte ranges) are read whole,
+    one worker each, and a file's stripes are listed together."""
+    from pipelines.core.readers import FileRange, FileStripe
+
+    (tmp_path / "big.gz").write_bytes(b"\x1f\x8b" + bytes(1000))
+    (tmp_path / "small.gz").write_bytes(b"\x1f\x8b" + bytes(100))
+    read = ReadFiles([], _numbered_lines, input_root=str(tmp_path), dataset="d", cut_dir=str(tmp_path))
+    ranged = FileRange(str(tmp_path / "plain.tsv"), 0, 2000)
+    items = read._striped([str(tmp_path / "big.gz"), str(tmp_path / "small.gz"), ranged], 2, 1 << 20)
+    assert items == [FileStripe(str(tmp_path / "big.gz"), 0, 2), FileStripe(str(tmp_path / "big.gz"), 1, 2),
+                     str(tmp_path / "small.gz"), ranged]
+
+
+def test_stripes_are_one_per_local_worker(monkeypatch):
+    from pipelines.core.readers import default_spread_by, local_worker_count
+
+    workers = lambda *flags: local_worker_count(PipelineOptions(list(flags)))  # noqa: E731
+    assert workers("--direct_num_workers=3") == 3 and workers() == 1
+    assert workers("--direct_num_workers=0") == (os.cpu_count() or 1)
+    assert default_spread_by(PipelineOptions([])) == "stripes"
+    assert default_spread_by(PipelineOptions(["--runner=DataflowRunner"])) == "blocks"
+    monkeypatch.setenv("CORPUS_SPREAD_BY", "blocks")
+    assert default_spread_by(PipelineOptions([])) == "blocks"
+    monkeypatch.setenv("CORPUS_SPREAD_BY", "stripe")
+    with pytest.raises(ValueError, match="CORPUS_SPREAD_BY"):
+        default_spread_by(PipelineOptions([]))
 
 
 def test_one_worker_reads_files_whole(tmp_path):
@@ -451,7 +511,7 @@ def test_block_size_defaults_to_the_environment(tmp_path, monkeypatch):
     (tmp_path / "a.gz").write_bytes(gzip.compress(b"some line\n" * 100))
     monkeypatch.setenv("CORPUS_BLOCK_BYTES", "100")
     records, _ = _read_all([str(tmp_path / "a.gz")], tmp_path, tmp_path, "--direct_running_mode=multi_threading",
-                           "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"))
+                           "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), spread_by="blocks")
     assert len(list((tmp_path / "blocks").iterdir())) == 10
     assert [number for _, number, _ in records] == list(range(1, 101))
 
@@ -480,10 +540,14 @@ def test_split_files_are_not_cut_again_with_several_workers(tmp_path):
     (tmp_path / "small.tsv").write_bytes(b"line\n" * 3)
     (tmp_path / "packed.gz").write_bytes(gzip.compress(b"line\n" * 3))
     plain = [str(tmp_path / "big.tsv"), str(tmp_path / "small.tsv")]
-    options = dict(split_bytes=100, cut_dir=str(tmp_path / "blocks"), cut_bytes=100)
+    options = dict(split_bytes=100, cut_dir=str(tmp_path / "blocks"), cut_bytes=100, spread_by="blocks")
     assert "Read/Cut" not in _step_labels(plain, tmp_path, **options)
     assert "Read/Cut" in _step_labels(plain + [str(tmp_path / "packed.gz")], tmp_path, **options)
-    assert "Read/Cut" in _step_labels(plain, tmp_path, cut_dir=str(tmp_path / "blocks"), cut_bytes=100)
+    assert "Read/Cut" in _step_labels(plain, tmp_path, cut_dir=str(tmp_path / "blocks"), cut_bytes=100,
+                                      spread_by="blocks")
+    # Stripes need no cutting step (each worker cuts what it reads).
+    assert "Read/Cut" not in _step_labels(plain + [str(tmp_path / "packed.gz")], tmp_path,
+                                          **{**options, "spread_by": "stripes"})
     records, _ = _read_all(plain, tmp_path, tmp_path, "--direct_running_mode=multi_threading",
                            "--direct_num_workers=2", **options)
     assert len(records) == 403 and not (tmp_path / "blocks").exists()
@@ -503,8 +567,13 @@ def _tar(path, members: dict):
             tar.addfile(info, io.BytesIO(data))
 
 
-@pytest.mark.parametrize("options", [[], ["--direct_running_mode=multi_threading", "--direct_num_workers=2"]])
-def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_kind(tmp_path, options):
+@pytest.mark.parametrize("options,spread_by", [
+    ([], None),
+    (["--direct_running_mode=multi_threading", "--direct_num_workers=2"], "blocks"),
+    (["--direct_running_mode=multi_threading", "--direct_num_workers=2"], "stripes"),
+])
+def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_kind(tmp_path, options,
+                                                                                     spread_by):
     """Each file's kind picks its archive members and its output; an archive without the
     member of its kind is a no_member reject even when it holds another kind's."""
     inputs, out = tmp_path / "in", tmp_path / "out"
@@ -516,7 +585,8 @@ def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_
     with BeamTestPipeline(runner="FnApiRunner", options=PipelineOptions(options)) as p:
         read = p | ReadFiles(items, _kind_lines, input_root=str(inputs), dataset="d",
                              members=lambda kind, member: member == f"{kind}.txt", members_take_context=True,
-                             outputs=("a", "b"), cut_dir=str(tmp_path / "blocks"), cut_bytes=40)
+                             outputs=("a", "b"), cut_dir=str(tmp_path / "blocks"), cut_bytes=40,
+                             spread_by=spread_by)
         for kind in ("a", "b"):
             (read[kind] | f"List{kind}" >> beam.combiners.ToList()
              | f"Save{kind}" >> beam.Map(_save_sorted, out / f"{kind}.json"))
@@ -528,5 +598,6 @@ def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_
     assert load("b.json") == [("b.gz", n, f"b{n}") for n in range(1, 60)]
     assert load("rejects.json") == [("only-b.tgz", "no_member")]
     assert load("untagged.json") == []
-    # With two workers the compressed file was cut into blocks, whose lines kept their kind.
-    assert (tmp_path / "blocks").exists() == bool(options)
+    # With two workers the compressed file was cut into blocks (kept in the scratch folder
+    # or each worker's own stripe), whose lines kept their kind.
+    assert (tmp_path / "blocks").exists() == (spread_by == "blocks")

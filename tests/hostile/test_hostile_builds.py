@@ -128,8 +128,9 @@ def test_natural_questions(tmp_path):
         "nq-train-00.jsonl.gz": truncated_gzip(_jsonl(*({**example, "example_id": i} for i in range(300)))),
         "nq-train-01.jsonl": latin1('{"example_id": 9, "question_text": "caf\u00e9"}\n'),
         "nq-train-02.jsonl": b"",
-        "nq-train-03.jsonl": BOM + _jsonl({**example, "example_id": 7},
-                                          {**example, "example_id": 8, "annotations": "none"}),
+        # Ids apart from the truncated file's, all of whose readable examples are kept.
+        "nq-train-03.jsonl": BOM + _jsonl({**example, "example_id": 1007},
+                                          {**example, "example_id": 1008, "annotations": "none"}),
     }, ["natural_questions"])
     assert {"bad_json", "unreadable_file", "bad_encoding", "empty_file", "malformed_example"} <= set(
         result.reasons("natural_questions"))

@@ -2,11 +2,13 @@
 
 ``upstream_samples`` is the folder of real upstream excerpts (``../shared/upstream-samples``
 beside the checkout, or ``$CORPUS_UPSTREAM_SAMPLES``); tests that need it are skipped with
-the reason when it is absent.
+the reason when it is absent. Temporary files of the session (Beam makes a folder for every
+pipeline object, run or not) go below pytest's own temporary folder, which pytest prunes.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,18 @@ def _offline_environment():
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_files_in_the_session_folder(tmp_path_factory):
+    # Beam's Pipeline() makes a beam-pipeline-temp* folder that only run() removes: the
+    # graph tests build pipelines they never run. Subprocesses get the folder by TMPDIR.
+    folder = str(tmp_path_factory.mktemp("tmp"))
+    before, tmpdir = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = folder, folder
+    yield
+    tempfile.tempdir = before
+    if tmpdir is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = tmpdir

@@ -647,12 +647,7 @@ class _ReadOneFile(beam.DoFn):
         path, context = _unpack(block.item)
         try:
             with files.open_raw(block.path) as raw, progress.reading_block(path):
-                if block.whole:
-                    yield from self._read_stream(io.BufferedReader(raw, files.READ_BUFFER),
-                                                 block.source_file, context)
-                else:
-                    yield from self._call_reader(BlockReader(raw, block.first_line), block.source_file,
-                                                 context)
+                yield from self._parse_block(raw, block.source_file, block.first_line, block.whole, context)
         except Exception as exc:
             yield self.opener.failed(exc, self.opener.relative(path))
 
@@ -660,22 +655,25 @@ class _ReadOneFile(beam.DoFn):
         path, context = _unpack(stripe.item)
         # The file's own rejects (unreadable, no wanted member) are recorded by stripe 0.
         yield from self.opener.each(
-            path, lambda stream, source_file: self._read_own_blocks(stripe, stream, source_file, context),
+            path, lambda stream, source_file: self._read_own_blocks(stripe, path, stream, source_file, context),
             context, file_rejects=stripe.index == 0)
 
-    def _read_own_blocks(self, stripe: "FileStripe", stream, source_file: str, context):
+    def _read_own_blocks(self, stripe: "FileStripe", path: str, stream, source_file: str, context):
         for index, first_line, data, whole in file_blocks(stream, self.block_bytes, self.starts_record):
             if index % stripe.count != stripe.index:
                 continue
             # As for a block read from its scratch file: a failure fails this block only.
             try:
-                if whole:
-                    yield from self._read_stream(io.BufferedReader(io.BytesIO(data)), source_file, context)
-                else:
-                    yield from self._call_reader(BlockReader(io.BytesIO(data), first_line), source_file,
-                                                 context)
+                yield from self._parse_block(io.BytesIO(data), source_file, first_line, whole, context)
             except Exception as exc:
-                yield self.opener.failed(exc, self.opener.relative(_unpack(stripe.item)[0]))
+                yield self.opener.failed(exc, self.opener.relative(path))
+
+    def _parse_block(self, raw, source_file: str, first_line: int, whole: bool, context):
+        """``read_file`` over one block (its bytes in ``raw``): a block that is the whole
+        file is read as the file would be, with the empty- and blank-file checks."""
+        if whole:
+            return self._read_stream(io.BufferedReader(raw, files.READ_BUFFER), source_file, context)
+        return self._call_reader(BlockReader(raw, first_line), source_file, context)
 
     def _call_reader(self, stream, source_file: str, context):
         if context is _NO_CONTEXT:
@@ -933,16 +931,16 @@ class ReadFiles(beam.PTransform):
                               self.members_take_context)
         options = pbegin.pipeline.options
         items = split_plain_files(self.paths, self.split_bytes) if self.split_bytes else self.paths
-        to_cut = bool(self.cut_dir) and reads_in_parallel(options) and self._any_to_cut(items)
-        striped = to_cut and (self.spread_by or default_spread_by(options)) == "stripes"
+        shared_out = bool(self.cut_dir) and reads_in_parallel(options) and self._any_to_cut(items)
+        striped = shared_out and (self.spread_by or default_spread_by(options)) == "stripes"
         block_bytes = self.cut_bytes or default_block_bytes(striped)
         read = beam.ParDo(_ReadOneFile(self.read_file, opener, block_bytes, self.starts_record))
         if self.output_type is not None:
             read = read.with_output_types(self.output_type)
         if striped:
-            items, to_cut = self._striped(items, local_worker_count(options), block_bytes), False
+            items = self._striped(items, local_worker_count(options), block_bytes)
         listed = pbegin | "List" >> beam.Create(items) | "Spread" >> beam.Reshuffle()
-        if not to_cut:
+        if not shared_out or striped:  # no cutting step: each element is read where it lands
             result = listed | "Read" >> read.with_outputs(REJECTED, *self.outputs, main="records")
             return ReadOutput(result.records, result[REJECTED], {tag: result[tag] for tag in self.outputs})
         cut = listed | "Cut" >> beam.ParDo(_CutIntoBlocks(
@@ -983,8 +981,8 @@ class ReadFiles(beam.PTransform):
         if not self.split_bytes:
             return bool(items)
         block = self.cut_bytes or default_block_bytes()
-        paths = (_unpack(item)[0] for item in items if not isinstance(item, FileRange))
-        return any(not (files.size_of(path) <= block and files.is_plain(path)) for path in paths)
+        return any(self._may_cut(item, files.size_of(_unpack(item)[0]), block)
+                   for item in items if not isinstance(item, FileRange))
 
 
 def tagged_records(items, tag: str):

@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from lxml import etree
 
-from pipelines import registry
-from pipelines.core import files
-from pipelines.core.normalize import normalize_text
-from pipelines.core.schema import row_arrow_schema
-from pipelines.core.sink import parquet_options
+from pipelines.corpus import registry
+from pipelines.engine import files
+from pipelines.corpus.normalize import normalize_text
+from pipelines.corpus.schema import row_arrow_schema
+from pipelines.engine.shards import parquet_options
 from pipelines.sources import stackexchange as se
 
 BATCH = 65_536
@@ -179,7 +179,7 @@ def floor_paq(folder: Path, out: Path) -> int:
     """paq with the package's parsers and rules (listed questions only, the first passage
     of each), joined from in-memory dicts and sets: what one process can afford (the
     passages alone are 13 GB at full scale)."""
-    from pipelines.core.readers import parse_json
+    from pipelines.engine.readers import parse_json
     from pipelines.sources import paq
 
     passages: dict[str, str] = {}

@@ -216,7 +216,7 @@ import json, sys, time
 from pathlib import Path
 import lxml.etree, numpy, pyarrow, pyarrow.compute, pyarrow.parquet
 started, cpu_started = time.perf_counter(), time.process_time()
-import apache_beam, pipelines.registry
+import apache_beam, pipelines.corpus.registry
 from benchmarks import floor
 imports = {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu_started}
 rows = getattr(floor, sys.argv[1])(*map(Path, sys.argv[2:]))

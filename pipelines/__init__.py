@@ -1,10 +1,13 @@
 """Build the multi-source question/answer training corpus for sentence embeddings.
 
-Layout:
-  pipelines.core      shared machinery: schema, normalisation, dedup, sharded sink,
-                      count verification, file access, the build pipeline itself
-  pipelines.sources   one module per upstream source: its files, parse and pair rules
-  pipelines.registry  every dataset of the corpus with its documented total and mix weight
+Layout (each layer imports only the layers above it):
+  pipelines.corpus    the corpus's own rules: registry, row schema, normalisation, rejects,
+                      accounting, verdicts, mix, manifest, and the Source contract
+  pipelines.engine    Beam I/O: reading files of every kind, joins, deterministic shards
+  pipelines.runtime   runner choice, pipeline options, anything specific to one runner
+  pipelines.fetch     `corpus fetch` and the storage it writes to
+  pipelines.sources   one module per upstream source: its parser and pair rules
+  pipelines.build     the build: sources -> normalise -> shards -> manifest
   pipelines.cli       the `corpus` command
 """
 __version__ = "0.1.0"

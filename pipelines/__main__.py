@@ -10,7 +10,7 @@ def main() -> None:
     (:func:`gc.freeze`): the full collections otherwise made during the imports scan the
     200,000-odd objects of Beam, gRPC and pyarrow and find next to nothing (measured: four
     collections, 0.2 s of every build's start), and each forked local worker process
-    (:mod:`pipelines.core.local_workers`) scanned them all again in its first full
+    (:mod:`pipelines.runtime.local_workers`) scanned them all again in its first full
     collection (0.12 s each). Objects made once the command runs are collected as usual.
     """
     gc.disable()

@@ -20,10 +20,11 @@ import logging
 import os
 import sys
 
-from pipelines import registry
-from pipelines.core import build, verify
-from pipelines.core.sink import MiB, ShardingConfig
-from pipelines.core.source import SourceError
+from pipelines.corpus import registry
+from pipelines import build
+from pipelines.corpus import verify
+from pipelines.engine.shards import MiB, ShardingConfig
+from pipelines.corpus.source import SourceError
 
 
 def _source_options(values: list[str]) -> dict:
@@ -161,10 +162,10 @@ def run(argv: list[str] | None = None) -> int:
             print(f"Wrote {report.write(args.output, args.to)}")
             return 0
         if args.command == "fetch":
-            from pipelines.core import fetch
+            from pipelines.fetch import download as fetch
             return fetch.run_from_args(args)
         if args.command == "mix":
-            from pipelines.core.mix import reference_mix
+            from pipelines.corpus.mix import reference_mix
             print(json.dumps(reference_mix(), indent=1))
             return 0
         return _datasets()

@@ -35,7 +35,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.core import files
+from pipelines.engine import files
 
 DATA_CONFIG = "data_config.json"
 TEXT_COLUMNS = ("anchor", "positive", "negative")
@@ -199,7 +199,7 @@ def _read_row_group(group: _RowGroup, columns: list[str]) -> Iterator[tuple]:
     with files.open_raw(group.path) as stream:
         shard = pq.ParquetFile(stream)
         position = group.first_row
-        # No pyarrow thread pool (see pipelines.core.verify): one row group at a time anyway.
+        # No pyarrow thread pool (see pipelines.corpus.verify): one row group at a time anyway.
         for record_batch in shard.iter_batches(batch_size=READ_BATCH_ROWS, row_groups=[group.index],
                                                columns=columns, use_threads=False):
             texts = [record_batch.column(name).to_pylist() for name in columns]

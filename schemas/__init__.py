@@ -1,5 +1,5 @@
 """Schemas of the corpus: the row every shard holds and the manifest a run writes.
 
 Installed as ``pipelines.schemas``; read them with
-:func:`pipelines.core.schema.load_schema_document`.
+:func:`pipelines.corpus.schema.load_schema_document`.
 """

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.core import build
-from pipelines.core.sink import ShardingConfig
+from pipelines import build
+from pipelines.engine.shards import ShardingConfig
 
 # In-process runner: never tries to download a runner binary, deterministic and fast.
 TEST_BEAM_ARGS = ["--runner=FnApiRunner"]

@@ -75,7 +75,7 @@ def test_verify_of_a_folder_without_manifest(tmp_path, capsys):
 
 
 def test_secrets_in_beam_flags_never_reach_the_manifest():
-    from pipelines.core.build import scrub_args
+    from pipelines.build import scrub_args
     assert scrub_args(["--s3_secret_access_key=abc", "--s3_access_key_id", "AKIA", "--runner=X"]) == [
         "--s3_secret_access_key=***", "--s3_access_key_id", "***", "--runner=X"]
 
@@ -150,7 +150,7 @@ def test_source_option_typos_and_foreign_sources_are_refused(tmp_path, capsys):
 
 def test_checksums_verified_by_a_fetch_are_reused(tmp_path):
     """Inputs that `corpus fetch` verified are not read again for the manifest's checksums."""
-    from pipelines.core.build import fetched_checksums
+    from pipelines.build import fetched_checksums
 
     root = tmp_path / "in"
     shutil.copytree(Path(__file__).resolve().parents[1] / "pipelines/sources/squad/sample", root)

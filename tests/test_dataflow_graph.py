@@ -11,8 +11,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import registry
-from pipelines.core import build
+from pipelines.corpus import registry
+from pipelines import build
 
 REPO = Path(__file__).resolve().parent.parent
 

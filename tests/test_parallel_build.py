@@ -33,7 +33,7 @@ def _assert_same_build(one: Path, two: Path) -> None:
 
 def test_two_forked_worker_processes_write_the_same_shards_as_one_process(tmp_path):
     """The ``corpus`` command, as a user runs it: its two workers are forked from it
-    (:mod:`pipelines.core.local_workers`)."""
+    (:mod:`pipelines.runtime.local_workers`)."""
     one = sample_corpus()  # every dataset of the bundled sample, built in this process
     env = {**os.environ, "CORPUS_BLOCK_BYTES": str(SMALL_BLOCK_BYTES)}
     done = subprocess.run([sys.executable, "-m", "pipelines", "build", "--sample",

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from pipelines.core import files, progress
-from pipelines.core.readers import text_lines
+from pipelines.engine import files, progress
+from pipelines.engine.readers import text_lines
 from tests.helpers import run_build
 
 
@@ -95,7 +95,7 @@ def _read_with(paths, root, *options, **read_options):
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.testing.test_pipeline import TestPipeline
 
-    from pipelines.core.readers import ReadFiles, text_records
+    from pipelines.engine.readers import ReadFiles, text_records
 
     def lines(stream, source_file):
         yield from text_records(stream, "d", source_file)

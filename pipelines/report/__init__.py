@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.core import build, files
+from pipelines import build
+from pipelines.engine import files
 from pipelines.report import charts
 from pipelines.report.html import Page
 
@@ -289,7 +290,7 @@ def render(output: str) -> str:
     """The HTML report of the build in ``output`` (local, gs://, s3://).
 
     Raises:
-        pipelines.core.build.BuildError: ``output`` holds no complete build.
+        pipelines.build.BuildError: ``output`` holds no complete build.
     """
     output = output.rstrip("/")
     manifest = build.read_manifest(output)

@@ -1,1 +1,1 @@
-"""One module (or package) per upstream source; see :mod:`pipelines.core.source`."""
+"""One module (or package) per upstream source; see :mod:`pipelines.corpus.source`."""

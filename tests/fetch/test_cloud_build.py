@@ -12,7 +12,8 @@ import logging
 
 import pytest
 
-from pipelines.core import build, fetch
+from pipelines import build
+from pipelines.fetch import download as fetch
 from tests.fetch import upstream_data
 from tests.fetch.conftest import SECRETS
 from tests.helpers import TEST_BEAM_ARGS
@@ -55,7 +56,7 @@ def _faults(upstream) -> None:
 
 
 def _expected_counts() -> dict:
-    from pipelines import registry
+    from pipelines.corpus import registry
     return registry.load_source("stackexchange").sample_expected_counts()
 
 

@@ -5,7 +5,7 @@ import hashlib
 import io
 import json
 
-from pipelines.core import fetch
+from pipelines.fetch import download as fetch
 from tests.fetch import upstream_data
 
 FAST = fetch.RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, connect_timeout=2.0, read_timeout=1.0)

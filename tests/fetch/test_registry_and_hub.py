@@ -9,8 +9,8 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import registry
-from pipelines.core import fetch
+from pipelines.corpus import registry
+from pipelines.fetch import download as fetch
 from tests.fetch import upstream_data
 
 SOURCES = {"stackexchange", "msmarco", "paq", "wikianswers", "gooaq", "amazon_qa", "yahoo_answers",

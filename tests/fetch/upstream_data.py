@@ -8,7 +8,7 @@ from pathlib import Path
 
 import py7zr
 
-from pipelines import registry
+from pipelines.corpus import registry
 
 SAMPLE = Path(registry.load_source("stackexchange").sample_root()) / "stackexchange"
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import gzip
 import io
 
-from pipelines.core.rejects import REJECTED
+from pipelines.corpus.rejects import REJECTED
 
 BOM = b"\xef\xbb\xbf"
 # A row of tens of MB: far beyond any real record, small enough to stay fast.
@@ -41,7 +41,7 @@ def huge_text(char: str = "a") -> str:
 
 
 def stream(data: bytes) -> io.BufferedReader:
-    """``data`` as the buffered stream :class:`pipelines.core.readers.ReadFiles` hands on."""
+    """``data`` as the buffered stream :class:`pipelines.engine.readers.ReadFiles` hands on."""
     return io.BufferedReader(io.BytesIO(data))
 
 

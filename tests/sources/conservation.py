@@ -1,4 +1,4 @@
-"""Checks of the conservation equations (``pipelines.core.accounting``) on a build."""
+"""Checks of the conservation equations (``pipelines.corpus.accounting``) on a build."""
 from __future__ import annotations
 
 from tests.helpers import run_build

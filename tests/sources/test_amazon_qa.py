@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pipelines.core.rejects import REJECTED
+from pipelines.corpus.rejects import REJECTED
 from pipelines.sources import amazon_qa as aq
 from tests.sources.conservation import run_conserved_build
 

@@ -5,7 +5,7 @@ import json
 import ijson
 import pytest
 
-from pipelines.core.rejects import REJECTED
+from pipelines.corpus.rejects import REJECTED
 from pipelines.sources import gooaq
 from tests.sources.conservation import run_conserved_build
 

@@ -11,7 +11,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pytest
 
-from pipelines.core.source import OptionError, SourceContext, SourceError
+from pipelines.corpus.source import OptionError, SourceContext, SourceError
 from pipelines.sources import msmarco
 from pipelines.sources.msmarco import (
     DATASET, SOURCE, hard_negative_problem, keep_per_query, read_collection, read_qrels,

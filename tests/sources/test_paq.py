@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pipelines.core.exchange import text_key
+from pipelines.engine.join import text_key
 from pipelines.sources import paq
 from tests.sources.conservation import run_conserved_build
 

@@ -5,7 +5,7 @@ import lzma
 
 import pytest
 
-from pipelines.core.source import OptionError, SourceContext
+from pipelines.corpus.source import OptionError, SourceContext
 from pipelines.sources import squad
 from tests.sources.conservation import run_conserved_build
 

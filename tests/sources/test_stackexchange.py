@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, strategies as st
 from lxml import etree
 
-from pipelines.core import files
-from pipelines.core.readers import UnsafeXML
+from pipelines.engine import files
+from pipelines.engine.readers import UnsafeXML
 from pipelines.sources import stackexchange as se
 from tests.helpers import run_build
 
@@ -276,7 +276,7 @@ def test_source_transform_with_testpipeline_and_assert_that():
     from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
-    from pipelines.core.source import SourceContext
+    from pipelines.corpus.source import SourceContext
 
     root = se.SOURCE.sample_root()
     ctx = SourceContext(input_root=root, source_dir=files.join(root, "stackexchange"),

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.core.source import SourceContext
+from pipelines.corpus.source import SourceContext
 from pipelines.sources import wikianswers as wa
 from tests.sources.conservation import run_conserved_build
 

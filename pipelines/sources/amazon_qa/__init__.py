@@ -21,7 +21,7 @@ Parse (:func:`parse_record`): each line is a Python dict literal (single quotes,
 not JSON; it is parsed with ``ast.literal_eval``, which accepts literals only: a line
 such as ``__import__('os').system(...)`` is a reject ``bad_literal`` and nothing runs.
 Strict-JSON copies of the files also circulate, so a line that starts like a JSON object
-(``{"``) is parsed as JSON first (:func:`pipelines.core.readers.parse_json`, which gives
+(``{"``) is parsed as JSON first (:func:`pipelines.engine.readers.parse_json`, which gives
 what ``json.loads`` gives; it decodes ``\\/`` and surrogate pairs as JSON means them), and
 each parser is the other's fallback. A line that is not valid
 UTF-8 is a reject ``bad_encoding``; a value that is not a dict ``not_an_object``; a dict
@@ -41,7 +41,7 @@ The same question and answer repeated on near-identical products (B00004W4UJ /
 B00004W4UK) is kept, as upstream has it: each is one answer. Very short answers
 ('yes.') are kept too.
 
-Records (:mod:`pipelines.core.accounting`): a record is one answer, the unit a pair is
+Records (:mod:`pipelines.corpus.accounting`): a record is one answer, the unit a pair is
 made of: a ``qa_`` line, or one answer of a question of a ``QA_`` line. What is rejected
 before its answers are reached is one record: a line that cannot be parsed or has an
 unknown shape, a ``QA_`` line whose ``questions`` is not a list, a ``QA_`` question that
@@ -64,11 +64,12 @@ import warnings
 
 import apache_beam as beam
 
-from pipelines.core import accounting, files
-from pipelines.core.readers import ReadFiles, parse_json, text_records
-from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
-from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.engine.readers import ReadFiles, parse_json, text_records
+from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
+from pipelines.corpus.schema import make_row
+from pipelines.corpus.source import Source, SourceContext, SourceOutput
 
 DATASET = "amazon_qa"
 CATEGORY_FILE = re.compile(
@@ -115,7 +116,7 @@ def parse_record(text: str):
 
     Upstream lines are Python literals (``ast.literal_eval``: literals only, nothing is
     called or evaluated). Lines that start like JSON (``{"``) are tried as JSON
-    (:func:`pipelines.core.readers.parse_json`) first, because JSON escapes (``\\/``,
+    (:func:`pipelines.engine.readers.parse_json`) first, because JSON escapes (``\\/``,
     surrogate pairs) mean something else in Python; each parser is the other's fallback.
 
     Raises:

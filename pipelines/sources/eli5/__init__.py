@@ -16,7 +16,7 @@ Files whose names end in ``.json`` or ``.jsonl`` (optionally ``.gz``/``.bz2``/``
 ``.zst``) are read; others are not. Compression is sniffed from the bytes (the
 ELI5-Category mirror ships plain JSON named ``.json.gz``), and so is the layout: a file
 whose first character is ``[`` is a JSON array, streamed element by element with ijson
-(:func:`pipelines.core.readers.json_items`), never loaded whole; a file starting with
+(:func:`pipelines.engine.readers.json_items`), never loaded whole; a file starting with
 ``{`` is JSON lines. The record format is recognised
 per record (``input``/``output`` is KILT, ``q_id``/``answers`` the HF shape).
 
@@ -61,7 +61,7 @@ whitespace); from the core's reader ``empty_file`` (no byte at all) and
 ``unreadable_file`` (among others an array that breaks off or is not UTF-8; the records
 before the problem are kept).
 
-Records (:mod:`pipelines.core.accounting`): a record is one answer of a question, the unit
+Records (:mod:`pipelines.corpus.accounting`): a record is one answer of a question, the unit
 a pair is made of. It ends as a pair, an answer reject (``malformed_record``,
 ``deleted_answer``, ``empty_answer``, ``duplicate_answer``) or the skip ``not_chosen``
 (an answer :func:`select_answers` does not take). What is rejected before its answers
@@ -86,12 +86,13 @@ import re
 
 import apache_beam as beam
 
-from pipelines.core import accounting, files
-from pipelines.core.normalize import normalize_text
-from pipelines.core.readers import ReadFiles, blank_file, json_items, json_lines
-from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput, names_from, positive_int
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.corpus.normalize import normalize_text
+from pipelines.engine.readers import ReadFiles, blank_file, json_items, json_lines
+from pipelines.corpus.rejects import REJECTED, rejected
+from pipelines.corpus.schema import make_row
+from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from, positive_int
 
 DATASET = "eli5"
 SUBREDDIT = "explainlikeimfive"

@@ -51,8 +51,8 @@ is judged relevant is rejected. Positives come from the negatives input itself (
 of the line, second column of the triple), which upstream built from these qrels.
 
 Joins: the id inputs are joined by id, never with dicts. The id files are read as Arrow
-tables (:func:`pipelines.core.readers.tsv_tables`) and joined with partitioned hash joins
-(:class:`pipelines.core.exchange.HashJoin`: every side spilled in runs sorted by the
+tables (:func:`pipelines.engine.readers.tsv_tables`) and joined with partitioned hash joins
+(:class:`pipelines.engine.join.HashJoin`: every side spilled in runs sorted by the
 hash of its id, one task per hash range joining its share with pyarrow): BM25 triples
 with the qrels and the query texts by qid (the per-query cap applied there, vectorised),
 then the passage text by negative pid and, last, by positive pid (so that the rows of one
@@ -64,7 +64,7 @@ position (``index_in`` and ``take``), so the columns already joined are never co
 again. Memory is bounded by a run buffer and one task's share. Big plain files are read in
 byte ranges (option ``split_mb``); with several workers, archives and compressed files are
 read through by one worker, which cuts them into blocks of whole lines (``split_mb`` each)
-that all workers parse (see :class:`pipelines.core.readers.ReadFiles`).
+that all workers parse (see :class:`pipelines.engine.readers.ReadFiles`).
 
 Pair rules (one function each):
     :func:`select_hard_negatives`  which (positive, negative) pids one query of the
@@ -97,7 +97,7 @@ rejects: the rule makes them non-candidates (for the triples files the Beam coun
 ``msmarco/triples_read`` and ``msmarco/triples_kept`` show how many). A triple repeated
 verbatim in a triples file is one candidate (the first line stands for it).
 
-Records (:mod:`pipelines.core.accounting`): a record is one triplet candidate.
+Records (:mod:`pipelines.corpus.accounting`): a record is one triplet candidate.
     ``hard_negatives``  each (positive, negative) of a line's candidate pool (its
                         positives times the mined negatives left once the relevant
                         passages are removed); those :func:`select_hard_negatives` does
@@ -145,14 +145,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from pipelines.core import accounting, files
-from pipelines.core.exchange import GatherTables, HashJoin, id_hash, id_hash_one, spill_runs, tables
-from pipelines.core.normalize import mark_normalized, normalize_text
-from pipelines.core.readers import (ReadFiles, json_lines, parse_int, tagged_records, text_records, tsv_tables,
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.engine.join import GatherTables, HashJoin, id_hash, id_hash_one, spill_runs, tables
+from pipelines.corpus.normalize import mark_normalized, normalize_text
+from pipelines.engine.readers import (ReadFiles, json_lines, parse_int, tagged_records, text_records, tsv_tables,
                                     unless_blank)
-from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import gather_tables, make_row, make_rows
-from pipelines.core.source import (Source, SourceContext, SourceError, SourceOutput, positive_float,
+from pipelines.corpus.rejects import REJECTED, rejected
+from pipelines.corpus.schema import gather_tables, make_row, make_rows
+from pipelines.corpus.source import (Source, SourceContext, SourceError, SourceOutput, positive_float,
                                    positive_int)
 
 DATASET = "msmarco_triplets"

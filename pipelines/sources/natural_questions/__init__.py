@@ -49,7 +49,7 @@ Other rejects: ``bad_encoding``, ``bad_json``, ``not_an_object`` (unparseable li
 ``bad_span`` (a long answer outside the page); from the core's reader ``empty_file`` (a
 file without any byte) and ``unreadable_file``.
 
-Records (:mod:`pipelines.core.accounting`): a record is one line of a train file (one
+Records (:mod:`pipelines.corpus.accounting`): a record is one line of a train file (one
 example). After the de-duplication by id it ends as a pair or one reject
 (``duplicate_example`` for the copies not kept). No record is skipped: files of other
 splits are never read.
@@ -63,11 +63,12 @@ import re
 
 import apache_beam as beam
 
-from pipelines.core import accounting, files
-from pipelines.core.readers import ReadFiles, json_lines
-from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
-from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.engine.readers import ReadFiles, json_lines
+from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
+from pipelines.corpus.schema import make_row
+from pipelines.corpus.source import Source, SourceContext, SourceError, SourceOutput
 
 DATASET = "natural_questions"
 SIMPLIFIED, FULL = "simplified", "full"

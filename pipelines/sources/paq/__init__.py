@@ -48,8 +48,8 @@ Pair rules, one function each:
     :func:`question_passage_pair`   paq: (question, passage text)
 
 Joins: the inputs are read into Arrow tables, each row keyed by the 64-bit key of the
-text it is joined on (:func:`pipelines.core.exchange.text_key`), and joined with
-partitioned hash joins (:class:`pipelines.core.exchange.HashJoin`): the filtered list
+text it is joined on (:func:`pipelines.engine.join.text_key`), and joined with
+partitioned hash joins (:class:`pipelines.engine.join.HashJoin`): the filtered list
 restricts the metadata by question (:func:`select_candidates`), then questions meet their
 passages by passage id (:func:`pair_with_passages`). Every side is spilled in runs and
 each task holds one hash range of it, so memory stays bounded whatever the input size;
@@ -69,7 +69,7 @@ passage), ``passage_missing`` (the id is not in psgs_w100.tsv). Lines that canno
 parsed are rejected where they are read (``bad_json``, ``bad_encoding``,
 ``malformed_question``, ``malformed_passage``), and a passage id that occurs twice in
 psgs_w100.tsv is used with its first line, the later ones being ``duplicate_passage_id``.
-Records (:mod:`pipelines.core.accounting`): a record is one (question, passage) candidate,
+Records (:mod:`pipelines.corpus.accounting`): a record is one (question, passage) candidate,
 i.e. a metadata record with one passage chosen by :func:`choose_passages` (so one record
 per metadata question with the default ``passages=first``). It ends as a pair or a
 ``passage_missing`` reject. What is decided before a passage is chosen is one record: a
@@ -104,13 +104,14 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.core import accounting, files
-from pipelines.core.exchange import HashJoin, spill_runs, tables, text_key
-from pipelines.core.normalize import mark_normalized, normalize_column, normalize_text
-from pipelines.core.readers import ReadFiles, json_lines, tagged_records, text_records
-from pipelines.core.rejects import REJECTED, layout_rejects, make_reject, rejected
-from pipelines.core.schema import gather_tables, make_row, make_rows
-from pipelines.core.source import Source, SourceContext, SourceError, SourceOutput, parse_bool
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.engine.join import HashJoin, spill_runs, tables, text_key
+from pipelines.corpus.normalize import mark_normalized, normalize_column, normalize_text
+from pipelines.engine.readers import ReadFiles, json_lines, tagged_records, text_records
+from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
+from pipelines.corpus.schema import gather_tables, make_row, make_rows
+from pipelines.corpus.source import Source, SourceContext, SourceError, SourceOutput, parse_bool
 
 DATASET = "paq"
 
@@ -129,7 +130,7 @@ PASSAGE_RULES = ("first", "all")
 EXCERPT_CHARS = 500
 
 # What the inputs become: Arrow tables keyed by ``key``, the 64-bit key of the text they
-# are joined on (:func:`pipelines.core.exchange.text_key` of the question, or of the
+# are joined on (:func:`pipelines.engine.join.text_key` of the question, or of the
 # canonical passage id).
 LISTED = pa.schema([("key", pa.int64()), ("question", pa.string()), ("source_file", pa.string()),
                     ("line", pa.int64())])

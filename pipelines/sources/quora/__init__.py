@@ -44,7 +44,7 @@ anchor also appears in some non-duplicate pair; only questions asked more than o
 which is what brings the ~298k candidate anchors down to the documented order of
 magnitude. A later re-upload of the same file has 101,762 triplets.
 
-Records (:mod:`pipelines.core.accounting`): a record is one anchor candidate, i.e. one
+Records (:mod:`pipelines.corpus.accounting`): a record is one anchor candidate, i.e. one
 question of a duplicate pair with the other as its positive, so a duplicate pair is two
 records. It ends as a triplet, a ``no_negative`` reject, or the skip
 ``not_an_anchor_direction`` (the question2 side with ``directions=question1``). A record
@@ -69,12 +69,13 @@ import re
 
 import apache_beam as beam
 
-from pipelines.core import accounting, files
-from pipelines.core.normalize import normalize_text
-from pipelines.core.readers import ReadFiles
-from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.corpus.normalize import normalize_text
+from pipelines.engine.readers import ReadFiles
+from pipelines.corpus.rejects import REJECTED, rejected
+from pipelines.corpus.schema import make_row
+from pipelines.corpus.source import Source, SourceContext, SourceOutput
 
 DATASET = "quora_triplets"
 HEADER = ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"]

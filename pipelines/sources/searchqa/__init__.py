@@ -42,7 +42,7 @@ one row per clue. How the original reached that number is unresolved (the regist
 it), so the measured count stays far below it and the report shows the difference.
 All splits are read by default, since even all of them cannot reach the documented count.
 
-Records (:mod:`pipelines.core.accounting`): a record is one clue file (a loose file or a
+Records (:mod:`pipelines.corpus.accounting`): a record is one clue file (a loose file or a
 zip member). It ends as a row or one reject: a parse reject, a ``duplicate_clue`` copy,
 ``empty_clue`` or ``no_snippets``. No record is skipped: clues of unselected splits are
 never read.
@@ -60,12 +60,13 @@ import re
 
 import apache_beam as beam
 
-from pipelines.core import accounting, files
-from pipelines.core.normalize import normalize_text
-from pipelines.core.readers import ReadFiles, blank_file, parse_json
-from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput, names_from, positive_int
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.corpus.normalize import normalize_text
+from pipelines.engine.readers import ReadFiles, blank_file, parse_json
+from pipelines.corpus.rejects import REJECTED, rejected
+from pipelines.corpus.schema import make_row
+from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from, positive_int
 
 DATASET = "searchqa"
 SPLITS = ("train", "val", "test", "jeopardy")

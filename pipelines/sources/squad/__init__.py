@@ -32,7 +32,7 @@ is walked:
 Empty questions or contexts are left to the core's normalisation (``anchor_empty``,
 ``positive_empty``).
 
-Records (:mod:`pipelines.core.accounting`): a record is one ``qas`` entry (a question).
+Records (:mod:`pipelines.corpus.accounting`): a record is one ``qas`` entry (a question).
 A document, article or paragraph rejected as malformed stands for the questions it
 holds and counts as one record read and rejected. Every question read ends as a pair or
 one of the rejects above; no record is skipped.
@@ -53,11 +53,12 @@ from __future__ import annotations
 
 import re
 
-from pipelines.core import accounting, files
-from pipelines.core.readers import ReadFiles, read_json_document, stream_is_empty
-from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput, names_from
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.engine.readers import ReadFiles, read_json_document, stream_is_empty
+from pipelines.corpus.rejects import REJECTED, rejected
+from pipelines.corpus.schema import make_row
+from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from
 
 DATASET = "squad"
 VERSIONS = ("auto", "v1.1", "v2.0")

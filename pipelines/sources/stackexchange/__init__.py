@@ -25,14 +25,14 @@ Pair rules (``docs/corpus-spec.md``), one function each:
 stackexchange_title_body needs no join: its rule runs where the posts are read and its
 rows leave the reader in Arrow tables (one Beam element per few thousand rows).
 stackexchange_title_answer joins qualifying questions to their best answer with a
-partitioned hash join (:class:`pipelines.core.exchange.HashJoin`, keyed by
+partitioned hash join (:class:`pipelines.engine.join.HashJoin`, keyed by
 :func:`post_key` of ``(site, question id)``): answers leave the reader in tables, both
 sides are spilled in runs by the hash of the key, and one task per hash range picks each
 question's best answer (:func:`best_answers`) and pairs it, so memory stays bounded even
 for StackOverflow's 35M answers. Duplicate links meet both titles in Beam joins keyed by
 ``(site, post id)``. No site is ever held in a dict.
 
-Body text is HTML rendered as text (:func:`pipelines.core.normalize.html_to_text`): tags
+Body text is HTML rendered as text (:func:`pipelines.corpus.normalize.html_to_text`): tags
 removed, entities decoded (the original conversion only removed tags), whitespace
 collapsed; the "Possible Duplicate" notice that closed questions start with is removed.
 
@@ -64,13 +64,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
 
-from pipelines.core import accounting, files, progress
-from pipelines.core.normalize import html_to_text, normalize_text
-from pipelines.core.readers import byte_ranges, iter_xml_elements, lines_in_range
-from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.exchange import GatherTables, HashJoin, as_tables, spill_runs, text_key
-from pipelines.core.schema import RowTables, make_row, records_table, row_arrow_schema
-from pipelines.core.source import Source, SourceContext, SourceOutput, positive_float
+from pipelines.corpus import accounting
+from pipelines.engine import files, progress
+from pipelines.corpus.normalize import html_to_text, normalize_text
+from pipelines.engine.readers import byte_ranges, iter_xml_elements, lines_in_range
+from pipelines.corpus.rejects import REJECTED, rejected
+from pipelines.engine.join import GatherTables, HashJoin, as_tables, spill_runs, text_key
+from pipelines.corpus.schema import RowTables, make_row, records_table, row_arrow_schema
+from pipelines.corpus.source import Source, SourceContext, SourceOutput, positive_float
 
 TITLE_BODY = "stackexchange_title_body"
 TITLE_ANSWER = "stackexchange_title_answer"
@@ -124,7 +125,7 @@ def iter_rows(stream, fields: tuple[str, ...] | None = None,
               where: tuple[str, frozenset] | None = None) -> Iterator[dict]:
     """Yield the attribute dict of every ``<row/>`` of a dump table (only ``fields`` when
     given; only rows whose attribute ``where[0]`` is in ``where[1]`` when given), streaming
-    and safely (see :func:`pipelines.core.readers.iter_xml_elements`)."""
+    and safely (see :func:`pipelines.engine.readers.iter_xml_elements`)."""
     return iter_xml_elements(stream, "row", fields, where)
 
 
@@ -189,7 +190,7 @@ QUESTIONS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("qid", pa.in
 
 
 def post_key(site: str, post_id: int) -> int:
-    """Join key of a post of a site (:func:`pipelines.core.exchange.text_key`)."""
+    """Join key of a post of a site (:func:`pipelines.engine.join.text_key`)."""
     return text_key(f"{site}\t{post_id}")
 
 

@@ -42,7 +42,7 @@ leave the evidence folder is ``bad_evidence_filename``; one that cannot be read 
 decoded as UTF-8 is ``unreadable_evidence_file``. Finally the passages found meet their
 question in a ``CoGroupByKey`` on ``QuestionId``.
 
-Records (:mod:`pipelines.core.accounting`): a record is one record of a question file (a
+Records (:mod:`pipelines.corpus.accounting`): a record is one record of a question file (a
 question as one file lists it). It ends as a pair, a reject (parse rejects,
 ``no_evidence``, ``answer_not_in_evidence``, ``no_evidence_file``) or the skip
 ``question_in_another_file``: the entries of a ``QuestionId`` are merged into one
@@ -86,11 +86,12 @@ import unicodedata
 
 import apache_beam as beam
 
-from pipelines.core import accounting, files
-from pipelines.core.readers import ReadFiles, parse_json, stream_is_empty, text_lines
-from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput, positive_int
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.engine.readers import ReadFiles, parse_json, stream_is_empty, text_lines
+from pipelines.corpus.rejects import REJECTED, rejected
+from pipelines.corpus.schema import make_row
+from pipelines.corpus.source import Source, SourceContext, SourceOutput, positive_int
 
 DATASET = "trivia_qa"
 WIKIPEDIA, WEB = "wikipedia", "web"
@@ -114,7 +115,7 @@ _ARTICLES = frozenset({"a", "an", "the"})
 def iter_record_texts(stream):
     """The records of a pretty-printed TriviaQA question file, one at a time.
 
-    Not :func:`pipelines.core.readers.json_items` (``"Data.item"``): that parses the file
+    Not :func:`pipelines.engine.readers.json_items` (``"Data.item"``): that parses the file
     as one document, so a single record with a JSON error or a bad byte would end the
     file there, while here each record is parsed on its own and only that record is
     rejected (``bad_json``, ``bad_encoding``); the records after it are still read.

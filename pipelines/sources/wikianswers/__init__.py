@@ -20,7 +20,7 @@ carry nothing and are ignored. An item without a ``q:``/``a:`` prefix is a rejec
 line that is not valid UTF-8 is a reject ``bad_encoding``; a file without any byte is the
 core reader's ``empty_file``.
 
-Records (:mod:`pipelines.core.accounting`): a record is one cluster line. It gives its
+Records (:mod:`pipelines.corpus.accounting`): a record is one cluster line. It gives its
 pairs or ends as a ``too_few_questions`` reject; a line that is not UTF-8 is one record
 rejected as ``bad_encoding``. A ``malformed_item`` is a record of its own, read and
 rejected, beside the cluster it sits in (whose other items are still used). No record is
@@ -73,12 +73,13 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
-from pipelines.core import accounting, files
-from pipelines.core.normalize import normalize_text
-from pipelines.core.readers import ReadFiles, text_records
-from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import gather_tables, make_row
-from pipelines.core.source import Source, SourceContext, SourceOutput, positive_int
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.corpus.normalize import normalize_text
+from pipelines.engine.readers import ReadFiles, text_records
+from pipelines.corpus.rejects import REJECTED, rejected
+from pipelines.corpus.schema import gather_tables, make_row
+from pipelines.corpus.source import Source, SourceContext, SourceOutput, positive_int
 
 DATASET = "wikianswers"
 DEFAULT_PAIRS_PER_CLUSTER = 3

@@ -20,7 +20,7 @@ stored as the two characters backslash and ``n``; they are turned back into newl
 after CSV parsing (so a literal ``\\n`` typed by a user is read as a line break too; the
 core collapses it to a space either way). Answers (and some questions) carry HTML such as
 ``<br />`` and entities: every text goes through
-:func:`pipelines.core.normalize.html_to_text`. The file is read line by line and each
+:func:`pipelines.corpus.normalize.html_to_text`. The file is read line by line and each
 line is decoded on its own, so one bad byte costs one record, not the rest of the file;
 a record whose quotes are unbalanced at the end of a line continues on the next line (a
 field with a real line break), until the next line that starts a new record
@@ -43,7 +43,7 @@ the questions have no content), so it is not written to the dead-letter output. 
 whose two texts are the same after normalisation is rejected as ``identical_texts`` (see
 :func:`pair_problem`).
 
-Records (:mod:`pipelines.core.accounting`), per dataset: a record is one CSV record. Every
+Records (:mod:`pipelines.corpus.accounting`), per dataset: a record is one CSV record. Every
 parsed record is read by each selected dataset and ends there as its pair, a skip
 (``empty_*``) or a reject (``identical_texts``). A record that cannot be parsed is one
 record read and rejected under the first selected dataset only, with the parse rejects.
@@ -73,13 +73,14 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.core import accounting, files
-from pipelines.core.exchange import tables
-from pipelines.core.normalize import html_to_text, mark_normalized
-from pipelines.core.readers import ReadFiles, text_lines, unless_blank
-from pipelines.core.rejects import REJECTED, rejected
-from pipelines.core.schema import gather_tables, make_row, make_rows
-from pipelines.core.source import Source, SourceContext, SourceOutput, names_from
+from pipelines.corpus import accounting
+from pipelines.engine import files
+from pipelines.engine.join import tables
+from pipelines.corpus.normalize import html_to_text, mark_normalized
+from pipelines.engine.readers import ReadFiles, text_lines, unless_blank
+from pipelines.corpus.rejects import REJECTED, rejected
+from pipelines.corpus.schema import gather_tables, make_row, make_rows
+from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from
 
 TITLE_ANSWER = "yahoo_answers_title_answer"
 QUESTION_ANSWER = "yahoo_answers_question_answer"

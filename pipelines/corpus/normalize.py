@@ -24,9 +24,9 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.core import accounting
-from pipelines.core.rejects import REJECTED, count_reject, make_reject
-from pipelines.core.schema import describe_row, validate_row
+from pipelines.corpus import accounting
+from pipelines.corpus.rejects import REJECTED, count_reject, make_reject
+from pipelines.corpus.schema import describe_row, validate_row
 
 # Block-level elements end a run of text: "<p>a</p><p>b</p>" is "a b", while
 # inline elements do not split words: "x<code>y</code>z" is "xyz".
@@ -223,7 +223,7 @@ class NormalizeRows(beam.DoFn):
         self.normalized = normalized
 
     def setup(self):
-        from pipelines.core.schema import field_rules
+        from pipelines.corpus.schema import field_rules
 
         self._not_null = tuple(name for name, nullable, _non_empty in field_rules()
                                if not nullable and name not in TEXT_FIELDS)

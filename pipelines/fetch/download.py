@@ -69,7 +69,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from pipelines.core import cloud
+from pipelines.fetch import storage as cloud
 
 CHUNK_BYTES = 1 << 20
 FETCH_DIR = "_fetch"

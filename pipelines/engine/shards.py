@@ -10,7 +10,7 @@
    (the shard format's ``repeated_texts``) the key's first 64 bits hash the first one's
    text instead), sorted by (subset, key)
    and written as one *run* under ``spill_dir`` (an Arrow IPC file, LZ4-compressed on object
-   stores, see :func:`pipelines.core.files.run_compression`; a subset per
+   stores, see :func:`pipelines.engine.files.run_compression`; a subset per
    record batch, called row group below). A repeated text (the shard format's
    ``repeated_texts``) is stored once for the rows after it that share it and its group
    (:func:`elide_repeats`), and the columns with a handful of values (its ``few_values``)
@@ -58,9 +58,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines.core import files
-from pipelines.core.exchange import RunFiles, cut_to_fit, read_runs, write_run
-from pipelines.core.schema import load_schema_document, records_table, row_arrow_schema
+from pipelines.engine import files
+from pipelines.engine.join import RunFiles, cut_to_fit, read_runs, write_run
+from pipelines.corpus.schema import load_schema_document, records_table, row_arrow_schema
 
 MiB = 1 << 20
 # Fixed per-row overhead added to the text length when estimating a row's size.

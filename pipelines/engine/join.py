@@ -39,8 +39,8 @@ import xxhash
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines.core import files
-from pipelines.core.rejects import REJECTED
+from pipelines.engine import files
+from pipelines.corpus.rejects import REJECTED
 
 MiB = 1 << 20
 HASH = "_hash"
@@ -104,7 +104,7 @@ class GatherTables(beam.DoFn):
         self.rows_per_table = rows_per_table
 
     def start_bundle(self):
-        from pipelines.core.schema import RowTables
+        from pipelines.corpus.schema import RowTables
 
         self._records = RowTables(self.rows_per_table, self.schema)
 
@@ -251,7 +251,7 @@ def spill_runs(pcoll, label: str, spill_dir: str, key: str, schema: pa.Schema):
 
 def write_run(directory: str, table: pa.Table, column: str, slices) -> tuple[str, list]:
     """Write a table sorted by ``column`` as one run file (Arrow IPC, see
-    :func:`pipelines.core.files.run_compression`) under ``directory``, a record batch per
+    :func:`pipelines.engine.files.run_compression`) under ``directory``, a record batch per
     ``(offset, length)`` of ``slices``.
 
     Returns:

@@ -16,10 +16,10 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings, strategies as st
 
-from pipelines.core import files
-from pipelines.core.readers import (REJECTED, ReadFiles, json_items, json_lines, parse_json, stream_is_empty,
+from pipelines.engine import files
+from pipelines.engine.readers import (REJECTED, ReadFiles, json_items, json_lines, parse_json, stream_is_empty,
                                     text_records, unless_blank)
-from pipelines.core.rejects import layout_rejects, make_reject
+from pipelines.corpus.rejects import layout_rejects, make_reject
 
 
 def _tagged(items):
@@ -212,7 +212,7 @@ def test_a_member_beyond_the_size_cap_is_refused_from_its_tar_header(tmp_path, m
 
 
 def test_a_line_beyond_the_limit_stops_the_file_after_the_lines_before_it(tmp_path, monkeypatch):
-    from pipelines.core.readers import LineTooLong, text_lines
+    from pipelines.engine.readers import LineTooLong, text_lines
 
     monkeypatch.setenv("CORPUS_MAX_LINE_BYTES", "1000")
     data = b"short\n" + b"x" * 5000 + b"\nafter\n"
@@ -228,7 +228,7 @@ def test_a_line_beyond_the_limit_stops_the_file_after_the_lines_before_it(tmp_pa
 @given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30),
        st.integers(min_value=1, max_value=50))
 def test_byte_ranges_give_every_line_exactly_once(lines, split_bytes):
-    from pipelines.core.readers import byte_ranges, lines_in_range
+    from pipelines.engine.readers import byte_ranges, lines_in_range
 
     data = b"".join(line + b"\n" for line in lines)
     stream = io.BytesIO(data)
@@ -242,7 +242,7 @@ def test_byte_ranges_give_every_line_exactly_once(lines, split_bytes):
 def test_line_ranges_are_streams_of_whole_lines(lines, split_bytes, read_size):
     """Read as streams (as ReadFiles hands them to readers), the ranges of a file hold
     every line exactly once, whole."""
-    from pipelines.core.readers import LineRange, byte_ranges
+    from pipelines.engine.readers import LineRange, byte_ranges
 
     data = b"".join(line + b"\n" for line in lines)
     got = b""
@@ -312,7 +312,7 @@ _LINES = st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), m
 
 @given(_LINES, st.booleans(), st.integers(min_value=1, max_value=80))
 def test_line_blocks_hold_every_line_once_numbered_as_in_the_file(lines, final_newline, block_bytes):
-    from pipelines.core.readers import line_blocks
+    from pipelines.engine.readers import line_blocks
 
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
     blocks = list(line_blocks(io.BufferedReader(io.BytesIO(data), 8), block_bytes))
@@ -330,7 +330,7 @@ def test_line_blocks_hold_every_line_once_numbered_as_in_the_file(lines, final_n
                 max_size=40),
        st.integers(min_value=1, max_value=60))
 def test_line_blocks_begin_only_where_a_record_may_begin(lines, block_bytes):
-    from pipelines.core.readers import line_blocks
+    from pipelines.engine.readers import line_blocks
 
     data = b"".join((b"R" if starts else b"c") + text + b"\n" for starts, text in lines)
     blocks = list(line_blocks(io.BytesIO(data), block_bytes, starts_record=lambda line: line.startswith(b"R")))
@@ -357,7 +357,7 @@ class _FailsAfter(io.RawIOBase):
 
 
 def test_line_blocks_keep_the_whole_lines_read_before_an_error():
-    from pipelines.core.readers import line_blocks
+    from pipelines.engine.readers import line_blocks
 
     blocks = []
     with pytest.raises(EOFError):
@@ -367,7 +367,7 @@ def test_line_blocks_keep_the_whole_lines_read_before_an_error():
 
 
 def test_line_blocks_refuse_a_line_beyond_the_limit_after_the_lines_before_it(monkeypatch):
-    from pipelines.core.readers import LineTooLong, line_blocks
+    from pipelines.engine.readers import LineTooLong, line_blocks
 
     monkeypatch.setenv("CORPUS_MAX_LINE_BYTES", "1000")
     blocks = []
@@ -473,7 +473,7 @@ def test_stripes_are_for_the_files_that_hold_much_of_the_input(tmp_path):
     """Each worker decompresses a striped file whole, so only a file of more than half a
     worker's share of the bytes is striped; smaller ones (and byte ranges) are read whole,
     one worker each, and a file's stripes are listed together."""
-    from pipelines.core.readers import FileRange, FileStripe
+    from pipelines.engine.readers import FileRange, FileStripe
 
     (tmp_path / "big.gz").write_bytes(b"\x1f\x8b" + bytes(1000))
     (tmp_path / "small.gz").write_bytes(b"\x1f\x8b" + bytes(100))
@@ -485,7 +485,7 @@ def test_stripes_are_for_the_files_that_hold_much_of_the_input(tmp_path):
 
 
 def test_stripes_are_one_per_local_worker(monkeypatch):
-    from pipelines.core.readers import default_spread_by, local_worker_count
+    from pipelines.engine.readers import default_spread_by, local_worker_count
 
     workers = lambda *flags: local_worker_count(PipelineOptions(list(flags)))  # noqa: E731
     assert workers("--direct_num_workers=3") == 3 and workers() == 1

@@ -1,4 +1,4 @@
-"""Partitioned hash joins of Arrow tables (pipelines.core.exchange)."""
+"""Partitioned hash joins of Arrow tables (pipelines.engine.join)."""
 from __future__ import annotations
 
 import random
@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.core.exchange import (ArrowTableCoder, HashJoin, RunFiles, SpillByHash, cut_to_fit,
+from pipelines.engine.join import (ArrowTableCoder, HashJoin, RunFiles, SpillByHash, cut_to_fit,
                                      hash_range, id_hash, plan_tasks, read_range)
-from pipelines.core.rejects import rejected
+from pipelines.corpus.rejects import rejected
 
 LEFT = pa.schema([("id", pa.int64()), ("value", pa.string())])
 RIGHT = pa.schema([("key", pa.int64()), ("text", pa.string())])
@@ -141,7 +141,7 @@ def test_runs_stay_at_the_spill_limit_whatever_the_incoming_tables(tmp_path):
 
 
 def test_a_small_slice_of_a_big_table_is_copied_out_of_it():
-    from pipelines.core.exchange import compacted
+    from pipelines.engine.join import compacted
 
     big = pa.table({"text": [f"passage {n} " * 40 for n in range(20_000)], "id": list(range(20_000))})
     part = pa.concat_tables([big.slice(100, 50), big.slice(9_000, 50)])

@@ -7,8 +7,9 @@ import apache_beam as beam
 from apache_beam.runners.worker import statesampler
 from apache_beam.testing.util import assert_that
 
-from pipelines.core import build, worker_settings
-from pipelines.core.exchange import id_hash_one
+from pipelines import build
+from pipelines.runtime import worker_settings
+from pipelines.engine.join import id_hash_one
 
 
 def test_new_state_samplers_use_the_short_period():
@@ -42,7 +43,7 @@ def test_worker_processes_running_the_package_steps_have_the_setting():
 _EXIT_SCRIPT = """
 import atexit, sys
 atexit.register(lambda: print("earlier exit handler ran", flush=True))
-from pipelines.core import worker_settings
+from pipelines.runtime import worker_settings
 worker_settings.exit_without_teardown()
 print("work done", flush=True)
 if sys.argv[1] == "fail":

@@ -24,7 +24,7 @@ from typing import BinaryIO, Callable, Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.core import progress
+from pipelines.engine import progress
 
 READ_BUFFER = 1 << 20
 

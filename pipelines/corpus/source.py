@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 
 import apache_beam as beam
 
-from pipelines.core import files
+from pipelines.engine import files
 
 
 class SourceError(Exception):
@@ -146,7 +146,7 @@ class SourceOutput:
             (the corpus row schema).
         rejects: PCollections of rejected-record dicts (any dataset), flattened by the core.
         normalized: datasets whose row texts all went through
-            :func:`pipelines.core.normalize.normalize_text` (or ``html_to_text``) where
+            :func:`pipelines.corpus.normalize.normalize_text` (or ``html_to_text``) where
             they were read; the core then only checks them against the text policy.
     """
 
@@ -167,7 +167,7 @@ class Source:
     folder: str = ""
     datasets: tuple[str, ...] = ()
     description: str = ""
-    # The source counts its records (pipelines.core.accounting), so the build can check
+    # The source counts its records (pipelines.corpus.accounting), so the build can check
     # read = paired + rejected + skipped for each of its datasets.
     counts_records: bool = False
     # Subsets with fewer rows than this share the group ``pool_name`` (0: no pooling).

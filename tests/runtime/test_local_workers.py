@@ -11,8 +11,8 @@ import textwrap
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.core import local_workers
-from pipelines.core.build import LOCAL_RUNNER
+from pipelines.runtime import local_workers
+from pipelines.build import LOCAL_RUNNER
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers are Linux-only")
 
@@ -20,7 +20,7 @@ _PIPELINE = textwrap.dedent("""
     import json, os, sys
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
-    from pipelines.core import local_workers
+    from pipelines.runtime import local_workers
 
     forked, workers, out, fail = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "fail"
 

@@ -6,9 +6,9 @@ processes. So progress is counted where the reading happens and handed over thro
 spool folder:
 
 * every reading process keeps a :class:`ReadMeter`. The input openers of
-  :mod:`pipelines.core.files` (``open_input``, ``iter_archive_members``) tell it when a
+  :mod:`pipelines.engine.files` (``open_input``, ``iter_archive_members``) tell it when a
   file starts and ends and let it ask the raw file how far it has been read; the parsing
-  helpers of :mod:`pipelines.core.readers` (text lines, JSON items, XML rows) count a
+  helpers of :mod:`pipelines.engine.readers` (text lines, JSON items, XML rows) count a
   record each. At most once a second, and when a file ends, the process writes its
   counts to ``<spool>/<process>.json``;
 * the building process runs a :class:`ProgressReporter` around the pipeline: it makes

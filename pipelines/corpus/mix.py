@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from pipelines import registry
+from pipelines.corpus import registry
 
 # Project rule for a StackExchange site that the reference mix does not list (a site that
 # grew past the pooling threshold since 2021): the reference's site weights are close to

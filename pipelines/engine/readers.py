@@ -30,8 +30,8 @@ import apache_beam as beam
 import orjson
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.core import files, progress
-from pipelines.core.rejects import REJECTED, rejected
+from pipelines.engine import files, progress
+from pipelines.corpus.rejects import REJECTED, rejected
 
 
 class LineTooLong(ValueError):

@@ -28,13 +28,16 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import pipelines
-from pipelines import registry
-from pipelines.core import accounting, cloud, files, local_workers, mix, progress, verify, worker_settings
-from pipelines.core.normalize import NormalizeRows
-from pipelines.core.rejects import REJECTED
-from pipelines.core.sink import (JsonLinesGzipShards, ParquetShards, ShardingConfig, SpillByDataset,
+from pipelines.corpus import registry
+from pipelines.corpus import accounting, mix, verify
+from pipelines.fetch import storage as cloud
+from pipelines.engine import files, progress
+from pipelines.runtime import local_workers, worker_settings
+from pipelines.corpus.normalize import NormalizeRows
+from pipelines.corpus.rejects import REJECTED
+from pipelines.engine.shards import (JsonLinesGzipShards, ParquetShards, ShardingConfig, SpillByDataset,
                                  WriteShards)
-from pipelines.core.source import Source, SourceContext, SourceError
+from pipelines.corpus.source import Source, SourceContext, SourceError
 
 MANIFEST = "manifest.json"
 DATA_CONFIG = "data_config.json"
@@ -358,7 +361,7 @@ def _dataset_entry(request: BuildRequest, source: Source, spec: registry.Dataset
 def assemble_manifest(request: BuildRequest, planned: list[_PlannedSource], status: dict[str, str],
                       beam_args: list[str], started: str, counts: dict | None = None) -> dict:
     """Read the run's summaries and build the manifest dict; ``counts`` are the
-    accounting counters of the run (:func:`pipelines.core.accounting.collect`)."""
+    accounting counters of the run (:func:`pipelines.corpus.accounting.collect`)."""
     output = request.output.rstrip("/")
     work = files.join(output, WORK_DIR)
     by_dataset = {}
@@ -470,7 +473,7 @@ class BuildOptions(PipelineOptions):
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Beam options from the flags ``corpus`` did not recognise; the local runner (see
     :data:`LOCAL_RUNNER`) when none, or the DirectRunner, is named. A local build marks its
-    environment for its worker processes (:mod:`pipelines.core.worker_settings`)."""
+    environment for its worker processes (:mod:`pipelines.runtime.worker_settings`)."""
     options = BuildOptions(beam_args)
     standard = options.view_as(StandardOptions)
     if standard.runner is None or standard.runner in ("DirectRunner", "direct"):

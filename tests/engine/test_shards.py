@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
-from pipelines.core.schema import make_row, records_table, row_arrow_schema
+from pipelines.corpus.schema import make_row, records_table, row_arrow_schema
 import pytest
 
-from pipelines.core.sink import (KEY, KEY_BATCH_ROWS, ParquetShards, ShardingConfig, WriteShards,
+from pipelines.engine.shards import (KEY, KEY_BATCH_ROWS, ParquetShards, ShardingConfig, WriteShards,
                                  dictionary_encoded, elide_repeats, plan_shards, restore_repeats, row_key,
                                  row_keys, shard_layout, text_bytes)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import registry
-from pipelines.core.mix import derived_site_weight, reference_mix
+from pipelines.corpus import registry
+from pipelines.corpus.mix import derived_site_weight, reference_mix
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from apache_beam.metrics import Metrics
 
-from pipelines.core import accounting
+from pipelines.corpus import accounting
 
 REJECTED = "rejected"
 EXCERPT_CHARS = 2000
@@ -79,7 +79,7 @@ def rejected(dataset: str, reason: str, *, source_file: str, record_id: str = ""
     """A reject ready to ``yield`` from a DoFn: counted, and tagged :data:`REJECTED`.
 
     Arguments are those of :func:`make_reject`; ``counts_as_read`` also counts the reject as
-    one record read (:mod:`pipelines.core.accounting`): for a file that cannot be read
+    one record read (:mod:`pipelines.corpus.accounting`): for a file that cannot be read
     (unreadable, empty, missing) and for a record rejected where it is read, before any
     other count saw it.
     """

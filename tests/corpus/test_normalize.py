@@ -3,8 +3,8 @@ import unicodedata
 
 from hypothesis import given, strategies as st
 
-from pipelines.core.normalize import TextPolicy, apply_policy, html_to_text, normalize_text, truncate_text
-from pipelines.core.schema import make_row
+from pipelines.corpus.normalize import TextPolicy, apply_policy, html_to_text, normalize_text, truncate_text
+from pipelines.corpus.schema import make_row
 
 
 def test_block_tags_separate_words_and_inline_tags_do_not():
@@ -91,8 +91,8 @@ def test_rows_in_a_table_are_kept_and_rejected_as_one_by_one(texts, min_chars, m
     cut and reject exactly the rows the row-by-row path does."""
     import pyarrow as pa
 
-    from pipelines.core.normalize import NormalizeRows, mark_normalized
-    from pipelines.core.schema import row_arrow_schema
+    from pipelines.corpus.normalize import NormalizeRows, mark_normalized
+    from pipelines.corpus.schema import row_arrow_schema
 
     policy = TextPolicy(min_chars=min_chars, max_chars=max_chars, truncate=truncate)
     rows = [make_row("d", normalize_text(a), normalize_text(p), None if n is None else normalize_text(n),

@@ -6,7 +6,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions, TypeOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.core import build
+from pipelines import build
 
 
 def test_a_view_is_made_once_and_shares_the_options_values():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
-from pipelines.core.normalize import TextPolicy
+from pipelines.corpus.normalize import TextPolicy
 
 # The model card's "Total" line. Its rows add up to more (see reconcile_card_total).
 CARD_TOTAL = 214_988_242

@@ -11,7 +11,7 @@ line; each source module names its unit). A source counts them with :func:`count
 when a record reaches the rule, :func:`count_paired` when it gives one row or more, and
 :func:`count_skipped` (with a reason) for a record that is not a candidate by definition
 (a dev-split question, an answer beyond the cap). Rejected records are counted by
-:func:`pipelines.core.rejects.rejected`; a file that cannot be read counts as one record
+:func:`pipelines.corpus.rejects.rejected`; a file that cannot be read counts as one record
 read and rejected (besides the records read before the damage).
 
 *Rows* are counted by the core: every row a source emits enters normalisation, where it is

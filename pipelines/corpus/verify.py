@@ -18,7 +18,7 @@ import posixpath
 
 import pyarrow.parquet as pq
 
-from pipelines.core import files
+from pipelines.engine import files
 
 FAILING_VERDICTS = frozenset({"mismatch"})
 

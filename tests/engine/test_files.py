@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from pipelines.core import files
+from pipelines.engine import files
 
 
 def _text(lines: int, seed: int = 1) -> bytes:

@@ -1,5 +1,5 @@
 """The exact check of a sample build against its hand-worked counts."""
-from pipelines.core import verify
+from pipelines.corpus import verify
 
 MEASURED = {"rows": 5, "rejected": {"identical_texts": 1}, "skipped": {"empty_content": 1, "empty_title": 1}}
 

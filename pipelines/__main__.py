@@ -9,9 +9,8 @@ def main() -> None:
     on again before it runs, with every object the imports made frozen
     (:func:`gc.freeze`): the full collections otherwise made during the imports scan the
     200,000-odd objects of Beam, gRPC and pyarrow and find next to nothing (measured: four
-    collections, 0.2 s of every build's start), and each forked local worker process
-    (:mod:`pipelines.runtime.local_workers`) scanned them all again in its first full
-    collection (0.12 s each). Objects made once the command runs are collected as usual.
+    collections, 0.2 s of every build's start). Objects made once the command runs are
+    collected as usual.
     """
     gc.disable()
     from pipelines.cli import main as command

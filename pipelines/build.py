@@ -30,13 +30,14 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 import pipelines
 from pipelines.corpus import registry
 from pipelines.corpus import accounting, mix, verify
-from pipelines.fetch import storage as cloud
 from pipelines.engine import files, progress
-from pipelines.runtime import local_workers, worker_settings
+from pipelines.engine import options as engine_options
+from pipelines.runtime import filesystems, options as runtime_options
 from pipelines.corpus.normalize import NormalizeRows
 from pipelines.corpus.rejects import REJECTED
-from pipelines.engine.shards import (JsonLinesGzipShards, ParquetShards, ShardingConfig, SpillByDataset,
-                                 WriteShards)
+from pipelines.engine.shards import JsonLinesGzipShards, ParquetShards, ShardingConfig
+from pipelines.engine.spill import SpillByDataset
+from pipelines.engine.write import WriteShards
 from pipelines.corpus.source import Source, SourceContext, SourceError
 
 MANIFEST = "manifest.json"
@@ -419,70 +420,6 @@ def assemble_manifest(request: BuildRequest, planned: list[_PlannedSource], stat
     }
 
 
-def _all_option_classes(cls=PipelineOptions):
-    for subclass in cls.__subclasses__():
-        yield subclass
-        yield from _all_option_classes(subclass)
-
-
-def unknown_beam_flags(beam_args: list[str]) -> list[str]:
-    """The flags among ``beam_args`` that no Beam options class knows (typos such as
-    ``--runer``), which Beam itself would only log and ignore."""
-    import argparse
-
-    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
-    for options_class in set(_all_option_classes()):
-        try:
-            options_class._add_argparse_args(parser)
-        except argparse.ArgumentError:
-            continue  # an option declared by two classes: the first declaration serves
-    _, unknown = parser.parse_known_args(beam_args)
-    return [arg for arg in unknown if arg.startswith("-")]
-
-
-# The DirectRunner of Beam 2.77 first tries Prism, a separate runner it downloads from
-# GitHub: offline the attempt fails after seconds spent; online the build would run on
-# another runner than the one tested. Local builds go straight to the FnApiRunner, which
-# is what the DirectRunner runs otherwise (it honours --direct_running_mode and
-# --direct_num_workers).
-LOCAL_RUNNER = "FnApiRunner"
-
-
-class BuildOptions(PipelineOptions):
-    """Beam's pipeline options, each view made once.
-
-    Beam asks the pipeline's options for their type-check view at every transform it
-    applies (about 900 times for MS MARCO), and each new view builds an argument parser of
-    that view's options and parses the flags again: 0.3 ms a view, 0.27 s a build. A view
-    keeps no values of its own (they live in the options' shared dictionary, so a value set
-    through one view is seen by all), which makes one view per options class the same.
-    """
-
-    def view_as(self, cls):
-        views = self.__dict__.setdefault("_views", {})
-        if cls not in views:
-            views[cls] = super().view_as(cls)
-        return views[cls]
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state.pop("_views", None)  # views are remade where the options are restored
-        return state
-
-
-def pipeline_options(beam_args: list[str]) -> PipelineOptions:
-    """Beam options from the flags ``corpus`` did not recognise; the local runner (see
-    :data:`LOCAL_RUNNER`) when none, or the DirectRunner, is named. A local build marks its
-    environment for its worker processes (:mod:`pipelines.runtime.worker_settings`)."""
-    options = BuildOptions(beam_args)
-    standard = options.view_as(StandardOptions)
-    if standard.runner is None or standard.runner in ("DirectRunner", "direct"):
-        standard.runner = LOCAL_RUNNER
-    if progress.is_local_runner(standard.runner):
-        worker_settings.mark_local_build()
-    return options
-
-
 def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource]) -> str:
     """SHA-256 over what decides a build's output: the input files (names and sizes),
     the datasets, the options and the package version. The runner does not count."""
@@ -520,7 +457,7 @@ def _remove_previous_build(output: str, previous: dict) -> None:
         FileSystems.delete(doomed)
 
 
-def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict:
+def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_flags: dict | None = None) -> dict:
     """Run the build and return its manifest (also written to ``OUT/manifest.json``).
 
     An output folder with a manifest is always the result of one complete run: the
@@ -531,13 +468,13 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
     the same shards byte for byte and removes whatever the dead run left behind.
     """
     beam_args = list(beam_args or [])
-    unknown = unknown_beam_flags(beam_args)
+    unknown = runtime_options.unknown_flags(beam_args)
     if unknown:
         raise BuildError(f"unknown option {' '.join(unknown)}: neither a corpus build option "
                          "nor a Beam pipeline option (see corpus build --help)")
-    options = pipeline_options(beam_args)
+    options = runtime_options.pipeline_options(beam_args, **(engine_flags or {}))
     # Planning lists the input before the pipeline exists: gs:// and s3:// need the options now.
-    cloud.prepare_beam_filesystems(options)
+    filesystems.prepare(options)
     planned, status = plan_sources(request)
     output = request.output.rstrip("/")
     manifest_path = files.join(output, MANIFEST)
@@ -554,10 +491,11 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     inputs = [progress.InputFile(path, item.source.name, size)
               for item in planned for path, size in item.source.input_files(item.ctx)]
-    # Local worker processes are forked before the progress reporter starts its thread.
-    with local_workers.forked_workers(options, LOCAL_RUNNER) as workers, progress.ProgressReporter(
-            inputs, enabled=progress.is_local_runner(options.view_as(StandardOptions).runner)):
-        pipeline = beam.Pipeline(runner=workers.runner() if workers else None, options=options)
+    reporting = progress.is_local_runner(options.view_as(StandardOptions).runner)
+    with progress.ProgressReporter(inputs, enabled=reporting) as reporter:
+        options.view_as(engine_options.CorpusOptions).progress_dir = reporter.spool
+        engine_options.use(engine_options.settings_of(options))  # for steps run in this process
+        pipeline = beam.Pipeline(options=options)
         construct_pipeline(pipeline, request, planned)
         _clear_scratch(output)  # what a killed run left
         result = pipeline.run()
@@ -573,7 +511,7 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None) -> dict
 
 def read_manifest(output: str) -> dict:
     """The manifest of a complete build; raises BuildError when there is none."""
-    cloud.prepare_beam_filesystems(PipelineOptions([]))
+    filesystems.prepare(PipelineOptions([]))
     path = files.join(output.rstrip("/"), MANIFEST)
     if not files.exists(path):
         raise BuildError(f"{path} not found: the folder is not the output of a complete build")

@@ -25,6 +25,17 @@ from pipelines import build
 from pipelines.corpus import verify
 from pipelines.engine.shards import MiB, ShardingConfig
 from pipelines.corpus.source import SourceError
+from pipelines.engine.options import add_flags as add_engine_flags
+
+
+
+def _engine_defaults() -> dict:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_engine_flags(parser)
+    return {name: value for name, value in vars(parser.parse_args([])).items() if name != "progress_dir"}
+
+
+ENGINE_DEFAULTS = _engine_defaults()
 
 
 def _source_options(values: list[str]) -> dict:
@@ -64,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="rebuild even if OUT already holds a complete build")
     b.add_argument("--fail-on-mismatch", action="store_true",
                    help="exit with status 1 when a dataset's count is a mismatch")
+    add_engine_flags(b.add_argument_group(
+        "engine options", "Beam pipeline options of the corpus engine (pipelines.engine.options)"))
 
     f = commands.add_parser("fetch", help="mirror the upstream files into a folder or bucket",
                             description="Fetch upstream files, verified, into the layout "
@@ -108,7 +121,9 @@ def _build(args, beam_args: list[str]) -> int:
         input_checksums=not args.no_input_checksums,
         force=args.force,
     )
-    manifest = build.run_build(request, beam_args)
+    engine_flags = {name: getattr(args, name) for name in ENGINE_DEFAULTS
+                    if getattr(args, name) != ENGINE_DEFAULTS[name]}
+    manifest = build.run_build(request, beam_args, engine_flags)
     if manifest.get("up_to_date"):
         print(f"{args.output} already holds a complete build of the same inputs and options; "
               "nothing to do (use --force to rebuild).")
@@ -162,7 +177,7 @@ def run(argv: list[str] | None = None) -> int:
             print(f"Wrote {report.write(args.output, args.to)}")
             return 0
         if args.command == "fetch":
-            from pipelines.fetch import download as fetch
+            from pipelines.fetch import run as fetch
             return fetch.run_from_args(args)
         if args.command == "mix":
             from pipelines.corpus.mix import reference_mix

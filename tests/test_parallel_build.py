@@ -1,6 +1,5 @@
 """A build on two worker processes writes the same bytes as a build in one process."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +8,7 @@ from tests.helpers import run_build
 from tests.sample_corpus import sample_corpus
 
 # Blocks of 1 KB: every sample file of more than a kilobyte that is read through (compressed
-# files, archive members, GooAQ's JSON lines) and is cut is cut into several, parsed by both
-# workers (in stripes, only the files that hold much of a source's input are cut).
+# files, archive members, GooAQ's JSON lines) is cut into several, parsed by both workers.
 SMALL_BLOCK_BYTES = 1024
 TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
@@ -31,25 +29,21 @@ def _assert_same_build(one: Path, two: Path) -> None:
         assert second["datasets"][dataset].get("accounting") == entry.get("accounting"), dataset
 
 
-def test_two_forked_worker_processes_write_the_same_shards_as_one_process(tmp_path):
-    """The ``corpus`` command, as a user runs it: its two workers are forked from it
-    (:mod:`pipelines.runtime.local_workers`)."""
+def test_two_worker_processes_of_the_command_write_the_same_shards_as_one_process(tmp_path):
+    """The ``corpus`` command, as a user runs it, with two worker processes."""
     one = sample_corpus()  # every dataset of the bundled sample, built in this process
-    env = {**os.environ, "CORPUS_BLOCK_BYTES": str(SMALL_BLOCK_BYTES)}
     done = subprocess.run([sys.executable, "-m", "pipelines", "build", "--sample",
-                           "--output", str(tmp_path / "out"), *TWO_WORKERS],
-                          capture_output=True, text=True, env=env, timeout=600)
+                           "--output", str(tmp_path / "out"), *TWO_WORKERS,
+                           f"--block_bytes={SMALL_BLOCK_BYTES}"],
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same_build(one, tmp_path / "out")
 
 
-def test_two_worker_processes_started_by_beam_write_the_same_shards(tmp_path, monkeypatch):
-    """In a process that runs other threads (this one), Beam starts the workers itself.
-    Files are shared out as a remote runner shares them: cut into blocks by one worker
-    (``CORPUS_SPREAD_BY=blocks``; the forked build above reads them in stripes)."""
+def test_two_worker_threads_write_the_same_shards(tmp_path):
+    """Two workers in this process's threads, files cut into blocks as on every runner."""
     one = sample_corpus()
-    monkeypatch.setenv("CORPUS_BLOCK_BYTES", str(SMALL_BLOCK_BYTES))
-    monkeypatch.setenv("CORPUS_SPREAD_BY", "blocks")
-    monkeypatch.setenv("CORPUS_FORK_WORKERS", "0")
-    two = run_build(tmp_path / "out", sample=True, beam_args=TWO_WORKERS)
+    two = run_build(tmp_path / "out", sample=True, beam_args=["--direct_running_mode=multi_threading",
+                                                              "--direct_num_workers=2",
+                                                              f"--block_bytes={SMALL_BLOCK_BYTES}"])
     _assert_same_build(one, two.output)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from pipelines.engine import files, progress
-from pipelines.engine.readers import text_lines
+from pipelines.engine import files, options, progress
+from pipelines.engine.lines import text_lines
 from tests.helpers import run_build
 
 
@@ -17,7 +17,7 @@ def reporting(tmp_path, monkeypatch):
     """A spool folder that the readers of this process report to."""
     spool = tmp_path / "spool"
     spool.mkdir()
-    monkeypatch.setenv(progress.SPOOL_ENV, str(spool))
+    monkeypatch.setattr(options, "_current", options.ReadSettings(progress_dir=str(spool)))
     return spool
 
 
@@ -57,7 +57,7 @@ def test_a_file_being_read_shows_its_source_and_position(tmp_path, reporting, mo
 
 
 def test_nothing_is_counted_when_no_build_reports(tmp_path, monkeypatch):
-    monkeypatch.delenv(progress.SPOOL_ENV, raising=False)
+    monkeypatch.setattr(options, "_current", options.ReadSettings())
     path = tmp_path / "a.txt"
     path.write_text("x\n")
     with files.open_input(str(path)) as stream:
@@ -95,7 +95,8 @@ def _read_with(paths, root, *options, **read_options):
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.testing.test_pipeline import TestPipeline
 
-    from pipelines.engine.readers import ReadFiles, text_records
+    from pipelines.engine.read import ReadFiles
+    from pipelines.engine.formats import text_records
 
     def lines(stream, source_file):
         yield from text_records(stream, "d", source_file)
@@ -117,19 +118,16 @@ def test_a_file_read_in_byte_ranges_counts_once_all_ranges_are_read(tmp_path, re
                                             "files_done": 1, "files_reading": 0}
 
 
-@pytest.mark.parametrize("spread_by", ["blocks", "stripes"])
-def test_a_file_cut_into_blocks_counts_its_bytes_and_every_blocks_records(tmp_path, reporting, spread_by):
-    """Cut by one worker, or read through by each worker for its stripe: the file's bytes
-    once, each record once."""
+def test_a_file_cut_into_blocks_counts_its_bytes_and_every_blocks_records(tmp_path, reporting):
+    """Cut by one worker and parsed by both: the file's bytes once, each record once."""
     path = tmp_path / "wikianswers" / "part-00000.gz"
     path.parent.mkdir()
     with gzip.open(path, "wt") as out:
         out.writelines(f"q:question {n}?\n" for n in range(3000))
     inputs = [progress.InputFile(str(path), "wikianswers", path.stat().st_size)]
     _read_with([str(path)], tmp_path, "--direct_running_mode=multi_threading", "--direct_num_workers=2",
-               cut_dir=str(tmp_path / "blocks"), cut_bytes=4096, spread_by=spread_by)
-    assert (len(list((tmp_path / "blocks").iterdir())) > 5 if spread_by == "blocks"
-            else not (tmp_path / "blocks").exists())
+               cut_dir=str(tmp_path / "blocks"), cut_bytes=4096)
+    assert len(list((tmp_path / "blocks").iterdir())) > 5
     totals = progress.read_spool(str(reporting), inputs)
     assert totals.per_source["wikianswers"] == {"records": 3000, "bytes": path.stat().st_size,
                                                 "files_done": 1, "files_reading": 0}

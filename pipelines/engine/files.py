@@ -16,7 +16,6 @@ import contextlib
 import gzip
 import io
 import lzma
-import os
 import posixpath
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
@@ -24,7 +23,7 @@ from typing import BinaryIO, Callable, Iterator
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.engine import progress
+from pipelines.engine import options, progress
 
 READ_BUFFER = 1 << 20
 
@@ -281,24 +280,22 @@ class ArchiveLimits:
     Attributes:
         max_member_bytes: cap on a member's uncompressed size, declared or actual. The
             default (1 TiB) is ten times the largest real member (StackOverflow's
-            ``Posts.xml``, about 100 GB). Environment: ``CORPUS_MAX_MEMBER_BYTES``.
+            ``Posts.xml``, about 100 GB). Flag: ``--max_member_bytes``.
         max_ratio: cap on uncompressed bytes per compressed byte. Real dumps compress
             5-20x; deflate cannot pass about 1,030x, so 1,000x is only reached by
             crafted data. The compressed side is counted with one read buffer
             (:data:`READ_BUFFER`) of slack, so members below ``max_ratio`` MiB are never
-            refused for their ratio. Environment: ``CORPUS_MAX_COMPRESSION_RATIO``.
+            refused for their ratio. Flag: ``--max_compression_ratio``.
     """
 
     max_member_bytes: int = 1 << 40
     max_ratio: float = 1000.0
 
     @classmethod
-    def from_env(cls) -> "ArchiveLimits":
-        """The limits, with any value given in the environment taking precedence."""
-        defaults = cls()
-        return cls(
-            max_member_bytes=int(os.environ.get("CORPUS_MAX_MEMBER_BYTES", defaults.max_member_bytes)),
-            max_ratio=float(os.environ.get("CORPUS_MAX_COMPRESSION_RATIO", defaults.max_ratio)))
+    def of_run(cls) -> "ArchiveLimits":
+        """The run's limits (``--max_member_bytes``, ``--max_compression_ratio``)."""
+        settings = options.current()
+        return cls(max_member_bytes=settings.max_member_bytes, max_ratio=settings.max_compression_ratio)
 
     def declared_problem(self, declared: int | None, archive_bytes: int | None) -> str | None:
         """Why a member's declared size (from its header, before anything is inflated)
@@ -389,7 +386,7 @@ def iter_archive_members(path: str, wanted=None,
         path: the archive, local or remote.
         wanted: optional predicate on the member name; other members are skipped
             without being decompressed where the format allows.
-        limits: the archive-bomb caps; :meth:`ArchiveLimits.from_env` when ``None``.
+        limits: the archive-bomb caps; :meth:`ArchiveLimits.of_run` when ``None``.
     Yields:
         ``(member_name, stream)``; each stream is valid only until the next member is
         requested. Members whose names would escape the archive raise
@@ -402,7 +399,7 @@ def iter_archive_members(path: str, wanted=None,
     """
     import libarchive.exception
 
-    limits = limits or ArchiveLimits.from_env()
+    limits = limits or ArchiveLimits.of_run()
     try:
         with _archive_stream(path) as (archive, archive_bytes):
             for entry in archive:

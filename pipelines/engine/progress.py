@@ -8,12 +8,12 @@ spool folder:
 * every reading process keeps a :class:`ReadMeter`. The input openers of
   :mod:`pipelines.engine.files` (``open_input``, ``iter_archive_members``) tell it when a
   file starts and ends and let it ask the raw file how far it has been read; the parsing
-  helpers of :mod:`pipelines.engine.readers` (text lines, JSON items, XML rows) count a
+  helpers of :mod:`pipelines.engine.read` (text lines, JSON items, XML rows) count a
   record each. At most once a second, and when a file ends, the process writes its
   counts to ``<spool>/<process>.json``;
 * the building process runs a :class:`ProgressReporter` around the pipeline: it makes
-  the spool folder (named in the environment variable ``CORPUS_PROGRESS_DIR``, which
-  worker processes inherit), and every ``interval`` seconds sums the spool files against
+  the spool folder (the pipeline option ``--progress_dir``, which the engine's reading
+  steps make current in every worker process, see :mod:`pipelines.engine.options`), and every ``interval`` seconds sums the spool files against
   the run's input files and writes one line, for example::
 
       progress: reading stackexchange (3/12 files); 1,204,311 records, 2.1 GB of 5.6 GB
@@ -22,7 +22,7 @@ spool folder:
 The ETA is the time left to read the input at the rate seen so far; the shuffle and
 write steps after the reading are not in it. Remote runners (Dataflow) have their own
 progress pages, and the reporter stays off for them. With no reporter running, the
-counting costs one environment look-up per file and one attribute read per record.
+counting costs one look-up per file and one attribute read per record.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-SPOOL_ENV = "CORPUS_PROGRESS_DIR"
+from pipelines.engine import options
+
 # Seconds between two spool writes of one process (a file's end is always written).
 SPOOL_WRITE_SECONDS = 1.0
 # Records between two looks at the clock for a spool write.
@@ -142,9 +143,9 @@ _current = threading.local()
 
 def process_meter() -> ReadMeter | None:
     """This process's :class:`ReadMeter`, or ``None`` when no build is reporting progress
-    (``CORPUS_PROGRESS_DIR`` unset or gone)."""
+    (no ``--progress_dir``, or gone)."""
     global _process_meter
-    spool = os.environ.get(SPOOL_ENV)
+    spool = options.current().progress_dir
     if not spool or not os.path.isdir(spool):
         return None
     with _process_meter_lock:
@@ -424,9 +425,10 @@ def progress_line(totals: Totals, inputs: list[InputFile], elapsed: float) -> st
 class ProgressReporter:
     """Reports the reading progress of a local build every ``interval`` seconds.
 
-    Use as a context manager around the pipeline run. It sets ``CORPUS_PROGRESS_DIR``
-    for the readers (in this process and in the worker processes the runner starts),
-    writes a last line when the run ends, and removes the spool folder.
+    Use as a context manager around the pipeline run. Its :attr:`spool` is the run's
+    ``--progress_dir`` (the build puts it in the pipeline options, which carry it to the
+    readers in every worker process); it writes a last line when the run ends, and
+    removes the spool folder.
 
     Args:
         inputs: the run's input files.
@@ -445,19 +447,21 @@ class ProgressReporter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._spool: str | None = None
-        self._previous_env: str | None = None
         self._started = 0.0
 
     def __enter__(self) -> "ProgressReporter":
         if not self.enabled:
             return self
         self._spool = tempfile.mkdtemp(prefix="corpus-progress-")
-        self._previous_env = os.environ.get(SPOOL_ENV)
-        os.environ[SPOOL_ENV] = self._spool
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="corpus-progress", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def spool(self) -> str:
+        """The spool folder while the reporter runs ('' when off): the ``--progress_dir``."""
+        return self._spool or ""
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
@@ -484,10 +488,6 @@ class ProgressReporter:
         self._thread.join()
         if exc_type is None:
             self.report(final=True)
-        if self._previous_env is None:
-            os.environ.pop(SPOOL_ENV, None)
-        else:
-            os.environ[SPOOL_ENV] = self._previous_env
         shutil.rmtree(self._spool, ignore_errors=True)
         self._spool = None
 

@@ -1,24 +1,19 @@
 """Storage locations for ``corpus fetch`` and Beam: local folders, ``gs://`` and ``s3://``.
-
+:class:`Store` is the small set of operations the fetch needs (size of an object, stream in,
+stream out with commit or abort, small whole-object writes); writes to a bucket are streamed
+as resumable/multipart uploads of bounded part size and an object appears only when its
+upload is committed, so an interrupted or rejected transfer never leaves an object that
+looks complete, while a local file is written as ``.<name>.partial`` (hidden: builds skip
+it), renamed into place on commit and otherwise kept so that a later run can resume it.
 Credentials always come from the standard environment and are never passed, printed or
-written by this package:
-
-* ``gs://``: Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``,
-  ``gcloud auth application-default login``, or the metadata server on Google Cloud).
-  ``STORAGE_EMULATOR_HOST`` points every client (google-cloud-storage, smart-open,
-  Beam) at a GCS emulator, which takes no credentials.
-* ``s3://``: boto3's default chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/
-  ``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` and ``~/.aws``); ``AWS_ENDPOINT_URL`` (or
-  ``AWS_ENDPOINT_URL_S3``) selects an S3-compatible server, for the fetch and for Beam's
-  own ``s3://`` filesystem alike.
-
-:class:`Store` is the small set of operations the fetch needs (size of an object, stream
-in, stream out with commit or abort, small whole-object writes). Writes to a bucket are
-streamed as resumable/multipart uploads of bounded part size: an object appears only when
-its upload is committed, so an interrupted or rejected transfer never leaves an object
-that looks complete. A local file is written as ``.<name>.partial`` (hidden: builds skip it) and renamed
-into place on commit; the partial file is kept so that a later run can resume it.
-
+written by this package: for ``gs://`` Application Default Credentials
+(``GOOGLE_APPLICATION_CREDENTIALS``, ``gcloud auth application-default login``, or the
+metadata server on Google Cloud), with ``STORAGE_EMULATOR_HOST`` pointing every client
+(google-cloud-storage, smart-open, Beam) at a GCS emulator, which takes no credentials; for
+``s3://`` boto3's default chain
+(``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` and
+``~/.aws``), with ``AWS_ENDPOINT_URL`` (or ``AWS_ENDPOINT_URL_S3``) selecting an
+S3-compatible server for the fetch and for Beam's own ``s3://`` filesystem alike.
 :func:`redact` removes secrets from any text before it is shown or stored.
 """
 from __future__ import annotations
@@ -121,43 +116,8 @@ def s3_client():
         return _clients["s3"]
 
 
-def prepare_beam_filesystems(options) -> None:
-    """Make Beam's ``FileSystems`` usable outside a running pipeline with ``options``.
-
-    Beam's ``s3://`` filesystem reads its client settings from the pipeline options, which
-    it only knows once a pipeline is built; planning and the manifest read files before
-    and after that. Against a GCS emulator (``STORAGE_EMULATOR_HOST``) Beam's credential
-    lookup is skipped: the emulator takes none, and the lookup would retry for half a
-    minute before giving up.
-
-    Args:
-        options: the run's ``PipelineOptions``.
-    """
-    from apache_beam.io.filesystems import FileSystems
-
-    FileSystems.set_options(options)
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        try:
-            from apache_beam.internal.gcp import auth
-        except ImportError:
-            return
-        credentials = getattr(auth, "_Credentials", None)
-        if credentials is not None and not credentials._credentials_init:
-            with credentials._credentials_lock:
-                credentials._credentials = None
-                credentials._credentials_init = True
-
-
-# -- the store ----------------------------------------------------------------------------
 class ObjectWriter:
-    """A streaming write to one destination, made visible only by :meth:`commit`.
-
-    Attributes:
-        offset: bytes already present when the writer was opened (a resumed local
-            partial file); 0 for buckets, which cannot append.
-    """
-
-    offset = 0
+    """A streaming write to one destination, made visible only by :meth:`commit`."""
 
     def written_so_far(self):
         """The bytes already present (a resumed local partial file), as chunks."""
@@ -190,7 +150,6 @@ class _LocalWriter(ObjectWriter):
         if not resume and os.path.exists(self._partial):
             os.remove(self._partial)
         self._stream = open(self._partial, "ab")
-        self.offset = self._stream.tell()
 
     def written_so_far(self):
         with open(self._partial, "rb") as stream:

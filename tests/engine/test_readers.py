@@ -4,7 +4,6 @@ import gzip
 import io
 import json
 import math
-import os
 import tarfile
 import zipfile
 
@@ -17,8 +16,11 @@ from apache_beam.testing.util import assert_that, equal_to
 from hypothesis import given, settings, strategies as st
 
 from pipelines.engine import files
-from pipelines.engine.readers import (REJECTED, ReadFiles, json_items, json_lines, parse_json, stream_is_empty,
-                                    text_records, unless_blank)
+from pipelines.corpus.rejects import REJECTED
+from pipelines.engine import options
+from pipelines.engine.read import ReadFiles
+from pipelines.engine.formats import json_items, json_lines, parse_json, text_records, unless_blank
+from pipelines.engine.lines import stream_is_empty
 from pipelines.corpus.rejects import layout_rejects, make_reject
 
 
@@ -189,10 +191,10 @@ def test_a_highly_compressed_member_is_refused_naming_archive_and_member(tmp_pat
     assert members == [("dump/zeros.txt", BOMB_BYTES)]
 
 
-def test_read_files_turns_an_archive_bomb_into_an_unreadable_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("CORPUS_MAX_COMPRESSION_RATIO", "10")
+def test_read_files_turns_an_archive_bomb_into_an_unreadable_file(tmp_path):
     bomb = _zip_bomb(tmp_path / "bomb.zip")
-    with BeamTestPipeline(runner="FnApiRunner") as p:
+    # The limit travels with the pipeline's options to the reading steps.
+    with BeamTestPipeline(runner="FnApiRunner", options=PipelineOptions(["--max_compression_ratio=10"])) as p:
         out = p | ReadFiles([str(bomb)], _read_lines, input_root=str(tmp_path), dataset="d",
                             members=lambda name: True)
         assert_that(out.records, equal_to([]), label="records")
@@ -202,7 +204,7 @@ def test_read_files_turns_an_archive_bomb_into_an_unreadable_file(tmp_path, monk
 
 
 def test_a_member_beyond_the_size_cap_is_refused_from_its_tar_header(tmp_path, monkeypatch):
-    monkeypatch.setenv("CORPUS_MAX_MEMBER_BYTES", "1000")
+    monkeypatch.setattr(options, "_current", options.ReadSettings(max_member_bytes=1000))
     with tarfile.open(tmp_path / "big.tar", "w") as tar:
         info = tarfile.TarInfo("big.txt")
         info.size = 5000
@@ -212,9 +214,9 @@ def test_a_member_beyond_the_size_cap_is_refused_from_its_tar_header(tmp_path, m
 
 
 def test_a_line_beyond_the_limit_stops_the_file_after_the_lines_before_it(tmp_path, monkeypatch):
-    from pipelines.engine.readers import LineTooLong, text_lines
+    from pipelines.engine.lines import LineTooLong, text_lines
 
-    monkeypatch.setenv("CORPUS_MAX_LINE_BYTES", "1000")
+    monkeypatch.setattr(options, "_current", options.ReadSettings(max_line_bytes=1000))
     data = b"short\n" + b"x" * 5000 + b"\nafter\n"
     got = []
     with pytest.raises(LineTooLong, match="line 2 is longer than 1,000 bytes"):
@@ -228,7 +230,7 @@ def test_a_line_beyond_the_limit_stops_the_file_after_the_lines_before_it(tmp_pa
 @given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30),
        st.integers(min_value=1, max_value=50))
 def test_byte_ranges_give_every_line_exactly_once(lines, split_bytes):
-    from pipelines.engine.readers import byte_ranges, lines_in_range
+    from pipelines.engine.lines import byte_ranges, lines_in_range
 
     data = b"".join(line + b"\n" for line in lines)
     stream = io.BytesIO(data)
@@ -242,7 +244,7 @@ def test_byte_ranges_give_every_line_exactly_once(lines, split_bytes):
 def test_line_ranges_are_streams_of_whole_lines(lines, split_bytes, read_size):
     """Read as streams (as ReadFiles hands them to readers), the ranges of a file hold
     every line exactly once, whole."""
-    from pipelines.engine.readers import LineRange, byte_ranges
+    from pipelines.engine.lines import LineRange, byte_ranges
 
     data = b"".join(line + b"\n" for line in lines)
     got = b""
@@ -312,7 +314,7 @@ _LINES = st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), m
 
 @given(_LINES, st.booleans(), st.integers(min_value=1, max_value=80))
 def test_line_blocks_hold_every_line_once_numbered_as_in_the_file(lines, final_newline, block_bytes):
-    from pipelines.engine.readers import line_blocks
+    from pipelines.engine.lines import line_blocks
 
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
     blocks = list(line_blocks(io.BufferedReader(io.BytesIO(data), 8), block_bytes))
@@ -330,7 +332,7 @@ def test_line_blocks_hold_every_line_once_numbered_as_in_the_file(lines, final_n
                 max_size=40),
        st.integers(min_value=1, max_value=60))
 def test_line_blocks_begin_only_where_a_record_may_begin(lines, block_bytes):
-    from pipelines.engine.readers import line_blocks
+    from pipelines.engine.lines import line_blocks
 
     data = b"".join((b"R" if starts else b"c") + text + b"\n" for starts, text in lines)
     blocks = list(line_blocks(io.BytesIO(data), block_bytes, starts_record=lambda line: line.startswith(b"R")))
@@ -357,7 +359,7 @@ class _FailsAfter(io.RawIOBase):
 
 
 def test_line_blocks_keep_the_whole_lines_read_before_an_error():
-    from pipelines.engine.readers import line_blocks
+    from pipelines.engine.lines import line_blocks
 
     blocks = []
     with pytest.raises(EOFError):
@@ -367,9 +369,9 @@ def test_line_blocks_keep_the_whole_lines_read_before_an_error():
 
 
 def test_line_blocks_refuse_a_line_beyond_the_limit_after_the_lines_before_it(monkeypatch):
-    from pipelines.engine.readers import LineTooLong, line_blocks
+    from pipelines.engine.lines import LineTooLong, line_blocks
 
-    monkeypatch.setenv("CORPUS_MAX_LINE_BYTES", "1000")
+    monkeypatch.setattr(options, "_current", options.ReadSettings(max_line_bytes=1000))
     blocks = []
     with pytest.raises(LineTooLong, match="line 3 is longer than 1,000 bytes"):
         for block in line_blocks(io.BytesIO(b"a\nb\n" + b"x" * 5000 + b"\n"), 8):
@@ -400,12 +402,11 @@ def _read_all(paths, root, out, *options, **read_options):
             [tuple(r) for r in json.loads((out / "rejects.json").read_text())])
 
 
-@pytest.mark.parametrize("spread_by", ["blocks", "stripes"])
-def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path, spread_by):
+def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path):
     """With several workers, compressed files and archive members are cut into blocks and
     parsed in parallel: the same records, numbered as in the file, and the same rejects
     (bad bytes by line number, empty and blank files, a truncated file) as read whole;
-    blocks kept in the scratch folder, or stripes, each worker cutting the file itself."""
+    blocks kept in the scratch folder."""
     lines = [f"line {n}".encode() if n % 37 else b"\xff bad bytes" for n in range(1, 400)]
     text = b"\n".join(lines) + b"\n"
     inputs = tmp_path / "in"
@@ -425,12 +426,8 @@ def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path, spread_by):
 
     whole = _read_all(paths, inputs, tmp_path / "whole")
     cut = _read_all(paths, inputs, tmp_path / "cut", "--direct_running_mode=multi_threading",
-                    "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), cut_bytes=64,
-                    spread_by=spread_by)
-    if spread_by == "blocks":
-        assert len(list((tmp_path / "blocks").iterdir())) > 20  # the files were cut
-    else:
-        assert not (tmp_path / "blocks").exists()
+                    "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), cut_bytes=64)
+    assert len(list((tmp_path / "blocks").iterdir())) > 20  # the files were cut
     assert cut[1] == whole[1]
     # A truncated file keeps the lines decompressed before the break: when cut, the lines
     # of every raw read that succeeded (read whole, those of the last full buffer).
@@ -448,55 +445,20 @@ def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path, spread_by):
 
 
 def test_a_file_shared_out_is_recorded_once(tmp_path):
-    """A truncated file read in stripes by two workers keeps the lines before the break, as
-    when cut into blocks, and is one ``unreadable_file`` reject; an archive without the
-    wanted member one ``no_member`` reject."""
+    """A truncated file cut into blocks for two workers keeps the lines before the break and
+    is one ``unreadable_file`` reject; an archive without the wanted member one
+    ``no_member`` reject."""
     text = b"".join(b"line %d\n" % n for n in range(1, 3000))
     (tmp_path / "cut.gz").write_bytes(gzip.compress(text)[:4000])
     _tar(tmp_path / "other.tgz", {"a/other.csv": text})
     paths = [str(tmp_path / "cut.gz"), str(tmp_path / "other.tgz")]
-    read = {}
-    for spread_by in ("blocks", "stripes"):
-        (tmp_path / spread_by).mkdir()
-        read[spread_by] = _read_all(paths, tmp_path, tmp_path / spread_by, "--direct_running_mode=multi_threading",
-                                    "--direct_num_workers=2", cut_dir=str(tmp_path / spread_by / "blocks"),
-                                    cut_bytes=64, spread_by=spread_by)
-    assert read["stripes"] == read["blocks"]
-    records, rejects = read["stripes"]
+    (tmp_path / "out").mkdir()
+    records, rejects = _read_all(paths, tmp_path, tmp_path / "out", "--direct_running_mode=multi_threading",
+                                 "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), cut_bytes=64)
     numbers = [number for _source, number, _line in records]
     assert len(numbers) > 2 and numbers == list(range(1, len(numbers) + 1))
     assert [(source, reason) for source, reason, _ in rejects] == [("cut.gz", "unreadable_file"),
                                                                    ("other.tgz", "no_member")]
-
-
-def test_stripes_are_for_the_files_that_hold_much_of_the_input(tmp_path):
-    """Each worker decompresses a striped file whole, so only a file of more than half a
-    worker's share of the bytes is striped; smaller ones (and byte ranges) are read whole,
-    one worker each, and a file's stripes are listed together."""
-    from pipelines.engine.readers import FileRange, FileStripe
-
-    (tmp_path / "big.gz").write_bytes(b"\x1f\x8b" + bytes(1000))
-    (tmp_path / "small.gz").write_bytes(b"\x1f\x8b" + bytes(100))
-    read = ReadFiles([], _numbered_lines, input_root=str(tmp_path), dataset="d", cut_dir=str(tmp_path))
-    ranged = FileRange(str(tmp_path / "plain.tsv"), 0, 2000)
-    items = read._striped([str(tmp_path / "big.gz"), str(tmp_path / "small.gz"), ranged], 2, 1 << 20)
-    assert items == [FileStripe(str(tmp_path / "big.gz"), 0, 2), FileStripe(str(tmp_path / "big.gz"), 1, 2),
-                     str(tmp_path / "small.gz"), ranged]
-
-
-def test_stripes_are_one_per_local_worker(monkeypatch):
-    from pipelines.engine.readers import default_spread_by, local_worker_count
-
-    workers = lambda *flags: local_worker_count(PipelineOptions(list(flags)))  # noqa: E731
-    assert workers("--direct_num_workers=3") == 3 and workers() == 1
-    assert workers("--direct_num_workers=0") == (os.cpu_count() or 1)
-    assert default_spread_by(PipelineOptions([])) == "stripes"
-    assert default_spread_by(PipelineOptions(["--runner=DataflowRunner"])) == "blocks"
-    monkeypatch.setenv("CORPUS_SPREAD_BY", "blocks")
-    assert default_spread_by(PipelineOptions([])) == "blocks"
-    monkeypatch.setenv("CORPUS_SPREAD_BY", "stripe")
-    with pytest.raises(ValueError, match="CORPUS_SPREAD_BY"):
-        default_spread_by(PipelineOptions([]))
 
 
 def test_one_worker_reads_files_whole(tmp_path):
@@ -505,13 +467,11 @@ def test_one_worker_reads_files_whole(tmp_path):
     assert not (tmp_path / "blocks").exists()
 
 
-def test_block_size_defaults_to_the_environment(tmp_path, monkeypatch):
-    """Without ``cut_bytes``, blocks are ``CORPUS_BLOCK_BYTES`` long (read where the
-    pipeline is built)."""
+def test_block_size_defaults_to_the_pipeline_option(tmp_path):
+    """Without ``cut_bytes``, blocks are ``--block_bytes`` long."""
     (tmp_path / "a.gz").write_bytes(gzip.compress(b"some line\n" * 100))
-    monkeypatch.setenv("CORPUS_BLOCK_BYTES", "100")
     records, _ = _read_all([str(tmp_path / "a.gz")], tmp_path, tmp_path, "--direct_running_mode=multi_threading",
-                           "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), spread_by="blocks")
+                           "--direct_num_workers=2", "--block_bytes=100", cut_dir=str(tmp_path / "blocks"))
     assert len(list((tmp_path / "blocks").iterdir())) == 10
     assert [number for _, number, _ in records] == list(range(1, 101))
 
@@ -540,14 +500,10 @@ def test_split_files_are_not_cut_again_with_several_workers(tmp_path):
     (tmp_path / "small.tsv").write_bytes(b"line\n" * 3)
     (tmp_path / "packed.gz").write_bytes(gzip.compress(b"line\n" * 3))
     plain = [str(tmp_path / "big.tsv"), str(tmp_path / "small.tsv")]
-    options = dict(split_bytes=100, cut_dir=str(tmp_path / "blocks"), cut_bytes=100, spread_by="blocks")
+    options = dict(split_bytes=100, cut_dir=str(tmp_path / "blocks"), cut_bytes=100)
     assert "Read/Cut" not in _step_labels(plain, tmp_path, **options)
     assert "Read/Cut" in _step_labels(plain + [str(tmp_path / "packed.gz")], tmp_path, **options)
-    assert "Read/Cut" in _step_labels(plain, tmp_path, cut_dir=str(tmp_path / "blocks"), cut_bytes=100,
-                                      spread_by="blocks")
-    # Stripes need no cutting step (each worker cuts what it reads).
-    assert "Read/Cut" not in _step_labels(plain + [str(tmp_path / "packed.gz")], tmp_path,
-                                          **{**options, "spread_by": "stripes"})
+    assert "Read/Cut" in _step_labels(plain, tmp_path, cut_dir=str(tmp_path / "blocks"), cut_bytes=100)
     records, _ = _read_all(plain, tmp_path, tmp_path, "--direct_running_mode=multi_threading",
                            "--direct_num_workers=2", **options)
     assert len(records) == 403 and not (tmp_path / "blocks").exists()
@@ -567,13 +523,8 @@ def _tar(path, members: dict):
             tar.addfile(info, io.BytesIO(data))
 
 
-@pytest.mark.parametrize("options,spread_by", [
-    ([], None),
-    (["--direct_running_mode=multi_threading", "--direct_num_workers=2"], "blocks"),
-    (["--direct_running_mode=multi_threading", "--direct_num_workers=2"], "stripes"),
-])
-def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_kind(tmp_path, options,
-                                                                                     spread_by):
+@pytest.mark.parametrize("flags", [[], ["--direct_running_mode=multi_threading", "--direct_num_workers=2"]])
+def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_kind(tmp_path, flags):
     """Each file's kind picks its archive members and its output; an archive without the
     member of its kind is a no_member reject even when it holds another kind's."""
     inputs, out = tmp_path / "in", tmp_path / "out"
@@ -582,11 +533,10 @@ def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_
     (inputs / "b.gz").write_bytes(gzip.compress(b"".join(b"b%d\n" % n for n in range(1, 60))))
     _tar(inputs / "only-b.tgz", {"b.txt": b"b\n"})
     items = [(str(inputs / "a.tgz"), "a"), (str(inputs / "b.gz"), "b"), (str(inputs / "only-b.tgz"), "a")]
-    with BeamTestPipeline(runner="FnApiRunner", options=PipelineOptions(options)) as p:
+    with BeamTestPipeline(runner="FnApiRunner", options=PipelineOptions(flags)) as p:
         read = p | ReadFiles(items, _kind_lines, input_root=str(inputs), dataset="d",
                              members=lambda kind, member: member == f"{kind}.txt", members_take_context=True,
-                             outputs=("a", "b"), cut_dir=str(tmp_path / "blocks"), cut_bytes=40,
-                             spread_by=spread_by)
+                             outputs=("a", "b"), cut_dir=str(tmp_path / "blocks"), cut_bytes=40)
         for kind in ("a", "b"):
             (read[kind] | f"List{kind}" >> beam.combiners.ToList()
              | f"Save{kind}" >> beam.Map(_save_sorted, out / f"{kind}.json"))
@@ -598,6 +548,5 @@ def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_
     assert load("b.json") == [("b.gz", n, f"b{n}") for n in range(1, 60)]
     assert load("rejects.json") == [("only-b.tgz", "no_member")]
     assert load("untagged.json") == []
-    # With two workers the compressed file was cut into blocks (kept in the scratch folder
-    # or each worker's own stripe), whose lines kept their kind.
-    assert (tmp_path / "blocks").exists() == (spread_by == "blocks")
+    # With two workers the compressed file was cut into blocks, whose lines kept their kind.
+    assert (tmp_path / "blocks").exists() == bool(flags)

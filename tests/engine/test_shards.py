@@ -9,9 +9,10 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from pipelines.corpus.schema import make_row, records_table, row_arrow_schema
 import pytest
 
-from pipelines.engine.shards import (KEY, KEY_BATCH_ROWS, ParquetShards, ShardingConfig, WriteShards,
-                                 dictionary_encoded, elide_repeats, plan_shards, restore_repeats, row_key,
-                                 row_keys, shard_layout, text_bytes)
+from pipelines.engine.shards import (KEY, KEY_BATCH_ROWS, ParquetShards, ShardingConfig, plan_shards, row_key,
+                                     row_keys, shard_layout, text_bytes)
+from pipelines.engine.spill import dictionary_encoded, elide_repeats, restore_repeats
+from pipelines.engine.write import WriteShards
 
 
 def test_plan_pools_small_subsets_and_gives_each_group_its_own_shards():

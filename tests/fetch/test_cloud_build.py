@@ -13,12 +13,13 @@ import logging
 import pytest
 
 from pipelines import build
-from pipelines.fetch import download as fetch
+from pipelines.fetch import run as fetch
+from pipelines.fetch.remote import RetryPolicy
 from tests.fetch import upstream_data
 from tests.fetch.conftest import SECRETS
 from tests.helpers import TEST_BEAM_ARGS
 
-FAST = fetch.RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, connect_timeout=2.0, read_timeout=1.0)
+FAST = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, connect_timeout=2.0, read_timeout=1.0)
 DATASETS = ("stackexchange_title_body", "stackexchange_title_answer", "stackexchange_duplicate_questions")
 
 

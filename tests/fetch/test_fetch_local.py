@@ -5,10 +5,11 @@ import hashlib
 import io
 import json
 
-from pipelines.fetch import download as fetch
+from pipelines.fetch import run as fetch
+from pipelines.fetch.remote import RetryPolicy
 from tests.fetch import upstream_data
 
-FAST = fetch.RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, connect_timeout=2.0, read_timeout=1.0)
+FAST = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, connect_timeout=2.0, read_timeout=1.0)
 
 
 def _request(dest, registry_root, sources=("stackexchange",), **kwargs):
@@ -106,4 +107,4 @@ def test_progress_lines_show_bytes_rate_and_eta(tmp_path, upstream):
     request.progress_seconds = 0.2
     fetch.run_fetch(request, out=log)
     lines = [line for line in log.getvalue().splitlines() if "ETA" in line]
-    assert lines and "MiB" in lines[0] and "/s" in lines[0] and "0/1 files" in lines[0]
+    assert lines and "MB" in lines[0] and "/s" in lines[0] and "0/1 files" in lines[0]

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.corpus import registry
-from pipelines.fetch import download as fetch
+from pipelines.fetch import run as fetch
+from pipelines.fetch.upstream import load_registry
 from tests.fetch import upstream_data
 
 SOURCES = {"stackexchange", "msmarco", "paq", "wikianswers", "gooaq", "amazon_qa", "yahoo_answers",
@@ -18,7 +19,7 @@ SOURCES = {"stackexchange", "msmarco", "paq", "wikianswers", "gooaq", "amazon_qa
 
 
 def test_every_source_has_an_upstream_entry_in_its_build_folder():
-    sources = fetch.load_registry()
+    sources = load_registry()
     assert set(sources) == SOURCES
     for name, source in sources.items():
         module = registry.load_source(name)

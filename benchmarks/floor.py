@@ -179,7 +179,7 @@ def floor_paq(folder: Path, out: Path) -> int:
     """paq with the package's parsers and rules (listed questions only, the first passage
     of each), joined from in-memory dicts and sets: what one process can afford (the
     passages alone are 13 GB at full scale)."""
-    from pipelines.engine.readers import parse_json
+    from pipelines.engine.formats import parse_json
     from pipelines.sources import paq
 
     passages: dict[str, str] = {}

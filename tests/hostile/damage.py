@@ -41,7 +41,7 @@ def huge_text(char: str = "a") -> str:
 
 
 def stream(data: bytes) -> io.BufferedReader:
-    """``data`` as the buffered stream :class:`pipelines.engine.readers.ReadFiles` hands on."""
+    """``data`` as the buffered stream :class:`pipelines.engine.read.ReadFiles` hands on."""
     return io.BufferedReader(io.BytesIO(data))
 
 

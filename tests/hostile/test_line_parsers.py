@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 from pipelines.sources import (amazon_qa, eli5, gooaq, msmarco, natural_questions, paq, quora,
                                searchqa, squad, trivia_qa, wikianswers, yahoo_answers)
 from pipelines.corpus.normalize import normalize_text
-from pipelines.engine.readers import tsv_tables
+from pipelines.engine.formats import tsv_tables
 from tests.hostile.damage import outcomes, stream
 
 # Values of any JSON type, nested a little: the shapes hostile records take.

@@ -21,7 +21,7 @@ Parse (:func:`parse_record`): each line is a Python dict literal (single quotes,
 not JSON; it is parsed with ``ast.literal_eval``, which accepts literals only: a line
 such as ``__import__('os').system(...)`` is a reject ``bad_literal`` and nothing runs.
 Strict-JSON copies of the files also circulate, so a line that starts like a JSON object
-(``{"``) is parsed as JSON first (:func:`pipelines.engine.readers.parse_json`, which gives
+(``{"``) is parsed as JSON first (:func:`pipelines.engine.read.parse_json`, which gives
 what ``json.loads`` gives; it decodes ``\\/`` and surrogate pairs as JSON means them), and
 each parser is the other's fallback. A line that is not valid
 UTF-8 is a reject ``bad_encoding``; a value that is not a dict ``not_an_object``; a dict
@@ -66,7 +66,8 @@ import apache_beam as beam
 
 from pipelines.corpus import accounting
 from pipelines.engine import files
-from pipelines.engine.readers import ReadFiles, parse_json, text_records
+from pipelines.engine.read import ReadFiles
+from pipelines.engine.formats import parse_json, text_records
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput
@@ -116,7 +117,7 @@ def parse_record(text: str):
 
     Upstream lines are Python literals (``ast.literal_eval``: literals only, nothing is
     called or evaluated). Lines that start like JSON (``{"``) are tried as JSON
-    (:func:`pipelines.engine.readers.parse_json`) first, because JSON escapes (``\\/``,
+    (:func:`pipelines.engine.read.parse_json`) first, because JSON escapes (``\\/``,
     surrogate pairs) mean something else in Python; each parser is the other's fallback.
 
     Raises:

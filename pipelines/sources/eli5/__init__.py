@@ -16,7 +16,7 @@ Files whose names end in ``.json`` or ``.jsonl`` (optionally ``.gz``/``.bz2``/``
 ``.zst``) are read; others are not. Compression is sniffed from the bytes (the
 ELI5-Category mirror ships plain JSON named ``.json.gz``), and so is the layout: a file
 whose first character is ``[`` is a JSON array, streamed element by element with ijson
-(:func:`pipelines.engine.readers.json_items`), never loaded whole; a file starting with
+(:func:`pipelines.engine.read.json_items`), never loaded whole; a file starting with
 ``{`` is JSON lines. The record format is recognised
 per record (``input``/``output`` is KILT, ``q_id``/``answers`` the HF shape).
 
@@ -89,7 +89,8 @@ import apache_beam as beam
 from pipelines.corpus import accounting
 from pipelines.engine import files
 from pipelines.corpus.normalize import normalize_text
-from pipelines.engine.readers import ReadFiles, blank_file, json_items, json_lines
+from pipelines.engine.read import ReadFiles
+from pipelines.engine.formats import blank_file, json_items, json_lines
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from, positive_int

@@ -12,7 +12,7 @@ from the bytes). Other files in the folder are not read. A second ``gooaq.jsonl`
 copy) is harmless: repeated ids are rejected as ``duplicate_id``.
 
 Parse: ``gooaq.jsonl`` line by line (``bad_encoding``, ``bad_json``, ``not_an_object``
-rejects from :func:`pipelines.engine.readers.json_lines`); a row needs an integer ``id``
+rejects from :func:`pipelines.engine.read.json_lines`); a row needs an integer ``id``
 (``bad_id``), a string ``question`` and an ``answer`` that is a string or null
 (``bad_field``); a file of blank lines only is a reject ``blank_file``. ``split.json`` is
 one document of ~3.1M entries; it is streamed with ijson (:func:`iter_split_entries`),
@@ -67,7 +67,9 @@ from apache_beam.metrics import Metrics
 
 from pipelines.corpus import accounting
 from pipelines.engine import files
-from pipelines.engine.readers import ReadFiles, json_lines, stream_is_empty, unless_blank, without_bom
+from pipelines.engine.read import ReadFiles
+from pipelines.engine.formats import json_lines, unless_blank, without_bom
+from pipelines.engine.lines import stream_is_empty
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput
@@ -92,7 +94,7 @@ def iter_split_entries(stream):
     """Entries of ``split.json`` as ``(split_name, entry)``, streamed in one pass.
 
     The document is one object holding a list per split. The core's
-    :func:`~pipelines.engine.readers.json_items` streams the values of one prefix only
+    :func:`~pipelines.engine.read.json_items` streams the values of one prefix only
     (``"train.item"``), while the held-out rule needs the list of every split, so the
     same ijson parser is used here on its parse events: the events inside each top-level
     list are handed on as the items of one array (:func:`_list_item_events`), and ijson

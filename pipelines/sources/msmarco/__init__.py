@@ -51,7 +51,7 @@ is judged relevant is rejected. Positives come from the negatives input itself (
 of the line, second column of the triple), which upstream built from these qrels.
 
 Joins: the id inputs are joined by id, never with dicts. The id files are read as Arrow
-tables (:func:`pipelines.engine.readers.tsv_tables`) and joined with partitioned hash joins
+tables (:func:`pipelines.engine.read.tsv_tables`) and joined with partitioned hash joins
 (:class:`pipelines.engine.join.HashJoin`: every side spilled in runs sorted by the
 hash of its id, one task per hash range joining its share with pyarrow): BM25 triples
 with the qrels and the query texts by qid (the per-query cap applied there, vectorised),
@@ -64,7 +64,7 @@ position (``index_in`` and ``take``), so the columns already joined are never co
 again. Memory is bounded by a run buffer and one task's share. Big plain files are read in
 byte ranges (option ``split_mb``); with several workers, archives and compressed files are
 read through by one worker, which cuts them into blocks of whole lines (``split_mb`` each)
-that all workers parse (see :class:`pipelines.engine.readers.ReadFiles`).
+that all workers parse (see :class:`pipelines.engine.read.ReadFiles`).
 
 Pair rules (one function each):
     :func:`select_hard_negatives`  which (positive, negative) pids one query of the
@@ -149,8 +149,8 @@ from pipelines.corpus import accounting
 from pipelines.engine import files
 from pipelines.engine.join import GatherTables, HashJoin, id_hash, id_hash_one, spill_runs, tables
 from pipelines.corpus.normalize import mark_normalized, normalize_text
-from pipelines.engine.readers import (ReadFiles, json_lines, parse_int, tagged_records, text_records, tsv_tables,
-                                    unless_blank)
+from pipelines.engine.read import ReadFiles, tagged_records
+from pipelines.engine.formats import json_lines, parse_int, text_records, tsv_tables, unless_blank
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import gather_tables, make_row, make_rows
 from pipelines.corpus.source import (Source, SourceContext, SourceError, SourceOutput, positive_float,

@@ -65,7 +65,8 @@ import apache_beam as beam
 
 from pipelines.corpus import accounting
 from pipelines.engine import files
-from pipelines.engine.readers import ReadFiles, json_lines
+from pipelines.engine.read import ReadFiles
+from pipelines.engine.formats import json_lines
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceError, SourceOutput

@@ -108,7 +108,8 @@ from pipelines.corpus import accounting
 from pipelines.engine import files
 from pipelines.engine.join import HashJoin, spill_runs, tables, text_key
 from pipelines.corpus.normalize import mark_normalized, normalize_column, normalize_text
-from pipelines.engine.readers import ReadFiles, json_lines, tagged_records, text_records
+from pipelines.engine.read import ReadFiles, tagged_records
+from pipelines.engine.formats import json_lines, text_records
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.corpus.schema import gather_tables, make_row, make_rows
 from pipelines.corpus.source import Source, SourceContext, SourceError, SourceOutput, parse_bool

@@ -88,7 +88,9 @@ import apache_beam as beam
 
 from pipelines.corpus import accounting
 from pipelines.engine import files
-from pipelines.engine.readers import ReadFiles, parse_json, stream_is_empty, text_lines
+from pipelines.engine.read import ReadFiles
+from pipelines.engine.formats import parse_json
+from pipelines.engine.lines import stream_is_empty, text_lines
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, positive_int
@@ -115,7 +117,7 @@ _ARTICLES = frozenset({"a", "an", "the"})
 def iter_record_texts(stream):
     """The records of a pretty-printed TriviaQA question file, one at a time.
 
-    Not :func:`pipelines.engine.readers.json_items` (``"Data.item"``): that parses the file
+    Not :func:`pipelines.engine.read.json_items` (``"Data.item"``): that parses the file
     as one document, so a single record with a JSON error or a bad byte would end the
     file there, while here each record is parsed on its own and only that record is
     rejected (``bad_json``, ``bad_encoding``); the records after it are still read.

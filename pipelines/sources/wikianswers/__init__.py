@@ -76,7 +76,8 @@ from apache_beam.metrics import Metrics
 from pipelines.corpus import accounting
 from pipelines.engine import files
 from pipelines.corpus.normalize import normalize_text
-from pipelines.engine.readers import ReadFiles, text_records
+from pipelines.engine.read import ReadFiles
+from pipelines.engine.formats import text_records
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import gather_tables, make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, positive_int

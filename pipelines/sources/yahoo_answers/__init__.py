@@ -77,7 +77,9 @@ from pipelines.corpus import accounting
 from pipelines.engine import files
 from pipelines.engine.join import tables
 from pipelines.corpus.normalize import html_to_text, mark_normalized
-from pipelines.engine.readers import ReadFiles, text_lines, unless_blank
+from pipelines.engine.read import ReadFiles
+from pipelines.engine.lines import text_lines
+from pipelines.engine.formats import unless_blank
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import gather_tables, make_row, make_rows
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from

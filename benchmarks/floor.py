@@ -75,8 +75,8 @@ def _title_body_rows(stream, writer: "_Writer", site: str, source_file: str) -> 
                                       resolve_entities=False, no_network=True):
         if element.get("PostTypeId") == "1":
             title = normalize_text(element.get("Title"))
-            body = se.body_text(element.get("Body"))
-            if se.question_problem(title, body, int(element.get("Score"))) is None:
+            body = se.rules.body_text(element.get("Body"))
+            if se.rules.question_problem(title, body, int(element.get("Score"))) is None:
                 writer.add(title, body, subset=site, source_file=source_file, record_id=element.get("Id"))
         element.clear(keep_tail=False)
         while element.getprevious() is not None:
@@ -116,7 +116,7 @@ def floor_msmarco_qidpidtriples(folder: Path, out: Path) -> int:
     dicts: what one process can afford."""
     from pipelines.sources import msmarco
 
-    passages = {int(pid): normalize_text(msmarco.repair_mojibake(text))
+    passages = {int(pid): normalize_text(msmarco.parse.repair_mojibake(text))
                 for pid, text in _tsv(folder / "collection.tsv")}
     queries = {int(qid): normalize_text(text) for qid, text in _tsv(folder / "queries.train.tsv")}
     judged: dict[int, set] = {}
@@ -124,14 +124,14 @@ def floor_msmarco_qidpidtriples(folder: Path, out: Path) -> int:
         judged.setdefault(int(qid), set()).add(int(pid))
     triples = [(int(qid), int(pos), int(neg)) for qid, pos, neg in _tsv(folder / "qidpidtriples.train.full.2.tsv")]
     # The rule's keys, computed over whole columns as the package does.
-    keys = msmarco.selection_keys("", *np.array(triples, dtype=np.int64).T).tolist()
+    keys = msmarco.rules.selection_keys("", *np.array(triples, dtype=np.int64).T).tolist()
     candidates: dict[int, list] = {}
     for key, (qid, pos, neg) in zip(keys, triples):
         candidates.setdefault(qid, []).append((key, pos, neg))
     writer = _Writer(out, msmarco.DATASET)
     source_file = "msmarco/qidpidtriples.train.full.2.tsv"
     for qid in sorted(candidates):
-        for _key, pos, neg in msmarco.keep_per_query(candidates[qid], msmarco.DEFAULT_TRIPLES_PER_QUERY):
+        for _key, pos, neg in msmarco.rules.keep_per_query(candidates[qid], msmarco.DEFAULT_TRIPLES_PER_QUERY):
             if neg not in judged.get(qid, ()):
                 writer.add(queries[qid], passages[pos], passages[neg], source_file=source_file,
                            record_id=f"{qid}/{pos}/{neg}")
@@ -184,21 +184,21 @@ def floor_paq(folder: Path, out: Path) -> int:
 
     passages: dict[str, str] = {}
     with _gzip_text(folder / "psgs_w100.tsv.gz") as stream:
-        columns = paq.passage_header(next(stream).rstrip("\n").split("\t"))
+        columns = paq.parse.passage_header(next(stream).rstrip("\n").split("\t"))
         for line in stream:
-            parsed, _problem = paq.parse_passage_line(line.rstrip("\n"), columns)
+            parsed, _problem = paq.parse.parse_passage_line(line.rstrip("\n"), columns)
             if parsed is not None:
                 passages.setdefault(*parsed)
     with open(folder / "PAQ.filtered.jsonl", encoding="utf-8") as stream:
-        listed = {paq.parse_filtered_line(parse_json(line))[0] for line in stream}
+        listed = {paq.parse.parse_filtered_line(parse_json(line))[0] for line in stream}
     writer = _Writer(out, paq.DATASET)
     source_file = "paq/PAQ.metadata.jsonl.gz"
     with _gzip_text(folder / "PAQ.metadata.jsonl.gz") as stream:
         for number, line in enumerate(stream, start=1):
-            record, _reason, _detail = paq.parse_metadata_line(parse_json(line))
+            record, _reason, _detail = paq.parse.parse_metadata_line(parse_json(line))
             if record is None or record["question"] not in listed:
                 continue
-            for passage_id in paq.choose_passages(record["passage_ids"], "first"):
+            for passage_id in paq.rules.choose_passages(record["passage_ids"], "first"):
                 if passage_id in passages:
                     writer.add(record["question"], passages[passage_id], source_file=source_file,
                                record_id=f"line {number}, passage {passage_id}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -29,10 +28,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import pipelines
 from pipelines.corpus import registry
-from pipelines.corpus import accounting, mix, verify
+from pipelines.corpus import accounting, mix
+from pipelines.corpus.manifest import REJECTED_DIR, assemble_manifest, read_json
 from pipelines.engine import files, progress
 from pipelines.engine import options as engine_options
-from pipelines.runtime import filesystems, options as runtime_options
+from pipelines.runtime import filesystems, options as runtime_options, progress_report
 from pipelines.corpus.normalize import NormalizeRows
 from pipelines.corpus.rejects import REJECTED
 from pipelines.engine.shards import JsonLinesGzipShards, ParquetShards, ShardingConfig
@@ -45,8 +45,6 @@ DATA_CONFIG = "data_config.json"
 WORK_DIR = "_work"
 # Under WORK_DIR: the sources' temporary files (join runs), removed when a build ends.
 SCRATCH_DIR = "scratch"
-REJECTED_DIR = "_rejected"
-_SECRET_FLAG = re.compile(r"(secret|token|password|credential|access_key|key_id|api_key)", re.I)
 
 
 class BuildError(Exception):
@@ -86,26 +84,6 @@ class BuildRequest:
 class _PlannedSource:
     source: Source
     ctx: SourceContext
-
-
-def scrub_args(args: list[str]) -> list[str]:
-    """Beam flags for the manifest, with the values of secret-looking flags hidden."""
-    out, hide_next = [], False
-    for arg in args:
-        if hide_next:
-            out.append("***")
-            hide_next = False
-            continue
-        name, eq, _ = arg.partition("=")
-        if name.startswith("--") and _SECRET_FLAG.search(name):
-            if eq:
-                out.append(f"{name}=***")
-            else:
-                out.append(name)
-                hide_next = True
-        else:
-            out.append(arg)
-    return out
 
 
 def plan_sources(request: BuildRequest) -> tuple[list[_PlannedSource], dict[str, str]]:
@@ -178,11 +156,6 @@ def _write_json(value, path: str) -> str:
     return path
 
 
-def _read_json(path: str):
-    with files.open_raw(path) as stream:
-        return json.loads(stream.read().decode("utf-8"))
-
-
 def _sha256_of(item) -> dict:
     source_name, path, root = item
     digest = hashlib.sha256()
@@ -202,7 +175,7 @@ def fetched_checksums(input_root: str) -> dict:
     path = files.join(input_root, "_fetch", "manifest.json")
     if not files.exists(path):
         return {}
-    records = _read_json(path).get("files", {})
+    records = read_json(path).get("files", {})
     return {dest: (record["bytes"], record["sha256"]) for dest, record in records.items()
             if record.get("status") in ("fetched", "skipped") and record.get("sha256")}
 
@@ -291,135 +264,6 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
              files.join(work, "inputs.json"))))
 
 
-def _dataset_entry(request: BuildRequest, source: Source, spec: registry.DatasetSpec,
-                   rows_summary: dict, rejected_summary: dict, sample_expected: dict | None,
-                   skipped: dict | None = None) -> dict:
-    shards = rows_summary["shards"]
-    plan = rows_summary["plan"]
-    subsets: dict[str, int] = defaultdict(int)
-    for shard in shards:
-        for subset, count in shard["subsets"].items():
-            subsets[subset] += count
-    reasons: dict[str, int] = defaultdict(int)
-    for shard in rejected_summary["shards"]:
-        for reason, count in shard["reasons"].items():
-            reasons[reason] += count
-    rows = sum(s["rows"] for s in shards)
-    entry = {
-        "status": "built",
-        "pair": spec.pair,
-        "columns": spec.columns,
-        "rows": rows,
-        "documented": spec.documented_total,
-        "tolerance": spec.tolerance,
-        "notes": list(spec.notes),
-        "shards": [{k: s[k] for k in ("file", "rows", "bytes", "group")} for s in shards],
-        "rejected": {
-            "total": sum(reasons.values()),
-            "by_reason": dict(sorted(reasons.items())),
-            "files": [f"{REJECTED_DIR}/{spec.id}/{s['file']}" for s in rejected_summary["shards"]],
-        },
-    }
-    missing = []
-    if spec.subsets:
-        entry["subsets"] = {name: {"rows": count, "group": plan["subset_group"].get(name, "")}
-                            for name, count in sorted(subsets.items())}
-    if spec.mix_per_subset:
-        reference = source.subset_reference(spec.id)
-        groups = {}
-        for group, rows_in_group in sorted(plan["group_rows"].items()):
-            ref = reference.get(group)
-            groups[group] = {
-                "rows": rows_in_group,
-                "shards": [s["file"] for s in shards if s["group"] == group],
-                "documented": ref["lines"] if ref else None,
-                "verdict": (verify.judge(rows_in_group, ref["lines"], spec.tolerance, spec.drifts)["verdict"]
-                            if ref and not request.sample else "-"),
-            }
-        entry["groups"] = groups
-        missing = sorted(set(reference) - set(groups))
-    if request.sample:
-        measured = {"rows": rows, "rejected": entry["rejected"]["by_reason"],
-                    "skipped": dict(sorted((skipped or {}).items()))}
-        if spec.subsets:
-            measured["subsets"] = {name: info["rows"] for name, info in entry["subsets"].items()}
-        expected = (sample_expected or {}).get(spec.id)
-        if expected is None:
-            entry.update({"expected": None, "verdict": "no expected count"})
-        else:
-            entry.update({"expected": expected["rows"], **verify.judge_sample(measured, expected)})
-    else:
-        entry.update({"expected": spec.documented_total,
-                      **verify.judge(rows, spec.documented_total, spec.tolerance, spec.drifts)})
-        if missing and entry["verdict"] != "match":
-            entry["verdict"] = "partial"
-            entry["notes"] = entry["notes"] + [
-                f"{len(missing)} subsets of the reference mix were not in the input; "
-                "compare per subset (groups)."]
-    return entry
-
-
-def assemble_manifest(request: BuildRequest, planned: list[_PlannedSource], status: dict[str, str],
-                      beam_args: list[str], started: str, counts: dict | None = None) -> dict:
-    """Read the run's summaries and build the manifest dict; ``counts`` are the
-    accounting counters of the run (:func:`pipelines.corpus.accounting.collect`)."""
-    output = request.output.rstrip("/")
-    work = files.join(output, WORK_DIR)
-    by_dataset = {}
-    for item in planned:
-        expected = item.source.sample_expected_counts() if request.sample else None
-        for dataset_id in item.ctx.datasets:
-            dataset_counts = (counts or {}).get(dataset_id, {})
-            by_dataset[dataset_id] = _dataset_entry(
-                request, item.source, registry.get(dataset_id),
-                _read_json(files.join(work, f"{dataset_id}.rows.json")),
-                _read_json(files.join(work, f"{dataset_id}.rejected.json")), expected,
-                dataset_counts.get("skipped", {}))
-            entry = by_dataset[dataset_id]
-            entry["accounting"] = accounting.equations(
-                dataset_counts, entry["rows"], entry["rejected"]["total"], item.source.counts_records)
-    datasets = {}
-    for spec in registry.DATASETS:
-        if spec.id in by_dataset:
-            datasets[spec.id] = by_dataset[spec.id]
-        else:
-            datasets[spec.id] = {"status": status[spec.id], "verdict": status[spec.id],
-                                 "pair": spec.pair, "documented": spec.documented_total,
-                                 "notes": list(spec.notes)}
-    inputs_path = files.join(work, "inputs.json")
-    if files.exists(inputs_path):
-        inputs = _read_json(inputs_path)
-    else:
-        inputs = [{"source": item.source.name, "path": files.relative_to(p, item.ctx.input_root),
-                   "bytes": size} for item in planned for p, size in item.source.input_files(item.ctx)]
-    verdicts: dict[str, int] = defaultdict(int)
-    for entry in datasets.values():
-        verdicts[entry["verdict"]] += 1
-    return {
-        "format": "multiqa-corpus-manifest/1",
-        "package_version": pipelines.__version__,
-        "status": "complete",
-        "started": started,
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "run": {
-            "sample": request.sample,
-            "input_root": None if request.sample else request.input_root,
-            "datasets_requested": list(request.datasets),
-            "strict": request.strict,
-            "source_options": request.source_options,
-            "beam_args": scrub_args(beam_args),
-        },
-        "inputs": inputs,
-        "datasets": datasets,
-        "card": registry.reconcile_card_total(),
-        "totals": {
-            "rows": sum(e.get("rows", 0) for e in datasets.values()),
-            "rejected": sum(e.get("rejected", {}).get("total", 0) for e in datasets.values()),
-            "verdicts": dict(verdicts),
-        },
-    }
-
-
 def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource]) -> str:
     """SHA-256 over what decides a build's output: the input files (names and sizes),
     the datasets, the options and the package version. The runner does not count."""
@@ -480,7 +324,7 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_
     manifest_path = files.join(output, MANIFEST)
     fingerprint = build_fingerprint(request, planned)
     if files.exists(manifest_path):
-        previous = _read_json(manifest_path)
+        previous = read_json(manifest_path)
         if previous.get("fingerprint") == fingerprint and not request.force:
             return {**previous, "up_to_date": True}
         if not request.force:
@@ -489,10 +333,10 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_
                 "use --force to replace it, or choose another --output")
         _remove_previous_build(output, previous)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    inputs = [progress.InputFile(path, item.source.name, size)
+    inputs = [progress_report.InputFile(path, item.source.name, size)
               for item in planned for path, size in item.source.input_files(item.ctx)]
     reporting = progress.is_local_runner(options.view_as(StandardOptions).runner)
-    with progress.ProgressReporter(inputs, enabled=reporting) as reporter:
+    with progress_report.ProgressReporter(inputs, enabled=reporting) as reporter:
         options.view_as(engine_options.CorpusOptions).progress_dir = reporter.spool
         engine_options.use(engine_options.settings_of(options))  # for steps run in this process
         pipeline = beam.Pipeline(options=options)
@@ -501,7 +345,7 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_
         result = pipeline.run()
         result.wait_until_finish()
     _clear_scratch(output)
-    manifest = assemble_manifest(request, planned, status, beam_args, started,
+    manifest = assemble_manifest(request, planned, files.join(output, WORK_DIR), status, beam_args, started,
                                  accounting.collect(result))
     manifest["fingerprint"] = fingerprint
     _write_json(mix.measured_mix(manifest), files.join(output, DATA_CONFIG))
@@ -515,4 +359,4 @@ def read_manifest(output: str) -> dict:
     path = files.join(output.rstrip("/"), MANIFEST)
     if not files.exists(path):
         raise BuildError(f"{path} not found: the folder is not the output of a complete build")
-    return _read_json(path)
+    return read_json(path)

@@ -75,7 +75,7 @@ def test_verify_of_a_folder_without_manifest(tmp_path, capsys):
 
 
 def test_secrets_in_beam_flags_never_reach_the_manifest():
-    from pipelines.build import scrub_args
+    from pipelines.corpus.manifest import scrub_args
     assert scrub_args(["--s3_secret_access_key=abc", "--s3_access_key_id", "AKIA", "--runner=X"]) == [
         "--s3_secret_access_key=***", "--s3_access_key_id", "***", "--runner=X"]
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from pipelines.engine import files, options, progress
+from pipelines.runtime import progress_report
 from pipelines.engine.lines import text_lines
 from tests.helpers import run_build
 
@@ -26,15 +27,15 @@ def test_reading_a_file_counts_its_records_and_bytes(tmp_path, reporting):
     path.parent.mkdir()
     with gzip.open(path, "wt") as out:
         out.writelines(f'{{"n": {n}}}\n' for n in range(2500))
-    inputs = [progress.InputFile(str(path), "source_a", path.stat().st_size),
-              progress.InputFile(str(tmp_path / "source_b" / "x"), "source_b", 1000)]
+    inputs = [progress_report.InputFile(str(path), "source_a", path.stat().st_size),
+              progress_report.InputFile(str(tmp_path / "source_b" / "x"), "source_b", 1000)]
     with files.open_input(str(path)) as stream:
         assert sum(1 for _ in text_lines(stream)) == 2500
-    totals = progress.read_spool(str(reporting), inputs)
+    totals = progress_report.read_spool(str(reporting), inputs)
     assert totals.per_source["source_a"] == {"records": 2500, "bytes": path.stat().st_size,
                                              "files_done": 1, "files_reading": 0}
     assert totals.per_source["source_b"]["files_done"] == 0
-    line = progress.progress_line(totals, inputs, elapsed=2.0)
+    line = progress_report.progress_line(totals, inputs, elapsed=2.0)
     assert line.startswith("progress: 1/2 input files read; 2,500 records")
     assert "reading done in about" in line
 
@@ -44,16 +45,16 @@ def test_a_file_being_read_shows_its_source_and_position(tmp_path, reporting, mo
     path = tmp_path / "stackexchange" / "Posts.xml"
     path.parent.mkdir()
     path.write_bytes(b"line\n" * 400_000)
-    inputs = [progress.InputFile(str(path), "stackexchange", path.stat().st_size)]
+    inputs = [progress_report.InputFile(str(path), "stackexchange", path.stat().st_size)]
     with files.open_input(str(path)) as stream:
         lines = text_lines(stream)
         for _ in range(200_000):
             next(lines)
-        totals = progress.read_spool(str(reporting), inputs)
+        totals = progress_report.read_spool(str(reporting), inputs)
     assert totals.per_source["stackexchange"]["files_reading"] == 1
     assert totals.records == 200_000
     assert 0 < totals.bytes_read <= path.stat().st_size
-    assert "reading stackexchange (0/1 files)" in progress.progress_line(totals, inputs, elapsed=1.0)
+    assert "reading stackexchange (0/1 files)" in progress_report.progress_line(totals, inputs, elapsed=1.0)
 
 
 def test_nothing_is_counted_when_no_build_reports(tmp_path, monkeypatch):
@@ -67,7 +68,7 @@ def test_nothing_is_counted_when_no_build_reports(tmp_path, monkeypatch):
 
 def test_the_reporter_writes_at_most_one_line_per_interval():
     lines = []
-    with progress.ProgressReporter([], interval=0.25, write=lines.append):
+    with progress_report.ProgressReporter([], interval=0.25, write=lines.append):
         time.sleep(1.1)
     # Four or five timed lines, and one summary line at the end: not a flood.
     assert 3 <= len(lines) <= 6
@@ -91,6 +92,8 @@ def test_remote_runners_get_no_reporter():
 
 
 def _read_with(paths, root, *options, **read_options):
+    from pipelines.engine import options as options_module
+
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
     from apache_beam.testing.test_pipeline import TestPipeline
@@ -101,7 +104,9 @@ def _read_with(paths, root, *options, **read_options):
     def lines(stream, source_file):
         yield from text_records(stream, "d", source_file)
 
-    with TestPipeline(runner="FnApiRunner", options=PipelineOptions(list(options))) as p:
+    # The spool travels to the reading steps with the pipeline's options, as in a build.
+    flags = [*options, f"--progress_dir={options_module.current().progress_dir}"]
+    with TestPipeline(runner="FnApiRunner", options=PipelineOptions(flags)) as p:
         read = p | ReadFiles(paths, lines, input_root=str(root), dataset="d", **read_options)
         read.records | beam.combiners.Count.Globally()
 
@@ -111,9 +116,9 @@ def test_a_file_read_in_byte_ranges_counts_once_all_ranges_are_read(tmp_path, re
     path = tmp_path / "msmarco" / "collection.tsv"
     path.parent.mkdir()
     path.write_bytes(b"".join(b"%d\tpassage %d\n" % (n, n) for n in range(3000)))
-    inputs = [progress.InputFile(str(path), "msmarco", path.stat().st_size)]
+    inputs = [progress_report.InputFile(str(path), "msmarco", path.stat().st_size)]
     _read_with([str(path)], tmp_path, split_bytes=path.stat().st_size // 5)
-    totals = progress.read_spool(str(reporting), inputs)
+    totals = progress_report.read_spool(str(reporting), inputs)
     assert totals.per_source["msmarco"] == {"records": 3000, "bytes": path.stat().st_size,
                                             "files_done": 1, "files_reading": 0}
 
@@ -124,24 +129,24 @@ def test_a_file_cut_into_blocks_counts_its_bytes_and_every_blocks_records(tmp_pa
     path.parent.mkdir()
     with gzip.open(path, "wt") as out:
         out.writelines(f"q:question {n}?\n" for n in range(3000))
-    inputs = [progress.InputFile(str(path), "wikianswers", path.stat().st_size)]
+    inputs = [progress_report.InputFile(str(path), "wikianswers", path.stat().st_size)]
     _read_with([str(path)], tmp_path, "--direct_running_mode=multi_threading", "--direct_num_workers=2",
                cut_dir=str(tmp_path / "blocks"), cut_bytes=4096)
     assert len(list((tmp_path / "blocks").iterdir())) > 5
-    totals = progress.read_spool(str(reporting), inputs)
+    totals = progress_report.read_spool(str(reporting), inputs)
     assert totals.per_source["wikianswers"] == {"records": 3000, "bytes": path.stat().st_size,
                                                 "files_done": 1, "files_reading": 0}
 
 
 def test_the_summary_names_listed_files_the_build_never_opened():
-    inputs = [progress.InputFile("q.json", "trivia_qa", 10), progress.InputFile("e1.txt", "trivia_qa", 5),
-              progress.InputFile("e2.txt", "trivia_qa", 5), progress.InputFile("a.tsv", "quora", 7)]
-    totals = progress.Totals(records=3, bytes_read=15, per_source={
+    inputs = [progress_report.InputFile("q.json", "trivia_qa", 10), progress_report.InputFile("e1.txt", "trivia_qa", 5),
+              progress_report.InputFile("e2.txt", "trivia_qa", 5), progress_report.InputFile("a.tsv", "quora", 7)]
+    totals = progress_report.Totals(records=3, bytes_read=15, per_source={
         "trivia_qa": {"records": 3, "bytes": 15, "files_done": 2, "files_reading": 0},
         "quora": {"records": 0, "bytes": 0, "files_done": 0, "files_reading": 1}})
-    line = progress.summary_line(totals, inputs, 1.0)
+    line = progress_report.summary_line(totals, inputs, 1.0)
     assert line.endswith("read 2 of 4 input files (15 B), 3 records; not needed: 1 of trivia_qa")
-    everything = progress.Totals(records=3, bytes_read=27, per_source={
+    everything = progress_report.Totals(records=3, bytes_read=27, per_source={
         "trivia_qa": {"records": 3, "bytes": 20, "files_done": 3, "files_reading": 0},
         "quora": {"records": 0, "bytes": 7, "files_done": 1, "files_reading": 0}})
-    assert "not needed" not in progress.summary_line(everything, inputs, 1.0)
+    assert "not needed" not in progress_report.summary_line(everything, inputs, 1.0)

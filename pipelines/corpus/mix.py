@@ -47,9 +47,12 @@ def _entry(spec: registry.DatasetSpec, subset: str | None, lines: int, weight: i
 
 
 def reference_mix() -> list[dict]:
-    """The mix of the whole corpus as documented: the repository's ``data_config.json``."""
+    """The mix of the original corpus as documented: the repository's ``data_config.json``
+    (the datasets of the model card's table; one added beyond it is not part of it)."""
     entries = []
     for spec in registry.DATASETS:
+        if not spec.on_card:
+            continue
         source = registry.load_source(spec.source) if spec.mix_per_subset else None
         sites = source.subset_reference(spec.id) if source is not None else {}
         if sites:

@@ -9,9 +9,9 @@ conversion, which only removed tags, so ``&amp;`` reaches the model as ``&``.
 :class:`NormalizeRows` runs on every dataset's rows before the sink: it normalises the
 three text fields, applies the dataset's :class:`TextPolicy` (empty and too-long texts)
 and checks the row schema. Each drop becomes a rejected record with a reason. Rows come
-one by one (dicts) or as Arrow tables; a table whose texts were normalised where they
-were read (:func:`mark_normalized`: a passage once, not once per triplet that uses it)
-is only checked.
+one by one (dicts) or as Arrow tables; the rows of a dataset whose source normalised
+every text where it read it (``SourceOutput.normalized``: a passage once, not once per
+triplet that uses it) are only checked.
 """
 from __future__ import annotations
 
@@ -152,17 +152,7 @@ def apply_policy(row: dict, policy: TextPolicy, normalized: bool = False) -> tup
     return out, None, ""
 
 
-_NORMALIZED = b"corpus.normalized"
 TEXT_FIELDS = ("anchor", "positive", "negative")
-
-
-def mark_normalized(table: pa.Table) -> pa.Table:
-    """Mark a table whose text columns all went through :func:`normalize_text` already."""
-    return table.replace_schema_metadata({**(table.schema.metadata or {}), _NORMALIZED: b"1"})
-
-
-def is_normalized(table: pa.Table) -> bool:
-    return (table.schema.metadata or {}).get(_NORMALIZED) == b"1"
 
 
 def normalize_column(column) -> pa.Array:
@@ -246,7 +236,7 @@ class NormalizeRows(beam.DoFn):
             return
         accounting.count_row_in(self.dataset, table.num_rows)
         # Texts of the rows checked one by one below are normalised by then either way.
-        if not (self.normalized or is_normalized(table)):
+        if not self.normalized:
             for name in TEXT_FIELDS:
                 table = table.set_column(table.schema.get_field_index(name), name,
                                          normalize_column(table[name]))

@@ -10,7 +10,7 @@ tables and the join is a partitioned hash join (a "Grace" join) in three steps:
    :func:`id_hash` of the side's id column, one record batch per ``row_group_bytes``.
    Only the run's description (path, and per batch its first and last hash, rows and
    bytes) travels on through Beam.
-2. **Plan** (:class:`HashJoin`): from all descriptions, the total bytes decide the number
+2. **Plan**: from all descriptions, the total bytes decide the number
    of tasks, ``ceil(bytes / task_bytes)``; task ``j`` of ``n`` owns the hashes in
    ``[j, j + 1) * 2**64 / n`` and reads, from every run of every side, only the batches
    overlapping that range.
@@ -40,87 +40,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.engine import files
+from pipelines.engine.arrow import tables
 from pipelines.corpus.rejects import REJECTED
 
 MiB = 1 << 20
 HASH = "_hash"
 _SPACE = 1 << 64
-
-
-class ArrowTableCoder(beam.coders.Coder):
-    """Beam coder of ``pa.Table`` elements: Arrow IPC bytes, and a size estimate that does
-    not encode anything (Beam samples element sizes for its counters; the default pickle
-    coder would serialise every sampled table to measure it)."""
-
-    def encode(self, table: pa.Table) -> bytes:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return sink.getvalue().to_pybytes()
-
-    def decode(self, data: bytes) -> pa.Table:
-        return pa.ipc.open_stream(data).read_all()
-
-    def estimate_size(self, table: pa.Table) -> int:
-        return table.nbytes
-
-    def is_deterministic(self) -> bool:
-        return False
-
-    def to_type_hint(self):
-        return pa.Table
-
-
-beam.coders.registry.register_coder(pa.Table, ArrowTableCoder)
-
-
-def tables(transform):
-    """``transform`` (a ParDo, Map or FlatMap) declared to output ``pa.Table`` elements, so
-    they travel with :class:`ArrowTableCoder`."""
-    return transform.with_output_types(pa.Table)
-
-
-def as_tables(pcoll):
-    """Mark ``pcoll`` (e.g. one tagged output of a multi-output ParDo, which cannot be typed
-    on its own) as holding ``pa.Table`` elements, so that it uses :class:`ArrowTableCoder`."""
-    pcoll.element_type = pa.Table
-    return pcoll
-
-
-class GatherTables(beam.DoFn):
-    """Gather the dict records of a PCollection into Arrow tables (one Beam element per
-    ``rows_per_table`` records, and one at the end of each bundle), e.g. to spill them.
-
-    Args:
-        schema: the tables' schema (keys of a record outside it are left out).
-        to_record: optional ``element -> record dict, or a tagged reject`` (passed on as it
-            is), applied to each element first.
-        rows_per_table: records of a full table.
-    """
-
-    def __init__(self, schema: pa.Schema, to_record: Callable | None = None, rows_per_table: int = 1 << 14):
-        self.schema = schema
-        self.to_record = to_record
-        self.rows_per_table = rows_per_table
-
-    def start_bundle(self):
-        from pipelines.corpus.schema import RowTables
-
-        self._records = RowTables(self.rows_per_table, self.schema)
-
-    def process(self, element):
-        record = element if self.to_record is None else self.to_record(element)
-        if not isinstance(record, dict):
-            yield record
-            return
-        table = self._records.add(record)
-        if table is not None:
-            yield table
-
-    def finish_bundle(self):
-        table = self._records.flush()
-        if table is not None:
-            yield GlobalWindows.windowed_value(table)
 
 
 def text_key(text: str) -> int:
@@ -240,13 +165,6 @@ def cut_to_fit(table: pa.Table, size: int, room: int, limit: int):
         yield table.slice(offset, count), round(count * per_row)
         offset += count
         capacity = limit
-
-
-def spill_runs(pcoll, label: str, spill_dir: str, key: str, schema: pa.Schema):
-    """One side of a :class:`HashJoin`: ``pcoll``'s tables spilled by :class:`SpillByHash`
-    under ``spill_dir`` in a step named ``label``; returns the runs' descriptions (a side
-    spilled once may be joined several times)."""
-    return pcoll | label >> beam.ParDo(SpillByHash(spill_dir, key, schema))
 
 
 def write_run(directory: str, table: pa.Table, column: str, slices) -> tuple[str, list]:
@@ -433,14 +351,41 @@ class _JoinTask(beam.DoFn):
         self._run_files.close()
 
 
+class JoinOutput:
+    """What :class:`HashJoin` gives: ``.main`` (the join function's tables),
+    ``[REJECTED]`` (its rejects) and ``.spilled[side]`` (each side's runs, which another
+    join takes as that side with ``spilled=``, so that the same rows are spilled once)."""
+
+    def __init__(self, result, spilled: dict):
+        self.main = result.main
+        self._rejects = result[REJECTED]
+        self.spilled = spilled
+
+    def __getitem__(self, tag: str):
+        if tag != REJECTED:
+            raise KeyError(tag)
+        return self._rejects
+
+
 class HashJoin(beam.PTransform):
-    """Join the spilled sides of a ``{side: runs}`` dict with ``join`` (see the module doc).
+    """Join ``{side: PCollection of Arrow tables}`` by an integer key with ``join`` (see the
+    module doc): each side is spilled in runs under ``spill_dir``, and one task per hash
+    range reads its rows of every side.
+
+    The same on every runner: only the runs' descriptions go through the runner, so rows
+    never pay Beam's per-element cost or the runner's shuffle (on Dataflow the runs are
+    objects in the temporary bucket, written once and read once by range; see
+    ``docs/architecture.md``, "Joins").
 
     Args:
         join: ``join(tables) -> iterable``: called once per task with ``{side: pa.Table}``
             (the task's rows of each side, the hash column removed); yields Arrow tables
             (the main output) and tagged rejects.
-        schemas: per side, its schema (a side without any row gives an empty table).
+        keys: per side, the int64 column it is joined on.
+        schemas: per side, its schema (every table is cast to it; a side without any row
+            gives an empty table).
+        spill_dir: folder for the run files (below the build's scratch folder, removed
+            when the build ends).
         task_bytes: Arrow bytes one task should hold (with the join's own working memory
             and its output, held while the next steps take it, several times that is
             needed). 8 MB: a join's tasks are this size from a small input on (the
@@ -451,24 +396,35 @@ class HashJoin(beam.PTransform):
         passed_on: sides whose columns ``join`` yields uncopied (MS MARCO's triplets):
             their rows are copied out of the run batches first (:func:`compacted`), so
             that the output does not keep the batches alive.
+        spilled: sides given as the runs another join spilled (``output.spilled[side]``).
+    Input: ``{side: PCollection}`` of Arrow tables (or of runs, for the ``spilled`` sides).
     Returns:
-        A ``DoOutputsTuple``: ``main`` (what ``join`` yields untagged) and ``REJECTED``.
+        A :class:`JoinOutput`.
     """
 
-    def __init__(self, join: Callable, schemas: dict[str, pa.Schema], task_bytes: int = 8 * MiB,
-                 min_tasks: int = 8, passed_on: tuple[str, ...] = ()):
+    def __init__(self, join: Callable, *, keys: dict[str, str], schemas: dict[str, pa.Schema], spill_dir: str,
+                 task_bytes: int = 8 * MiB, min_tasks: int = 8, passed_on: tuple[str, ...] = (),
+                 spilled: tuple[str, ...] = ()):
         super().__init__()
+        self.spilled = frozenset(spilled)
         self.join = join
+        self.keys = keys
         self.schemas = schemas
+        self.spill_dir = spill_dir
         self.task_bytes = task_bytes
         self.min_tasks = min_tasks
         self.passed_on = tuple(passed_on)
 
     def expand(self, sides):
+        spilled = {}
+        for side, pcoll in sorted(sides.items()):
+            # Output: one description per run file of the side
+            spilled[side] = pcoll if side in self.spilled else pcoll | f"Spill{side.title()}" >> beam.ParDo(
+                SpillByHash(files.join(self.spill_dir, side), self.keys[side], self.schemas[side]))
         tagged = [runs | f"Tag{side.title()}" >> beam.Map(lambda run, side=side: (side, run))
-                  for side, runs in sorted(sides.items())]
+                  for side, runs in spilled.items()]
         task_bytes, min_tasks = self.task_bytes, self.min_tasks
-        return (
+        result = (
             tagged
             | "FlattenRuns" >> beam.Flatten()
             | "CollectRuns" >> beam.combiners.ToList()
@@ -477,6 +433,7 @@ class HashJoin(beam.PTransform):
             | "Join" >> tables(beam.ParDo(_JoinTask(self.join, self.schemas, self.passed_on)))
             .with_outputs(REJECTED, main="main")
         )
+        return JoinOutput(result, spilled)
 
 
 def _by_side(tagged_runs) -> dict[str, list[dict]]:

@@ -92,6 +92,7 @@ class LineRange(io.RawIOBase):
     Attributes:
         start: the range's first byte in the file; readers name a line inside a range by
             its number counted from there (the line numbers of the file are not known).
+        first_line_byte: where the range's first whole line begins in the file.
     """
 
     def __init__(self, raw: BinaryIO, start: int, end: int):
@@ -104,6 +105,7 @@ class LineRange(io.RawIOBase):
             if len(raw.readline(limit + 1)) > limit:  # the end of the line before the range
                 raise LineTooLong(f"the line before byte {start:,} is longer than {limit:,} bytes")
         self._position = raw.tell()
+        self.first_line_byte = self._position
         self._tail = b""
         self._done = False
 
@@ -134,6 +136,23 @@ def range_start(stream) -> int | None:
     file (possibly buffered), ``None`` when it is a whole file."""
     raw = getattr(stream, "raw", stream)
     return raw.start if isinstance(raw, LineRange) else None
+
+
+def range_lines(stream) -> Iterator[tuple[int, bytes]]:
+    """The lines of one byte range of a file (a :class:`LineRange`, possibly buffered) with
+    the byte offset of each in the file, line endings kept: a reader of a file without line
+    numbers names a line by its offset.
+
+    Raises:
+        LineTooLong: as :func:`text_lines`.
+    """
+    raw = getattr(stream, "raw", stream)
+    position, limit = raw.first_line_byte, max_line_bytes()
+    for line in iter(lambda: stream.readline(limit + 1), b""):
+        if len(line) > limit:
+            raise LineTooLong(f"the line at byte {position:,} is longer than {limit:,} bytes")
+        yield position, line
+        position += len(line)
 
 
 # -- blocks: one file's lines cut by the worker that reads it through, parsed by many ----------

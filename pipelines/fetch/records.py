@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from pipelines.engine.progress import format_bytes, format_duration
+from pipelines.runtime.progress_report import format_bytes, format_duration
 from pipelines.fetch import storage as cloud
 
 

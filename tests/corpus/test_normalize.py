@@ -91,7 +91,7 @@ def test_rows_in_a_table_are_kept_and_rejected_as_one_by_one(texts, min_chars, m
     cut and reject exactly the rows the row-by-row path does."""
     import pyarrow as pa
 
-    from pipelines.corpus.normalize import NormalizeRows, mark_normalized
+    from pipelines.corpus.normalize import NormalizeRows
     from pipelines.corpus.schema import row_arrow_schema
 
     policy = TextPolicy(min_chars=min_chars, max_chars=max_chars, truncate=truncate)
@@ -100,7 +100,7 @@ def test_rows_in_a_table_are_kept_and_rejected_as_one_by_one(texts, min_chars, m
     step = NormalizeRows("d", policy, normalized=True)
     step.setup()
     one_by_one = [out for row in rows for out in step.process(row)]
-    in_table = list(step.process(mark_normalized(pa.Table.from_pylist(rows, schema=row_arrow_schema()))))
+    in_table = list(step.process(pa.Table.from_pylist(rows, schema=row_arrow_schema())))
 
     def kept(outputs):
         return sorted((r for o in outputs if isinstance(o, (dict, pa.Table))

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.engine.join import (ArrowTableCoder, HashJoin, RunFiles, SpillByHash, cut_to_fit,
+from pipelines.engine.arrow import ArrowTableCoder
+from pipelines.engine.join import (HashJoin, RunFiles, SpillByHash, cut_to_fit,
                                      hash_range, id_hash, plan_tasks, read_range)
 from pipelines.corpus.rejects import rejected
 
@@ -107,11 +108,33 @@ def test_hash_join_matches_a_dict_join_whatever_the_task_count(tmp_path):
             right = tables(right_rows, RIGHT, 11, "R") | "SpillR" >> beam.ParDo(
                 SpillByHash(str(tmp_path / f"{n}r"), "key", RIGHT, spill_bytes, 256))
             joined = {"left": left, "right": right} | HashJoin(
-                _inner_join, {"left": LEFT, "right": RIGHT}, task_bytes=1 << 30, min_tasks=min_tasks)
+                _inner_join, keys={"left": "id", "right": "key"}, schemas={"left": LEFT, "right": RIGHT},
+                spill_dir=str(tmp_path / f"{n}j"), task_bytes=1 << 30, min_tasks=min_tasks,
+                spilled=("left", "right"))
             rows = joined.main | beam.FlatMap(lambda t: [(r["id"], r["value"], r["text"]) for r in t.to_pylist()])
             missing = joined["rejected"] | beam.Map(lambda r: r["record_id"])
             assert_that(rows, equal_to(expected), label="Rows")
             assert_that(missing, equal_to(expected_missing), label="Missing")
+
+
+def test_a_join_spills_its_sides_itself_and_a_spilled_side_joins_again(tmp_path):
+    left_rows = [{"id": i % 50, "value": f"l{i}"} for i in range(400)]
+    right_rows = [{"key": k, "text": f"t{k}"} for k in range(0, 50, 2)]
+    expected = [(r["id"], r["value"], f"t{r['id']}") for r in left_rows if r["id"] % 2 == 0]
+    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+        left = pipeline | "L" >> beam.Create([pa.Table.from_pylist(left_rows[i:i + 30], schema=LEFT)
+                                              for i in range(0, len(left_rows), 30)])
+        right = pipeline | "R" >> beam.Create([pa.Table.from_pylist(right_rows, schema=RIGHT)])
+        join = dict(keys={"left": "id", "right": "key"}, schemas={"left": LEFT, "right": RIGHT},
+                    spill_dir=str(tmp_path / "spill"))
+        first = {"left": left, "right": right} | "First" >> HashJoin(_inner_join, **join)
+        again = {"left": first.spilled["left"], "right": first.spilled["right"]} | "Again" >> HashJoin(
+            _inner_join, spilled=("left", "right"), **join)
+        for label, joined in (("first", first), ("again", again)):
+            rows = joined.main | f"Rows{label}" >> beam.FlatMap(
+                lambda t: [(r["id"], r["value"], r["text"]) for r in t.to_pylist()])
+            assert_that(rows, equal_to(expected), label=f"Check{label}")
+    assert {p.name for p in (tmp_path / "spill").iterdir()} == {"left", "right"}
 
 
 def test_cut_to_fit_fills_the_room_then_whole_buffers_and_loses_no_row():

@@ -45,12 +45,12 @@ def test_yahoo_huge_answer_is_a_counted_reject():
 
 def test_msmarco_huge_passage():
     data = f"1\t{huge_text()}\n2\tshort\n".encode()
-    assert [pid for pid, _text in _read(msmarco.read_collection, data)] == [1, 2]
+    assert [pid for pid, _text in _read(msmarco.parse.read_collection, data)] == [1, 2]
 
 
 def test_paq_huge_passage_is_a_counted_reject():
     data = f'1\t"{huge_text()}"\ttitle\n2\tshort\ttitle\n'.encode()
-    got = _read(paq.read_passages, data)
+    got = _read(paq.parse.read_passages, data)
     key, passage_id, _text, _line = got[1]
     assert got[0] == ("reject", "malformed_passage") and passage_id == "2"
 

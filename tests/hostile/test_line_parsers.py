@@ -48,19 +48,19 @@ def test_parse_cluster_round_trip(questions):
 
 @given(st.text())
 def test_parse_int_gives_an_int_or_none(value):
-    parsed = msmarco.parse_int(value)
+    parsed = msmarco.parse.parse_int(value)
     assert parsed is None or isinstance(parsed, int)
 
 
 @given(st.integers())
 def test_parse_int_round_trip(number):
-    assert msmarco.parse_int(str(number)) == number
+    assert msmarco.parse.parse_int(str(number)) == number
 
 
 @given(st.binary(max_size=200))
 def test_msmarco_tsv_readers_take_any_bytes(data):
-    for reader in (msmarco.read_collection, msmarco.read_queries, msmarco.read_qrels,
-                   msmarco.read_id_triples, msmarco.read_text_triples, msmarco.read_hard_negatives):
+    for reader in (msmarco.parse.read_collection, msmarco.parse.read_queries, msmarco.parse.read_qrels,
+                   msmarco.parse.read_id_triples, msmarco.parse.read_text_triples, msmarco.parse.read_hard_negatives):
         _records(reader, data)
 
 
@@ -68,7 +68,7 @@ def test_msmarco_tsv_readers_take_any_bytes(data):
 def test_read_queries_round_trip(rows):
     data = "".join(f"{qid}\t{text}\n" for qid, text in rows).encode()
     expected = [(qid, normalize_text(text)) for qid, text in rows]
-    assert _records(msmarco.read_queries, data) == expected
+    assert _records(msmarco.parse.read_queries, data) == expected
 
 
 # Lines a TSV file may hold: ids, texts, the odd damaged field, TABs and line endings.
@@ -101,26 +101,26 @@ def _flatten(items):
 
 @given(st.dictionaries(st.sampled_from(["qid", "pos", "neg", "x"]), json_values))
 def test_hard_negative_problem_takes_any_object(record):
-    problem = msmarco.hard_negative_problem(record)
+    problem = msmarco.parse.hard_negative_problem(record)
     assert problem is None or problem[0] in ("malformed_record", "no_positive")
 
 
 @given(st.text())
 def test_repair_mojibake_takes_any_text(text):
-    assert isinstance(msmarco.repair_mojibake(text), str)
+    assert isinstance(msmarco.parse.repair_mojibake(text), str)
 
 
 @given(plain_text)
 def test_repair_mojibake_round_trip(text):
     damaged = text.encode("utf-8").decode("latin-1")
-    assert msmarco.repair_mojibake(damaged) == text
+    assert msmarco.parse.repair_mojibake(damaged) == text
 
 
 # -- paq ---------------------------------------------------------------------------------
 
 @given(st.text())
 def test_parse_passage_line_takes_any_line(line):
-    parsed, problem = paq.parse_passage_line(line, {"id": 0, "text": 1, "title": 2})
+    parsed, problem = paq.parse.parse_passage_line(line, {"id": 0, "text": 1, "title": 2})
     assert (parsed is None) == bool(problem)
 
 
@@ -128,27 +128,27 @@ def test_parse_passage_line_takes_any_line(line):
 def test_parse_passage_line_round_trip(pid, text, title):
     buffer = io.StringIO()
     csv.writer(buffer, delimiter="\t", lineterminator="").writerow([pid, text, title])
-    assert paq.parse_passage_line(buffer.getvalue(), {"id": 0, "text": 1, "title": 2}) == (
+    assert paq.parse.parse_passage_line(buffer.getvalue(), {"id": 0, "text": 1, "title": 2}) == (
         (str(pid), text), "")
 
 
 @given(json_values)
 def test_canonical_passage_id_takes_any_value(value):
-    parsed = paq.canonical_passage_id(value)
+    parsed = paq.parse.canonical_passage_id(value)
     assert parsed is None or parsed.isdigit()
 
 
 @given(st.dictionaries(st.sampled_from(["question", "answers", "answer", "x"]), json_values))
 def test_paq_record_shapes_take_any_object(record):
-    parsed, reason, _detail = paq.parse_metadata_line(record)
+    parsed, reason, _detail = paq.parse.parse_metadata_line(record)
     assert (parsed is None) == bool(reason)
-    question, problem = paq.parse_filtered_line(record)
+    question, problem = paq.parse.parse_filtered_line(record)
     assert (question is None) == bool(problem)
 
 
 @given(st.binary(max_size=200))
 def test_paq_readers_take_any_bytes(data):
-    for reader in (paq.read_filtered, paq.read_metadata, paq.read_passages):
+    for reader in (paq.parse.read_filtered, paq.parse.read_metadata, paq.parse.read_passages):
         _records(reader, data)
 
 
@@ -192,14 +192,14 @@ def test_squad_question_problem_takes_any_value(qa):
 @given(st.dictionaries(st.sampled_from(["QuestionId", "Question", "Answer", "EntityPages",
                                         "SearchResults"]), json_values))
 def test_trivia_qa_parse_record_takes_any_object(record):
-    question, reason, _detail = trivia_qa.parse_record(record, "train")
+    question, reason, _detail = trivia_qa.parse.parse_record(record, "train")
     assert (question is None) == (reason is not None)
 
 
 @given(st.binary(max_size=300))
 def test_trivia_qa_record_texts_take_any_bytes(data):
     try:
-        list(trivia_qa.iter_record_texts(stream(data)))
+        list(trivia_qa.parse.iter_record_texts(stream(data)))
     except EOFError:
         pass  # a record left open: ReadFiles records the file as unreadable_file
 

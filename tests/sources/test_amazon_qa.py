@@ -8,6 +8,7 @@ import pytest
 from pipelines.corpus.rejects import REJECTED
 from pipelines.sources import amazon_qa as aq
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 DATASET = "amazon_qa"
 
@@ -205,3 +206,8 @@ def test_bad_files_end_in_counted_rejects(tmp_path):
     # would make the dead letters differ from process to process).
     code_line = next(r for r in result.rejects[DATASET] if r["excerpt"].startswith("__import__"))
     assert "<ast.Call object>" in code_line["detail"] and "0x" not in code_line["detail"]
+
+
+class TestAmazonQaSample(SourceCase):
+    SOURCE = "amazon_qa"
+    ROWS = {"amazon_qa": 15}

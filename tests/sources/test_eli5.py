@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.sources import eli5
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 
 def _answer(score, rank, text="t", a_id=None):
@@ -179,3 +180,8 @@ def test_bad_inputs_become_counted_rejects(tmp_path):
     assert result.reasons("eli5") == {
         "bad_encoding": 1, "bad_json": 1, "empty_file": 1, "malformed_file": 1,
         "malformed_record": 1, "unreadable_file": 2}
+
+
+class TestEli5Sample(SourceCase):
+    SOURCE = "eli5"
+    ROWS = {"eli5": 12}

@@ -8,6 +8,7 @@ import pytest
 from pipelines.corpus.rejects import REJECTED
 from pipelines.sources import gooaq
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 DATASET = "gooaq"
 
@@ -222,3 +223,8 @@ def test_missing_split_file_is_a_counted_reject(tmp_path):
     result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.manifest["datasets"][DATASET]["rows"] == 0
     assert result.reasons(DATASET) == {"missing_split_file": 1, "not_in_split": 1}
+
+
+class TestGooaqSample(SourceCase):
+    SOURCE = "gooaq"
+    ROWS = {"gooaq": 4}

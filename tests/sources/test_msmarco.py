@@ -13,10 +13,12 @@ import pytest
 
 from pipelines.corpus.source import OptionError, SourceContext, SourceError
 from pipelines.sources import msmarco
-from pipelines.sources.msmarco import (
-    DATASET, SOURCE, hard_negative_problem, keep_per_query, read_collection, read_qrels,
-    read_queries, repair_mojibake, select_hard_negatives, selection_key, triplet_row)
+from pipelines.sources.msmarco import DATASET, SOURCE
+from pipelines.sources.msmarco.parse import (
+    hard_negative_problem, read_collection, read_qrels, read_queries, repair_mojibake)
+from pipelines.sources.msmarco.rules import keep_per_query, select_hard_negatives, selection_key, triplet_row
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 
 def _values(items):
@@ -168,7 +170,7 @@ def test_keep_per_query_is_order_independent_and_distinct():
 
 
 def test_combiner_merges_partial_accumulators_like_one_pass():
-    combine = msmarco._SmallestDistinct(4)
+    combine = msmarco.rules._SmallestDistinct(4)
     candidates = [(k, "p", f"n{k}", "f") for k in (9, 3, 7, 1, 3, 8, 2, 6)]
     parts = [combine.create_accumulator() for _ in range(3)]
     for i, candidate in enumerate(candidates):
@@ -452,10 +454,15 @@ def test_empty_negatives_file_is_a_reject(tmp_path):
 def test_selection_key_of_one_candidate_equals_the_vectorised_keys():
     import numpy as np
 
-    from pipelines.sources.msmarco import selection_keys
+    from pipelines.sources.msmarco.rules import selection_keys
 
     rng = np.random.default_rng(0)
     qids, positives, negatives = (rng.integers(-2**40, 2**62, 500) for _ in range(3))
     keys = selection_keys("salt", qids, positives, negatives)
     assert [selection_key("salt", int(q), int(p), int(n)) for q, p, n in zip(qids, positives, negatives)] \
         == [int(k) for k in keys]
+
+
+class TestMsmarcoSample(SourceCase):
+    SOURCE = "msmarco"
+    ROWS = {"msmarco_triplets": 9}

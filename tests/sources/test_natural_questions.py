@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.sources import natural_questions as nq
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 TOY_PAIR = ("who founded google", "Google was founded in 1998 by : Larry Sergey", None)
 
@@ -166,3 +167,8 @@ def test_bad_input_ends_in_counted_rejects(upstream_samples, tmp_path):
     assert result.reasons("natural_questions") == {
         "bad_encoding": 1, "empty_file": 1, "malformed_example": 3, "not_an_object": 1,
         "unreadable_file": 1}
+
+
+class TestNaturalQuestionsSample(SourceCase):
+    SOURCE = "natural_questions"
+    ROWS = {"natural_questions": 4}

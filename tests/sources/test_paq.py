@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from pipelines.engine.join import text_key
 from pipelines.sources import paq
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 RIDEAU = ("when was the rideau canal opened",
           "The Rideau Canal connects Ottawa to Kingston on Lake Ontario. It was opened in 1832 as a "
@@ -23,11 +24,11 @@ RIDEAU = ("when was the rideau canal opened",
 # -- rule and parse functions ----------------------------------------------------------
 
 def test_canonical_passage_id():
-    assert paq.canonical_passage_id(7) == "7"
-    assert paq.canonical_passage_id("007") == "7"
-    assert paq.canonical_passage_id(" 21015324 ") == "21015324"
+    assert paq.parse.canonical_passage_id(7) == "7"
+    assert paq.parse.canonical_passage_id("007") == "7"
+    assert paq.parse.canonical_passage_id(" 21015324 ") == "21015324"
     for bad in (None, True, -3, 1.0, "wiki-12", "", "١٢"):
-        assert paq.canonical_passage_id(bad) is None
+        assert paq.parse.canonical_passage_id(bad) is None
 
 
 def _canonical_by_pattern(value):
@@ -43,46 +44,46 @@ def _canonical_by_pattern(value):
 @given(st.one_of(st.integers(), st.text(alphabet=" \t\n\u00a00123456789-+x١²", max_size=8),
                  st.text(max_size=6), st.none(), st.booleans(), st.floats()))
 def test_canonical_passage_id_follows_the_rule_for_any_value(value):
-    assert paq.canonical_passage_id(value) == _canonical_by_pattern(value)
+    assert paq.parse.canonical_passage_id(value) == _canonical_by_pattern(value)
 
 
 def test_choose_passages_first_and_all():
     ids = ["102", "102", "104", "11"]
-    assert paq.choose_passages(ids, "first") == ["102"]
-    assert paq.choose_passages(ids, "all") == ["11", "102", "104"]
+    assert paq.rules.choose_passages(ids, "first") == ["102"]
+    assert paq.rules.choose_passages(ids, "all") == ["11", "102", "104"]
 
 
 def test_question_is_candidate():
-    assert paq.question_is_candidate(True, True)
-    assert not paq.question_is_candidate(False, True)
-    assert paq.question_is_candidate(False, False)
+    assert paq.rules.question_is_candidate(True, True)
+    assert not paq.rules.question_is_candidate(False, True)
+    assert paq.rules.question_is_candidate(False, False)
 
 
 def test_parse_metadata_line():
-    parsed, reason, _ = paq.parse_metadata_line(
+    parsed, reason, _ = paq.parse.parse_metadata_line(
         {"question": "q", "answers": [{"passage_id": "5"}, {"passage_id": 3}]})
     assert parsed == {"question": "q", "passage_ids": ["5", "3"]} and reason == ""
-    assert paq.parse_metadata_line({"answers": []})[1] == "malformed_question"
-    assert paq.parse_metadata_line({"question": "q", "answers": []})[1] == "no_passage"
-    assert paq.parse_metadata_line({"question": "q"})[1] == "no_passage"
-    assert paq.parse_metadata_line({"question": "q", "answers": ["5"]})[1] == "bad_passage_id"
-    assert paq.parse_metadata_line({"question": "q", "answers": [{"passage_id": 1.5}]})[1] == "bad_passage_id"
+    assert paq.parse.parse_metadata_line({"answers": []})[1] == "malformed_question"
+    assert paq.parse.parse_metadata_line({"question": "q", "answers": []})[1] == "no_passage"
+    assert paq.parse.parse_metadata_line({"question": "q"})[1] == "no_passage"
+    assert paq.parse.parse_metadata_line({"question": "q", "answers": ["5"]})[1] == "bad_passage_id"
+    assert paq.parse.parse_metadata_line({"question": "q", "answers": [{"passage_id": 1.5}]})[1] == "bad_passage_id"
 
 
 def test_parse_passage_line_uses_csv_quoting():
     columns = {"id": 0, "text": 1, "title": 2}
     line = '1\t"Aaron ( or ; ""Ahärôn"") is a prophet"\tAaron'
-    assert paq.parse_passage_line(line, columns) == (("1", 'Aaron ( or ; "Ahärôn") is a prophet'), "")
-    assert paq.parse_passage_line("2\t\"never closed\tT", columns)[0] is None
-    assert paq.parse_passage_line("3\tno title", columns)[0] is None
-    assert paq.parse_passage_line("x\ttext\ttitle", columns)[0] is None
+    assert paq.parse.parse_passage_line(line, columns) == (("1", 'Aaron ( or ; "Ahärôn") is a prophet'), "")
+    assert paq.parse.parse_passage_line("2\t\"never closed\tT", columns)[0] is None
+    assert paq.parse.parse_passage_line("3\tno title", columns)[0] is None
+    assert paq.parse.parse_passage_line("x\ttext\ttitle", columns)[0] is None
 
 
 def test_passage_header_gives_column_order():
-    assert paq.passage_header(["id", "text", "title"]) == {"id": 0, "text": 1, "title": 2}
+    assert paq.parse.passage_header(["id", "text", "title"]) == {"id": 0, "text": 1, "title": 2}
     # PAQ's README lists the title before the text.
-    assert paq.passage_header(["id", "title", "text"]) == {"id": 0, "text": 2, "title": 1}
-    assert paq.passage_header(["1", "text", "title"]) is None
+    assert paq.parse.passage_header(["id", "title", "text"]) == {"id": 0, "text": 2, "title": 1}
+    assert paq.parse.passage_header(["1", "text", "title"]) is None
 
 
 def test_find_inputs_prefers_unpacked_and_reports_copies():
@@ -98,7 +99,7 @@ def test_find_inputs_prefers_unpacked_and_reports_copies():
 
 
 def test_question_passage_pair_keeps_question_as_generated():
-    row = paq.question_passage_pair(
+    row = paq.rules.question_passage_pair(
         {"question": "who wrote hamlet", "source_file": "paq/m.jsonl", "line": 4}, "12", "Hamlet is ...")
     assert (row["anchor"], row["positive"], row["record_id"]) == (
         "who wrote hamlet", "Hamlet is ...", "line 4, passage 12")
@@ -111,7 +112,7 @@ def test_filtered_parser_reads_real_nq_open_lines(upstream_samples):
     questions = []
     for name in ("NQ-open.train.jsonl", "NQ-open.dev.jsonl", "NQ-open.efficientqa.dev.1.1.sample.jsonl"):
         with open(folder / name, "rb") as stream:
-            items = list(paq.read_filtered(stream, name))
+            items = list(paq.parse.read_filtered(stream, name))
         assert all(isinstance(item, pa.Table) for item in items), name  # no rejects
         for table in items:
             assert table.schema == paq.LISTED
@@ -234,7 +235,7 @@ def test_join_task_gives_what_the_per_passage_rule_gives():
                   key=lambda r: r["record_id"])
     rejects = sorted((item.value["reason"], item.value["record_id"]) for item in joined
                      if not isinstance(item, pa.Table))
-    expected = [item for pid in ("1", "2", "3", "5") for item in paq.passage_outcomes(
+    expected = [item for pid in ("1", "2", "3", "5") for item in paq.rules.passage_outcomes(
         pid, [{"text": t, "line": n} for p, t, n in passages if p == pid],
         [{"question": q, "source_file": "paq/m", "line": n} for p, q, n in questions if p == pid],
         "paq/psgs_w100.tsv")]
@@ -272,13 +273,18 @@ def test_selection_task_gives_what_the_per_question_rule_gives(filtered_only, ru
     for question in sorted({q for q, _ in listed} | {q for q, *_ in metadata}):
         records = [r for r in tables["metadata"].to_pylist() if r["question"] == question]
         entries = [e for e in tables["listed"].to_pylist() if e["question"] == question]
-        for item in paq.candidate_outcomes(question, entries, records, filtered_only):
+        for item in paq.rules.candidate_outcomes(question, entries, records, filtered_only):
             if isinstance(item, dict):
                 expected += [pa.Table.from_pylist([{"key": 0, "passage_id": p, "question": question,
                                                     "source_file": "paq/m", "line": item["line"]}],
                                                   schema=paq.QUESTIONS)
-                             for p in paq.choose_passages(item["passage_ids"], rule)]
+                             for p in paq.rules.choose_passages(item["passage_ids"], rule)]
             else:
                 expected.append(item)
     assert got == outcome(expected)
     assert ("no_metadata", "line 5") in got[1] and ("no_passage", "line 4") in got[1]
+
+
+class TestPaqSample(SourceCase):
+    SOURCE = "paq"
+    ROWS = {"paq": 5}

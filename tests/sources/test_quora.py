@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.sources import quora
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 DATASET = "quora_triplets"
 HEADER = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
@@ -160,3 +161,8 @@ def test_bad_files_are_counted_not_fatal(tmp_path):
     assert result.pairs(DATASET) == {("A?", "B?", "C?")}
     assert result.reasons(DATASET) == {"empty_file": 1, "malformed_file": 1, "no_negative": 1,
                                        "unreadable_file": 1}
+
+
+class TestQuoraSample(SourceCase):
+    SOURCE = "quora"
+    ROWS = {"quora_triplets": 7}

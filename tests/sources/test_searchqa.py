@@ -8,6 +8,7 @@ import pytest
 
 from pipelines.sources import searchqa as sq
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 REAL_19 = ("No. 10: FB/LB for Columbia U. in the 1920s; MVP for the Yankees in '27 & '36; "
            "\"Gibraltar in Cleats\"")
@@ -126,3 +127,8 @@ def test_bad_inputs_become_counted_rejects(tmp_path):
     result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=["searchqa"])
     assert result.pairs("searchqa") == {("Q", "S", None), ("not gzip", "T", None)}
     assert result.reasons("searchqa") == {"no_member": 1, "unreadable_file": 2}
+
+
+class TestSearchqaSample(SourceCase):
+    SOURCE = "searchqa"
+    ROWS = {"searchqa": 6}

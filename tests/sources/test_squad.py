@@ -8,6 +8,7 @@ import pytest
 from pipelines.corpus.source import OptionError, SourceContext
 from pipelines.sources import squad
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 DATASET = "squad"
 
@@ -143,3 +144,8 @@ def test_v11_is_read_and_bad_files_are_counted(tmp_path):
                        source_options={"squad": {"splits": "train,dev"}})
     assert result.pairs(DATASET) == {("What is the capital of France?", "Paris is the capital of France.", None)}
     assert result.reasons(DATASET) == {"empty_file": 1, "unreadable_file": 3}
+
+
+class TestSquadSample(SourceCase):
+    SOURCE = "squad"
+    ROWS = {"squad": 4}

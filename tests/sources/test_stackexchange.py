@@ -12,10 +12,12 @@ import pytest
 from hypothesis import given, strategies as st
 from lxml import etree
 
+from pipelines.corpus.normalize import normalize_text
 from pipelines.engine import files
-from pipelines.engine.readers import UnsafeXML
+from pipelines.engine.formats import UnsafeXML
 from pipelines.sources import stackexchange as se
 from tests.helpers import run_build
+from tests.sources.source_case import SourceCase
 
 SITE = "cstheory.meta.stackexchange.com"
 ALL = [se.TITLE_BODY, se.TITLE_ANSWER, se.DUPLICATES]
@@ -24,16 +26,16 @@ ALL = [se.TITLE_BODY, se.TITLE_ANSWER, se.DUPLICATES]
 # -- parse ---------------------------------------------------------------------------
 
 def test_parse_tags_reads_both_dump_formats():
-    assert se.parse_tags("<discussion><names>") == ["discussion", "names"]
-    assert se.parse_tags("|wcf|security|spn|") == ["wcf", "security", "spn"]
-    assert se.parse_tags(None) == []
+    assert se.rules.parse_tags("<discussion><names>") == ["discussion", "names"]
+    assert se.rules.parse_tags("|wcf|security|spn|") == ["wcf", "security", "spn"]
+    assert se.rules.parse_tags(None) == []
 
 
 def test_iter_rows_handles_bom_crlf_and_absent_attributes():
     data = ('\ufeff<?xml version="1.0" encoding="utf-8"?>\r\n<posts>\r\n'
             '  <row Id="1" PostTypeId="1" Title="A &quot;quoted&quot; title" />\r\n'
             '  <row Id="2" PostTypeId="2" ParentId="1" />\r\n</posts>').encode("utf-8")
-    rows = list(se.iter_rows(io.BytesIO(data)))
+    rows = list(se.rules.iter_rows(io.BytesIO(data)))
     assert rows == [{"Id": "1", "PostTypeId": "1", "Title": 'A "quoted" title'},
                     {"Id": "2", "PostTypeId": "2", "ParentId": "1"}]
 
@@ -46,10 +48,10 @@ def test_iter_rows_does_not_expand_entities_or_fetch_external_ones(tmp_path):
               f'<!ENTITY x SYSTEM "file://{secret}">]>'
               '<posts><row Id="1" Title="&c;" /><row Id="2">&x;</row></posts>').encode()
     with pytest.raises(UnsafeXML):
-        list(se.iter_rows(io.BytesIO(laughs)))
+        list(se.rules.iter_rows(io.BytesIO(laughs)))
     external = f'<!DOCTYPE posts [<!ENTITY x SYSTEM "file://{secret}">]><posts><row Id="&x;"/></posts>'
     with pytest.raises(UnsafeXML):
-        list(se.iter_rows(io.BytesIO(external.encode())))
+        list(se.rules.iter_rows(io.BytesIO(external.encode())))
 
 
 def test_a_dtd_file_is_a_counted_unreadable_file(tmp_path):
@@ -62,7 +64,7 @@ def test_a_dtd_file_is_a_counted_unreadable_file(tmp_path):
 def test_body_text_removes_duplicate_notice_and_decodes_after_tag_removal():
     body = ('<blockquote>\n  <p><strong>Possible Duplicate:</strong><br>\n  <a href="x">Other</a></p>\n'
             '</blockquote>\n<p>Real question with <code>a &lt;b&gt; c</code> &amp; more.</p>')
-    assert se.body_text(body) == "Real question with a <b> c & more."
+    assert se.rules.body_text(body) == "Real question with a <b> c & more."
 
 
 # -- pair rules ------------------------------------------------------------------------
@@ -76,16 +78,16 @@ def test_body_text_removes_duplicate_notice_and_decodes_after_tag_removal():
     ("t" * 20, "b" * 20, -1, "negative_score"),
 ])
 def test_question_problem_applies_the_original_thresholds(title, body, score, problem):
-    assert se.question_problem(title, body, score) == problem
+    assert se.rules.question_problem(title, body, score) == problem
 
 
 def test_better_answer_prefers_score_then_lowest_id():
     low = {"id": "40", "score": 1}
     first = {"id": "35", "score": 1}
     high = {"id": "99", "score": 5}
-    assert se.better_answer(low, first) is first
-    assert se.better_answer(first, low) is first
-    assert se.better_answer(first, high) is high
+    assert se.rules.better_answer(low, first) is first
+    assert se.rules.better_answer(first, low) is first
+    assert se.rules.better_answer(first, high) is high
 
 
 # -- the real excerpt --------------------------------------------------------------------
@@ -101,22 +103,22 @@ def _independent_expectation(site_dir: Path) -> dict:
             answers[p["ParentId"]].append(p)
     qualifying = {}
     for qid, q in questions.items():
-        title, body = se.normalize_text(q["Title"]), se.body_text(q["Body"])
+        title, body = normalize_text(q["Title"]), se.rules.body_text(q["Body"])
         if len(title) >= 20 and 20 <= len(body) <= 4096 and int(q["Score"]) >= 0:
             qualifying[qid] = (title, body)
     title_answer = set()
     for qid, (title, _) in qualifying.items():
         if answers[qid]:
             best = sorted(answers[qid], key=lambda a: (-int(a["Score"]), int(a["Id"])))[0]
-            if se.body_text(best["Body"]):
-                title_answer.add((title, se.body_text(best["Body"])))
+            if se.rules.body_text(best["Body"]):
+                title_answer.add((title, se.rules.body_text(best["Body"])))
     links = etree.parse(str(site_dir / "PostLinks.xml")).getroot()
     dups = set()
     for link in links:
         if link.get("LinkTypeId") == "3" and link.get("PostId") in questions \
                 and link.get("RelatedPostId") in questions:
-            dups.add((se.normalize_text(questions[link.get("PostId")]["Title"]),
-                      se.normalize_text(questions[link.get("RelatedPostId")]["Title"])))
+            dups.add((normalize_text(questions[link.get("PostId")]["Title"]),
+                      normalize_text(questions[link.get("RelatedPostId")]["Title"])))
     return {"title_body": set(qualifying.values()), "title_answer": title_answer, "dups": dups}
 
 
@@ -319,7 +321,51 @@ def test_a_broken_row_line_in_a_byte_range_is_a_counted_reject(tmp_path):
                        source_options={"stackexchange": {"split_mb": "0.001"}})
     assert len(result.rows[se.TITLE_BODY]) == 39
     assert result.reasons(se.TITLE_BODY) == {"malformed_row": 1}
+    # The line is named by its byte offset in the file, whichever range read it.
+    (reject,) = result.rejects[se.TITLE_BODY]
+    broken = posts.index(b'  <row Id="99"')
+    assert reject["record_id"] == f"byte {broken}"
     assert result.manifest["datasets"][se.TITLE_BODY]["accounting"]["records"]["holds"]
+
+
+def _archives(tmp_path: Path, archives: dict) -> Path:
+    root = tmp_path / "in" / "stackexchange"
+    root.mkdir(parents=True)
+    for name, members in archives.items():
+        if members is None:
+            (root / name).write_bytes(b"")
+            continue
+        with py7zr.SevenZipFile(root / name, "w") as archive:
+            for member, data in members.items():
+                archive.writestr(data, member)
+    return tmp_path / "in"
+
+
+def test_archive_without_posts_and_empty_archive_are_recorded(tmp_path):
+    """ReadFiles judges whole files: a site archive without Posts.xml is a ``no_member``
+    reject and a .7z without any byte an ``empty_file`` one (both gave nothing before)."""
+    posts = ("<posts>\n" + GOOD_QUESTION.format(id=1) + "\n</posts>").encode()
+    root = _archives(tmp_path, {"a.stackexchange.com.7z": {"Posts.xml": posts},
+                                "b.stackexchange.com.7z": {"Users.xml": b"<users />"},
+                                "c.stackexchange.com.7z": None})
+    result = run_build(tmp_path / "out", input_root=root, datasets=[se.TITLE_BODY])
+    assert [r["record_id"] for r in result.rows[se.TITLE_BODY]] == ["1"]
+    assert {(r["reason"], r["source_file"]) for r in result.rejects[se.TITLE_BODY]} == {
+        ("no_member", "stackexchange/b.stackexchange.com.7z"),
+        ("empty_file", "stackexchange/c.stackexchange.com.7z")}
+    assert result.manifest["datasets"][se.TITLE_BODY]["accounting"]["records"]["holds"]
+
+
+def test_postlinks_archive_is_not_read_without_duplicate_questions(tmp_path):
+    """stackoverflow.com-PostLinks.7z holds no Posts.xml: it is read only for duplicate
+    links (otherwise it would be a ``no_member`` reject)."""
+    posts = ("<posts>\n" + GOOD_QUESTION.format(id=1) + "\n</posts>").encode()
+    links = b'<postlinks>\n<row Id="1" PostId="1" RelatedPostId="2" LinkTypeId="3" />\n</postlinks>'
+    root = _archives(tmp_path, {"stackoverflow.com-Posts.7z": {"Posts.xml": posts},
+                                "stackoverflow.com-PostLinks.7z": {"PostLinks.xml": links}})
+    result = run_build(tmp_path / "out", input_root=root, datasets=[se.TITLE_BODY])
+    assert [r["record_id"] for r in result.rows[se.TITLE_BODY]] == ["1"]
+    assert result.rejects.get(se.TITLE_BODY, []) == []
 
 
 @given(st.lists(st.tuples(st.sampled_from(["a.stackexchange.com", "b.stackexchange.com"]),
@@ -332,12 +378,17 @@ def test_best_answers_of_a_join_task_follow_the_rule(answers):
     import pyarrow as pa
 
     table = pa.Table.from_pylist([
-        {"key": se.post_key(site, parent), "site": site, "parent": parent, "id": str(post_id),
+        {"key": se.rules.post_key(site, parent), "site": site, "parent": parent, "id": str(post_id),
          "id_number": post_id, "score": score, "body": f"<p>{post_id}</p>", "source_file": "f"}
         for site, parent, post_id, score in answers], schema=se.ANSWERS)
     by_question = {}
     for row in table.to_pylist():
         by_question.setdefault((row["site"], row["parent"]), []).append(row)
-    expected = {key: functools.reduce(se.better_answer, rows)["id"] for key, rows in by_question.items()}
-    chosen = {(row["site"], row["parent"]): row["id"] for row in se.best_answers(table).to_pylist()}
+    expected = {key: functools.reduce(se.rules.better_answer, rows)["id"] for key, rows in by_question.items()}
+    chosen = {(row["site"], row["parent"]): row["id"] for row in se.rules.best_answers(table).to_pylist()}
     assert chosen == expected
+
+
+class TestStackExchangeSample(SourceCase):
+    SOURCE = "stackexchange"
+    ROWS = {"stackexchange_title_body": 10, "stackexchange_title_answer": 6, "stackexchange_duplicate_questions": 4}

@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.sources import trivia_qa as tq
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 DATASET = "trivia_qa"
 
@@ -16,14 +17,14 @@ DATASET = "trivia_qa"
 # -- pair rules ---------------------------------------------------------------------------
 
 def test_normalize_answer():
-    assert tq.normalize_answer("The Beatles") == ["beatles"]
-    assert tq.normalize_answer("UN/LOCODE:GBYRK") == ["un", "locode", "gbyrk"]
-    assert tq.normalize_answer("Lewis, (Harry) Sinclair") == ["lewis", "harry", "sinclair"]
-    assert tq.normalize_answer("?!") == []
+    assert tq.rules.normalize_answer("The Beatles") == ["beatles"]
+    assert tq.rules.normalize_answer("UN/LOCODE:GBYRK") == ["un", "locode", "gbyrk"]
+    assert tq.rules.normalize_answer("Lewis, (Harry) Sinclair") == ["lewis", "harry", "sinclair"]
+    assert tq.rules.normalize_answer("?!") == []
 
 
 def _index(text):
-    words, tokens, owners = tq._word_tokens(text)
+    words, tokens, owners = tq.rules._word_tokens(text)
     positions = {}
     for i, token in enumerate(tokens):
         positions.setdefault(token, []).append(i)
@@ -32,32 +33,32 @@ def _index(text):
 
 def test_find_answer_matches_whole_tokens_first_occurrence():
     _w, tokens, _o, positions = _index("Published in 1966. A hexagon has 6 sides; 6 angles.")
-    span = tq.find_answer(tokens, positions, ["6", "six"])
+    span = tq.rules.find_answer(tokens, positions, ["6", "six"])
     assert tokens[span[0] - 1:span[1]] == ["has", "6"]  # not the "6" inside "1966"
     _w, tokens, _o, positions = _index("Its symbol comes from aurum.")
-    assert tq.find_answer(tokens, positions, ["au"]) is None
+    assert tq.rules.find_answer(tokens, positions, ["au"]) is None
 
 
 def test_find_answer_prefers_earliest_then_longest():
     words, tokens, owners, positions = _index("Born in York, England, she later left York.")
-    span = tq.find_answer(tokens, positions, ["york", "york england"])
+    span = tq.rules.find_answer(tokens, positions, ["york", "york england"])
     assert [words[owners[i]] for i in range(*span)] == ["York,", "England,"]
 
 
 def test_cut_passage_centres_the_answer():
     words = [f"w{i}" for i in range(300)]
-    assert tq.cut_passage(words, 150, 151, 10).split() == [f"w{i}" for i in range(146, 156)]
-    assert tq.cut_passage(words, 2, 2, 10).split()[0] == "w0"
-    assert tq.cut_passage(words, 298, 299, 10).split() == [f"w{i}" for i in range(290, 300)]
-    assert tq.cut_passage(words, 10, 40, 10).split() == [f"w{i}" for i in range(10, 20)]
-    assert tq.cut_passage(words[:5], 1, 1, 10) == "w0 w1 w2 w3 w4"
+    assert tq.rules.cut_passage(words, 150, 151, 10).split() == [f"w{i}" for i in range(146, 156)]
+    assert tq.rules.cut_passage(words, 2, 2, 10).split()[0] == "w0"
+    assert tq.rules.cut_passage(words, 298, 299, 10).split() == [f"w{i}" for i in range(290, 300)]
+    assert tq.rules.cut_passage(words, 10, 40, 10).split() == [f"w{i}" for i in range(10, 20)]
+    assert tq.rules.cut_passage(words[:5], 1, 1, 10) == "w0 w1 w2 w3 w4"
 
 
 def test_evidence_rank():
     wiki = {"kind": "wikipedia", "order": 3, "filename": "B.txt"}
     web0 = {"kind": "web", "order": 0, "filename": "1/1_1.txt"}
-    assert min([web0, wiki], key=lambda c: tq.evidence_rank(c, "wikipedia")) is wiki
-    assert min([wiki, web0], key=lambda c: tq.evidence_rank(c, "web")) is web0
+    assert min([web0, wiki], key=lambda c: tq.rules.evidence_rank(c, "wikipedia")) is wiki
+    assert min([wiki, web0], key=lambda c: tq.rules.evidence_rank(c, "web")) is web0
 
 
 def test_parse_record():
@@ -65,21 +66,21 @@ def test_parse_record():
               "EntityPages": [{"Filename": "Seine.txt"}, {"Title": "no file"}],
               "Question": "Which river?", "QuestionId": "q1",
               "SearchResults": [{"Filename": "1/1_2.txt", "Rank": 4}]}
-    question, reason, _ = tq.parse_record(record, "train")
+    question, reason, _ = tq.parse.parse_record(record, "train")
     assert reason is None and question["aliases"] == ["seine"]
     assert question["refs"] == [("wikipedia", "Seine.txt", 0), ("web", "1/1_2.txt", 4)]
-    assert tq.parse_record({**record, "SearchResults": {}}, "train")[1] == "malformed_record"
-    assert tq.parse_record({k: v for k, v in record.items() if k != "Answer"}, "train")[1] == "missing_answer"
-    assert tq.parse_record([], "train")[1] == "not_an_object"
+    assert tq.parse.parse_record({**record, "SearchResults": {}}, "train")[1] == "malformed_record"
+    assert tq.parse.parse_record({k: v for k, v in record.items() if k != "Answer"}, "train")[1] == "missing_answer"
+    assert tq.parse.parse_record([], "train")[1] == "not_an_object"
 
 
 def test_iter_record_texts_streams_records_and_detects_truncation():
     text = ('{\n    "Data": [\n        {\n            "QuestionId": "a"\n        },\n'
             '        {\n            "QuestionId": "b"\n        }\n    ],\n    "Split": "train"\n}')
-    records = list(tq.iter_record_texts(io.BytesIO(text.encode())))
+    records = list(tq.parse.iter_record_texts(io.BytesIO(text.encode())))
     assert [(line, json.loads(raw)["QuestionId"]) for line, raw in records] == [(3, "a"), (6, "b")]
     with pytest.raises(EOFError):
-        list(tq.iter_record_texts(io.BytesIO(text[:text.index("\"b\"")].encode())))
+        list(tq.parse.iter_record_texts(io.BytesIO(text[:text.index("\"b\"")].encode())))
 
 
 # -- real excerpts ------------------------------------------------------------------------
@@ -196,3 +197,8 @@ def test_bad_records_are_rejects():
     reader = tq.ReadQuestionFile({"triviaqa/qa/web-train.json": "/in/triviaqa/evidence"})
     items = list(reader(io.BytesIO(data), "triviaqa/qa/web-train.json"))
     assert [i.value["reason"] for i in items] == ["missing_answer", "malformed_record", "bad_json", "bad_encoding"]
+
+
+class TestTriviaQaSample(SourceCase):
+    SOURCE = "trivia_qa"
+    ROWS = {"trivia_qa": 6}

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from pipelines.corpus.source import SourceContext
 from pipelines.sources import wikianswers as wa
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 DATASET = "wikianswers"
 
@@ -152,3 +153,7 @@ def test_bad_files_end_in_counted_rejects(tmp_path):
     assert reasons["too_few_questions"] == 2
     assert len(reasons) == 5
 
+
+class TestWikianswersSample(SourceCase):
+    SOURCE = "wikianswers"
+    ROWS = {"wikianswers": 12}

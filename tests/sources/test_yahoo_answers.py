@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.sources import yahoo_answers as ya
 from tests.sources.conservation import run_conserved_build
+from tests.sources.source_case import SourceCase
 
 ALL = [ya.TITLE_ANSWER, ya.QUESTION_ANSWER, ya.TITLE_QUESTION]
 
@@ -178,3 +179,8 @@ def test_pairs_of_a_table_are_those_of_the_record_rule(monkeypatch):
         assert rejects == sorted((i.value["record_id"], i.value["reason"]) for i in expected
                                  if not isinstance(i, dict))
         assert rows and rejects
+
+
+class TestYahooAnswersSample(SourceCase):
+    SOURCE = "yahoo_answers"
+    ROWS = {"yahoo_answers_title_answer": 5, "yahoo_answers_question_answer": 5, "yahoo_answers_title_question": 5}

@@ -65,12 +65,10 @@ import warnings
 import apache_beam as beam
 
 from pipelines.corpus import accounting
-from pipelines.engine import files
-from pipelines.engine.read import ReadFiles
-from pipelines.engine.formats import parse_json, text_records
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput
+from pipelines.engine import ReadFiles, files, parse_json, text_records
 
 DATASET = "amazon_qa"
 CATEGORY_FILE = re.compile(

@@ -87,13 +87,11 @@ import re
 import apache_beam as beam
 
 from pipelines.corpus import accounting
-from pipelines.engine import files
 from pipelines.corpus.normalize import normalize_text
-from pipelines.engine.read import ReadFiles
-from pipelines.engine.formats import blank_file, json_items, json_lines
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from, positive_int
+from pipelines.engine import ReadFiles, blank_file, files, json_items, json_lines
 
 DATASET = "eli5"
 SUBREDDIT = "explainlikeimfive"

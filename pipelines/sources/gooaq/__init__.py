@@ -66,13 +66,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.corpus import accounting
-from pipelines.engine import files
-from pipelines.engine.read import ReadFiles
-from pipelines.engine.formats import json_lines, unless_blank, without_bom
-from pipelines.engine.lines import stream_is_empty
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput
+from pipelines.engine import ReadFiles, files, json_lines, stream_is_empty, unless_blank, without_bom
 
 DATASET = "gooaq"
 TRAIN = "train"

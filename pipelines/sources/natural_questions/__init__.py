@@ -64,12 +64,10 @@ import re
 import apache_beam as beam
 
 from pipelines.corpus import accounting
-from pipelines.engine import files
-from pipelines.engine.read import ReadFiles
-from pipelines.engine.formats import json_lines
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceError, SourceOutput
+from pipelines.engine import ReadFiles, files, json_lines
 
 DATASET = "natural_questions"
 SIMPLIFIED, FULL = "simplified", "full"

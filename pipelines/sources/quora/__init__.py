@@ -70,12 +70,11 @@ import re
 import apache_beam as beam
 
 from pipelines.corpus import accounting
-from pipelines.engine import files
 from pipelines.corpus.normalize import normalize_text
-from pipelines.engine.read import ReadFiles
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput
+from pipelines.engine import ReadFiles, files
 
 DATASET = "quora_triplets"
 HEADER = ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"]

@@ -54,13 +54,10 @@ from __future__ import annotations
 import re
 
 from pipelines.corpus import accounting
-from pipelines.engine import files
-from pipelines.engine.read import ReadFiles
-from pipelines.engine.formats import read_json_document
-from pipelines.engine.lines import stream_is_empty
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from
+from pipelines.engine import ReadFiles, files, read_json_document, stream_is_empty
 
 DATASET = "squad"
 VERSIONS = ("auto", "v1.1", "v2.0")

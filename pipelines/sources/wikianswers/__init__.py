@@ -74,13 +74,11 @@ import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from pipelines.corpus import accounting
-from pipelines.engine import files
 from pipelines.corpus.normalize import normalize_text
-from pipelines.engine.read import ReadFiles
-from pipelines.engine.formats import text_records
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import gather_tables, make_row
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, positive_int
+from pipelines.engine import ReadFiles, files, text_records
 
 DATASET = "wikianswers"
 DEFAULT_PAIRS_PER_CLUSTER = 3

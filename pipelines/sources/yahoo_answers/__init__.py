@@ -74,15 +74,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.corpus import accounting
-from pipelines.engine import files
-from pipelines.engine.join import tables
-from pipelines.corpus.normalize import html_to_text, mark_normalized
-from pipelines.engine.read import ReadFiles
-from pipelines.engine.lines import text_lines
-from pipelines.engine.formats import unless_blank
+from pipelines.corpus.normalize import html_to_text
 from pipelines.corpus.rejects import REJECTED, rejected
 from pipelines.corpus.schema import gather_tables, make_row, make_rows
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from
+from pipelines.engine import ReadFiles, files, tables, text_lines, unless_blank
 
 TITLE_ANSWER = "yahoo_answers_title_answer"
 QUESTION_ANSWER = "yahoo_answers_question_answer"
@@ -315,8 +311,8 @@ def pair_table(records: pa.Table, dataset: str):
         return
     accounting.count_read(dataset, kept.num_rows)
     accounting.count_paired(dataset, kept.num_rows)
-    yield mark_normalized(make_rows(dataset, kept[anchor_field], kept[positive_field],
-                                    source_file=kept["source_file"], record_id=kept["record_id"]))
+    yield make_rows(dataset, kept[anchor_field], kept[positive_field],
+                                    source_file=kept["source_file"], record_id=kept["record_id"])
 
 
 # -- Beam transforms --------------------------------------------------------------------

@@ -1,0 +1,218 @@
+"""Reading the StackExchange dump through :class:`pipelines.engine.ReadFiles`: which
+archive members and tables are read, and :class:`ReadDump`, the parser of one
+``Posts.xml`` or ``PostLinks.xml`` (see the package)."""
+from __future__ import annotations
+
+
+import posixpath
+
+import apache_beam as beam
+from lxml import etree
+
+from pipelines.corpus import accounting
+from pipelines.corpus.normalize import normalize_text
+from pipelines.corpus.rejects import rejected
+from pipelines.corpus.schema import RowTables
+from pipelines.corpus.source import SourceContext
+from pipelines.engine import (range_lines, range_start, stream_is_empty)
+
+from .rules import (ANSWER, ANSWERS, DUPLICATE_LINK_TYPE, DUPLICATES, LINK_FIELDS, POST_FIELDS, QUESTION,
+                    TITLE_ANSWER, TITLE_BODY, _ARCHIVE_NAME, _ROW_LINE_PARSER, _int, body_text, iter_rows,
+                    parse_tags, post_key, question_reject, title_body_pair)
+
+
+# -- reading the dump (through pipelines.engine.read.ReadFiles) ----------------------------
+
+_ARCHIVE_MEMBERS = frozenset({"Posts.xml"})
+_ARCHIVE_MEMBERS_WITH_LINKS = frozenset({"Posts.xml", "PostLinks.xml"})
+
+
+def dump_member(want_links: bool, context: tuple[str, str], member: str) -> bool:
+    """``ReadFiles`` ``members`` (with ``members_take_context``): whether ``member`` of an
+    input whose context is ``(site, kind)`` is read: ``Posts.xml`` of a site archive, and
+    ``PostLinks.xml`` when duplicate links are wanted. An unpacked table has no members."""
+    _site, kind = context
+    wanted = _ARCHIVE_MEMBERS_WITH_LINKS if want_links else _ARCHIVE_MEMBERS
+    return kind == "archive" and posixpath.basename(member) in wanted
+
+
+def _links_only(kind: str, path: str) -> bool:
+    """Whether a table of :meth:`StackExchange.find_tables` holds only ``PostLinks.xml``:
+    an unpacked one, or an archive of that table alone (``<site>-PostLinks.7z``)."""
+    if kind == "archive":
+        match = _ARCHIVE_NAME.match(posixpath.basename(path))
+        return match is not None and match.group("table") == "PostLinks"
+    return kind == "postlinks"
+
+
+def _file_dataset(datasets) -> str:
+    """The dataset that file-level rejects (and malformed posts) are counted under: the
+    first question dataset of the run, or stackexchange_duplicate_questions alone."""
+    return next((d for d in (TITLE_BODY, TITLE_ANSWER) if d in datasets), DUPLICATES)
+
+
+class _FileBatches:
+    """What one file (or archive member, or byte range) gathers while it is read: its
+    questions read (counted once per file: a counter call per row costs), its
+    stackexchange_title_body rows and its answers, both in tables."""
+
+    def __init__(self):
+        self.questions_read = 0
+        self.title_body_rows = RowTables()
+        self.answers = RowTables(1 << 14, ANSWERS)
+
+
+class ReadDump:
+    """``read_file`` of :class:`pipelines.engine.read.ReadFiles` for the dump: one
+    ``Posts.xml`` or ``PostLinks.xml`` (unpacked, compressed, an archive member, or one
+    byte range of a big unpacked one), as questions, answers and duplicate links, and the
+    stackexchange_title_body rows (a join-free rule, applied here) in tables, each under
+    its tag; rejects keep theirs. ``context`` is the file's ``(site, kind)``.
+
+    Args:
+        ctx: the source's context (datasets).
+        want_links: whether ``PostLinks.xml`` is read (stackexchange_duplicate_questions).
+        exclude_tags: questions carrying any of these tags are rejected.
+    """
+
+    def __init__(self, ctx: SourceContext, want_links: bool, exclude_tags: frozenset):
+        self.want_links = want_links
+        self.want_answers = TITLE_ANSWER in ctx.datasets
+        self.exclude_tags = exclude_tags
+        # Records per dataset: questions for title_body and title_answer, duplicate links for
+        # duplicate_questions (which also takes the malformed posts when it runs alone).
+        self.question_datasets = [d for d in (TITLE_BODY, TITLE_ANSWER) if d in ctx.datasets] or [DUPLICATES]
+        self.file_dataset = _file_dataset(ctx.datasets)
+        self.answer_dataset = TITLE_ANSWER if TITLE_ANSWER in ctx.datasets else self.file_dataset
+        self.link_dataset = DUPLICATES if DUPLICATES in ctx.datasets else self.file_dataset
+        self.title_body = TITLE_BODY in ctx.datasets
+        # Questions go on one by one only to the joins of the other two datasets.
+        self.emit_questions = TITLE_ANSWER in ctx.datasets or DUPLICATES in ctx.datasets
+
+    def __call__(self, stream, source_file: str, context: tuple[str, str]):
+        site, kind = context
+        if kind == "archive" and "!" not in source_file:  # ReadFiles found no archive in its bytes
+            if stream_is_empty(stream):
+                return  # ReadFiles records it as empty_file
+            raise ValueError("not a 7z, zip or tar archive (a broken download?)")
+        # A member reaches here only when dump_member wants it: its name ends in its table's.
+        table = kind if kind != "archive" else "postlinks" if source_file.endswith("PostLinks.xml") else "posts"
+        if table == "postlinks" and not self.want_links:
+            return
+        batches = _FileBatches()
+        try:
+            if range_start(stream) is None:
+                yield from self._read_table(site, table, stream, source_file, batches)
+            else:
+                yield from self._read_range(site, table, stream, source_file, batches)
+        except Exception:  # the rows read before the problem are kept; ReadFiles records the file
+            yield from self._finish(batches)
+            raise
+        yield from self._finish(batches)
+
+    def _finish(self, batches: _FileBatches):
+        for dataset in self.question_datasets:
+            accounting.count_read(dataset, batches.questions_read)
+        table = batches.title_body_rows.flush()
+        if table is not None:
+            yield self._title_body_table(table)
+        table = batches.answers.flush()
+        if table is not None:
+            yield beam.pvalue.TaggedOutput("answers", table)
+
+    @staticmethod
+    def _title_body_table(table):
+        accounting.count_paired(TITLE_BODY, table.num_rows)
+        return beam.pvalue.TaggedOutput("title_body_rows", table)
+
+    def _read_range(self, site, table, stream, source_file, batches):
+        """One byte range of a big unpacked table: its ``<row/>`` lines, parsed one by one
+        (the dumps write one row per line), so that several workers share the file. A
+        malformed line is named by its byte offset in the file."""
+        fields = POST_FIELDS if table == "posts" else LINK_FIELDS
+        handle = self._post if table == "posts" else self._link
+        for offset, line in range_lines(stream):
+            text = line.strip().removeprefix(b"\xef\xbb\xbf")
+            if not text.startswith(b"<row"):
+                continue  # the XML declaration and the root element's tags
+            try:
+                attrib = etree.fromstring(text, _ROW_LINE_PARSER).attrib
+            except etree.XMLSyntaxError as exc:
+                dataset = self.file_dataset if table == "posts" else self.link_dataset
+                yield rejected(dataset, "malformed_row", counts_as_read=True,
+                               source_file=source_file,
+                               record_id=f"byte {offset}", excerpt=text,
+                               detail=f"not a well-formed <row/> line: {exc}")
+                continue
+            yield from handle(site, {name: attrib[name] for name in fields if name in attrib},
+                              source_file, batches)
+
+    def _read_table(self, site, table, stream, source_file, batches):
+        if table == "posts":
+            # Only the post types _post reads: other rows are skipped without a copy.
+            kinds = frozenset((QUESTION, ANSWER) if self.want_answers else (QUESTION,))
+            for attrs in iter_rows(stream, POST_FIELDS, ("PostTypeId", kinds)):
+                yield from self._post(site, attrs, source_file, batches)
+        else:
+            for attrs in iter_rows(stream, LINK_FIELDS, ("LinkTypeId", frozenset((DUPLICATE_LINK_TYPE,)))):
+                yield from self._link(site, attrs, source_file, batches)
+
+    def _post(self, site, attrs, source_file, batches):
+        post_type = attrs.get("PostTypeId")
+        if post_type != QUESTION and (post_type != ANSWER or not self.want_answers):
+            return  # tag wikis and other post types are not candidates; answers only for title_answer
+        post_id, score = attrs.get("Id"), _int(attrs.get("Score"))
+        if post_type == QUESTION:
+            batches.questions_read += 1
+            if _int(post_id) is None or score is None or attrs.get("Title") is None:
+                for dataset in self.question_datasets:
+                    yield rejected(dataset, "malformed_row", source_file=source_file,
+                                   record_id=post_id or "", excerpt=attrs,
+                                   detail="question without a numeric Id, a numeric Score or a Title")
+                return
+            # Tags matter only to exclude_tags.
+            tags = parse_tags(attrs.get("Tags")) if self.exclude_tags else ()
+            question = {
+                "site": site, "id": post_id, "title": normalize_text(attrs["Title"]),
+                "body": body_text(attrs.get("Body")), "score": score, "source_file": source_file,
+                "excluded_tags": sorted(set(tags) & self.exclude_tags),
+            }
+            if self.emit_questions:
+                yield beam.pvalue.TaggedOutput("questions", question)
+            if self.title_body:
+                reject = question_reject(question, TITLE_BODY)
+                if reject is not None:
+                    yield reject
+                else:
+                    table = batches.title_body_rows.add(title_body_pair(question))
+                    if table is not None:
+                        yield self._title_body_table(table)
+        else:
+            parent = attrs.get("ParentId")
+            if _int(post_id) is None or score is None or _int(parent) is None:
+                # a record only as a reject
+                yield rejected(self.answer_dataset, "malformed_row", counts_as_read=True,
+                               source_file=source_file,
+                               record_id=post_id or "", excerpt=attrs,
+                               detail="answer without a numeric Id, Score or ParentId")
+                return
+            parent = int(parent)
+            table = batches.answers.add({
+                "key": post_key(site, parent), "site": site, "parent": parent, "id": post_id,
+                "id_number": int(post_id), "score": score, "body": attrs.get("Body") or "",
+                "source_file": source_file})
+            if table is not None:
+                yield beam.pvalue.TaggedOutput("answers", table)
+
+    def _link(self, site, attrs, source_file, _batches):
+        if attrs.get("LinkTypeId") != DUPLICATE_LINK_TYPE:
+            return  # plain "linked" posts are not duplicate candidates
+        link_id, post, related = attrs.get("Id"), attrs.get("PostId"), attrs.get("RelatedPostId")
+        accounting.count_read(self.link_dataset)
+        if _int(link_id) is None or _int(post) is None or _int(related) is None:
+            yield rejected(self.link_dataset, "malformed_row", source_file=source_file,
+                           record_id=link_id or "", excerpt=attrs,
+                           detail="duplicate link without a numeric Id, PostId or RelatedPostId")
+            return
+        yield beam.pvalue.TaggedOutput("links", {
+            "site": site, "id": link_id, "post": post, "related": related, "source_file": source_file})

@@ -1,0 +1,256 @@
+"""StackExchange's pair rules, and the parsing of a post they build on (see the package)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import re
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from lxml import etree
+
+from pipelines.corpus import accounting
+from pipelines.corpus.normalize import html_to_text
+from pipelines.corpus.rejects import rejected
+from pipelines.corpus.schema import make_row, records_table, row_arrow_schema
+from pipelines.engine import (iter_xml_elements,
+                              text_key)
+
+TITLE_BODY = "stackexchange_title_body"
+TITLE_ANSWER = "stackexchange_title_answer"
+DUPLICATES = "stackexchange_duplicate_questions"
+
+MIN_TITLE_CHARS = 20
+MIN_BODY_CHARS = 20
+MAX_BODY_CHARS = 4096
+MIN_SCORE = 0
+DUPLICATE_LINK_TYPE = "3"
+QUESTION, ANSWER = "1", "2"
+# Excerpt of a rule-rejected question kept in the dead-letter output (the record id and
+# file find the full post again; keeping whole bodies would double StackOverflow's size).
+RULE_REJECT_EXCERPT_CHARS = 300
+
+_ARCHIVE_NAME = re.compile(r"^(?P<site>.+?)(?:-(?P<table>[A-Z][A-Za-z]+))?\.7z$")
+_TABLES = {"Posts": "posts", "PostLinks": "postlinks"}
+_DUPLICATE_NOTICE = re.compile(
+    r"^\s*<blockquote>\s*(?:<div>\s*)?<p>\s*<strong>\s*(?:Possible Duplicates?|"
+    r"This question already has (?:an )?answers? here)\s*:?\s*</strong>.*?</blockquote>",
+    re.S | re.I)
+
+
+# -- parsing ---------------------------------------------------------------------------
+
+def parse_tags(tags: str | None) -> list[str]:
+    """Tags of a question in either dump format: ``<a><b>`` (to 2023) or ``|a|b|`` (2024)."""
+    if not tags:
+        return []
+    return re.findall(r"<([^>]+)>", tags) or [t for t in tags.split("|") if t]
+
+
+def body_text(body_html: str | None) -> str:
+    """Text of a post body: the "Possible Duplicate" notice removed, then HTML to text."""
+    if not body_html:
+        return ""
+    return html_to_text(_DUPLICATE_NOTICE.sub("", body_html, count=1))
+
+
+POST_FIELDS = ("Id", "PostTypeId", "ParentId", "Score", "Title", "Body", "Tags")
+# Unpacked Posts.xml / PostLinks.xml larger than this are read in parallel byte ranges.
+DEFAULT_SPLIT_MB = 256.0
+MiB = 1 << 20
+# One <row/> line: no DTD can be declared in it, entities are not resolved, nothing fetched.
+_ROW_LINE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                                   huge_tree=True)
+LINK_FIELDS = ("Id", "PostId", "RelatedPostId", "LinkTypeId")
+
+
+def iter_rows(stream, fields: tuple[str, ...] | None = None,
+              where: tuple[str, frozenset] | None = None) -> Iterator[dict]:
+    """Yield the attribute dict of every ``<row/>`` of a dump table (only ``fields`` when
+    given; only rows whose attribute ``where[0]`` is in ``where[1]`` when given), streaming
+    and safely (see :func:`pipelines.engine.formats.iter_xml_elements`)."""
+    return iter_xml_elements(stream, "row", fields, where)
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# -- pair rules ------------------------------------------------------------------------
+
+def question_problem(title: str, body: str, score: int) -> str | None:
+    """Why a question does not qualify, or ``None`` when it does.
+
+    Rule of the original conversion script: the title has at least 20 characters, the
+    body text 20 to 4,096 characters, and the Score is at least 0. Lengths are counted
+    after normalisation (HTML rendered as text, whitespace collapsed).
+    """
+    if len(title) < MIN_TITLE_CHARS:
+        return "title_too_short"
+    if len(body) < MIN_BODY_CHARS:
+        return "body_too_short"
+    if len(body) > MAX_BODY_CHARS:
+        return "body_too_long"
+    if score < MIN_SCORE:
+        return "negative_score"
+    return None
+
+
+def title_body_pair(question: dict) -> dict:
+    """stackexchange_title_body: (question title, question body text). (Counted as paired
+    when its table of rows leaves the reader.)"""
+    return make_row(TITLE_BODY, question["title"], question["body"], subset=question["site"],
+                    source_file=question["source_file"], record_id=question["id"])
+
+
+def better_answer(a: dict, b: dict) -> dict:
+    """The better of two answers of one question: the higher Score; on a tie the one
+    first in the file, i.e. the lower Id."""
+    if a["score"] != b["score"]:
+        return a if a["score"] > b["score"] else b
+    return a if int(a["id"]) < int(b["id"]) else b
+
+
+def title_answer_pair(question: dict, answer: dict) -> dict:
+    """stackexchange_title_answer: (question title, text of its best answer)."""
+    accounting.count_paired(TITLE_ANSWER)
+    return make_row(TITLE_ANSWER, question["title"], body_text(answer["body"]),
+                    subset=question["site"], source_file=answer["source_file"],
+                    record_id=f"{question['id']}/{answer['id']}")
+
+
+# stackexchange_title_answer's join sides, keyed by the 64-bit key of (site, question id)
+# (:func:`post_key`): answers as read, qualifying questions with what a reject shows.
+ANSWERS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("parent", pa.int64()),
+                     ("id", pa.string()), ("id_number", pa.int64()), ("score", pa.int64()),
+                     ("body", pa.string()), ("source_file", pa.string())])
+QUESTIONS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("qid", pa.int64()),
+                       ("id", pa.string()), ("title", pa.string()), ("score", pa.int64()),
+                       ("body_excerpt", pa.string()), ("source_file", pa.string())])
+
+
+def post_key(site: str, post_id: int) -> int:
+    """Join key of a post of a site (:func:`pipelines.engine.join.text_key`)."""
+    return text_key(f"{site}\t{post_id}")
+
+
+def best_answers(answers: pa.Table) -> pa.Table:
+    """The best answer of each question (:func:`better_answer`: the higher Score, then the
+    lower Id) among ``answers`` (an :data:`ANSWERS` table), vectorised."""
+    ordered = answers.sort_by([("site", "ascending"), ("parent", "ascending"), ("score", "descending"),
+                               ("id_number", "ascending")])
+    if ordered.num_rows < 2:
+        return ordered
+    site, parent = ordered["site"].combine_chunks(), ordered["parent"].combine_chunks()
+    changed = pc.or_(pc.not_equal(site[1:], site[:-1]), pc.not_equal(parent[1:], parent[:-1]))
+    return ordered.filter(pa.concat_arrays([pa.array([True]), changed]))
+
+
+def pair_with_best_answers(tables: dict):
+    """:class:`HashJoin` function of stackexchange_title_answer: every qualifying question
+    of the task with its best answer (:func:`title_answer_pair`), or ``no_answer``.
+
+    Args:
+        tables: ``{"questions": QUESTIONS, "answers": ANSWERS}``.
+    """
+    questions = tables["questions"]
+    if questions.num_rows == 0:
+        return
+    best = best_answers(tables["answers"]).select(["site", "parent", "id", "body", "source_file"])
+    best = best.rename_columns(["site", "qid", "answer_id", "answer_body", "answer_file"])
+    joined = questions.join(best, keys=["site", "qid"], join_type="left outer", use_threads=False)
+    found = pc.is_valid(joined["answer_id"])
+    for question in joined.filter(pc.invert(found)).to_pylist():
+        yield rejected(TITLE_ANSWER, "no_answer", source_file=question["source_file"],
+                       record_id=question["id"], excerpt={"title": question["title"],
+                                                          "body": question["body_excerpt"],
+                                                          "score": question["score"]},
+                       detail="qualifying question without any answer in the dump")
+    paired = joined.filter(found).sort_by([("site", "ascending"), ("qid", "ascending")])
+    if paired.num_rows:
+        yield records_table([title_answer_pair(
+            {"site": row["site"], "id": row["id"], "title": row["title"]},
+            {"id": row["answer_id"], "body": row["answer_body"], "source_file": row["answer_file"]})
+            for row in paired.to_pylist()], row_arrow_schema())
+
+
+def answerable_question(question: dict):
+    """A :data:`QUESTIONS` record of a question that qualifies for
+    stackexchange_title_answer, or its reject."""
+    reject = question_reject(question, TITLE_ANSWER)
+    if reject is not None:
+        return reject
+    qid = int(question["id"])
+    return {"key": post_key(question["site"], qid), "site": question["site"], "qid": qid,
+            "id": question["id"], "title": question["title"], "score": question["score"],
+            "body_excerpt": question["body"][:RULE_REJECT_EXCERPT_CHARS],
+            "source_file": question["source_file"]}
+
+
+def duplicate_pair(link: dict, title: str, duplicate_title: str) -> dict:
+    """stackexchange_duplicate_questions: (title of PostId, title of RelatedPostId) for a
+    LinkTypeId 3 link; PostId is the duplicate, RelatedPostId the canonical question.
+
+    Project rules beyond "both posts exist": each unordered pair of posts gives one row
+    (the link with the lowest Id), and a pair whose two titles are the same text after
+    normalisation is rejected (it teaches nothing).
+    """
+    accounting.count_paired(DUPLICATES)
+    return make_row(DUPLICATES, title, duplicate_title, subset=link["site"],
+                    source_file=link["source_file"],
+                    record_id=f"link {link['id']}: {link['post']}->{link['related']}")
+
+
+# -- Beam transforms --------------------------------------------------------------------
+
+def _question_excerpt(question: dict) -> dict:
+    return {"title": question["title"], "body": question["body"][:RULE_REJECT_EXCERPT_CHARS],
+            "score": question["score"]}
+
+
+def question_reject(question: dict, dataset: str):
+    """The tagged reject of a question that does not qualify for ``dataset`` (an excluded
+    tag, or :func:`question_problem`), or ``None`` when it qualifies."""
+    reason = ("excluded_tag" if question["excluded_tags"] else
+              question_problem(question["title"], question["body"], question["score"]))
+    if reason is None:
+        return None
+    return rejected(dataset, reason, source_file=question["source_file"],
+                    record_id=question["id"], excerpt=_question_excerpt(question),
+                    detail=f"question does not qualify: {reason}")
+
+
+def _link_reject(link, reason, detail):
+    return rejected(DUPLICATES, reason, source_file=link["source_file"],
+                    record_id=f"link {link['id']}: {link['post']}->{link['related']}",
+                    detail=detail, excerpt=link)
+
+
+def _keep_first_link(element):
+    _pair, links = element
+    links = sorted(links, key=lambda link: int(link["id"]))
+    yield links[0]
+    for link in links[1:]:
+        yield _link_reject(link, "duplicate_link",
+                           f"the same pair of posts is already linked by link {links[0]['id']}")
+
+
+def _attach_title(element, side: str):
+    (_site, _post), grouped = element
+    titles = list(grouped["title"])
+    for link in grouped["link"]:
+        if not titles:
+            yield _link_reject(link, f"{side}_missing",
+                               f"{'PostId' if side == 'post' else 'RelatedPostId'} is not a question in Posts.xml")
+        else:
+            yield {**link, f"{side}_title": titles[0]}
+
+
+def _duplicate_rows(link):
+    if link["post_title"] == link["related_title"]:
+        yield _link_reject(link, "identical_titles", "both questions have the same title")
+    else:
+        yield duplicate_pair(link, link["post_title"], link["related_title"])

@@ -118,7 +118,7 @@ def partitions(side: str, table, parts: int, key: str = "pid"):
         start += count
 
 
-def build(pipeline, variant: str, rows: int, seed: int, parts: int, spill_dir: str):
+def build(pipeline, variant: str, rows: int, seed: int, parts: int):
     """The variant's graph; returns a PCollection of checksum tuples."""
     import apache_beam as beam
     import pyarrow as pa
@@ -132,7 +132,7 @@ def build(pipeline, variant: str, rows: int, seed: int, parts: int, spill_dir: s
         return (sides["triplets"], sides["passages"]) | beam.Flatten() | beam.Map(lambda t: (t.num_rows, 0, 0, 0))
     if variant == "hashjoin":
         joined = sides | HashJoin(join_tables, keys={"triplets": "pid", "passages": "pid"},
-                                  schemas=schemas, spill_dir=spill_dir)
+                                  schemas=schemas)
         return joined.main | beam.Map(checksum)
     if variant == "gbk":
         hint = tuple[int, tuple[str, pa.Table]]
@@ -162,8 +162,9 @@ def run_variant(variant: str, rows: int, seed: int, parts: int, out: str, spill_
         with FileSystems.create(out) as f:
             f.write(json.dumps(dict(zip(("rows", "pid_sum", "query_bytes", "pair_product"), total))).encode())
 
-    with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
-        (build(pipeline, variant, rows, seed, parts, spill_dir)
+    # HashJoin's runs go to the engine's scratch folder.
+    with beam.Pipeline(options=PipelineOptions([*beam_args, f"--scratch_dir={spill_dir}"])) as pipeline:
+        (build(pipeline, variant, rows, seed, parts)
          | beam.CombineGlobally(lambda sums: tuple(map(sum, zip(*sums))) or (0, 0, 0, 0))
          | beam.Map(write))
 

@@ -129,8 +129,7 @@ def plan_sources(request: BuildRequest) -> tuple[list[_PlannedSource], dict[str,
         ctx = SourceContext(
             input_root=root, source_dir=source_dir, datasets=tuple(dataset_ids),
             options=dict(request.source_options.get(source_name, {})), strict=request.strict,
-            source=source_name,
-            work_dir=files.join(request.output.rstrip("/"), WORK_DIR, SCRATCH_DIR, source_name))
+            source=source_name)
         planned.append(_PlannedSource(source, ctx))
     if not planned and not request.sample:
         folder_name = request.input_root.rstrip("/").rsplit("/", 1)[-1]
@@ -282,11 +281,12 @@ def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource]) -> s
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
 
 
-def _clear_scratch(output: str) -> None:
-    """Remove the sources' temporary files (``OUT/_work/scratch``)."""
-    scratch = [p for p, _ in files.list_files(files.join(output, WORK_DIR, SCRATCH_DIR, "**"))]
-    if scratch:
-        FileSystems.delete(scratch)
+def _clear_scratch(scratch: str) -> None:
+    """Remove the engine's temporary files (``--scratch_dir``, by default ``OUT/_work/scratch``):
+    the blocks and join runs it writes there, nothing else."""
+    doomed = [p for kind in engine_options.SCRATCH_KINDS for p, _ in files.list_files(files.join(scratch, kind, "**"))]
+    if doomed:
+        FileSystems.delete(doomed)
 
 
 def _remove_previous_build(output: str, previous: dict) -> None:
@@ -337,14 +337,17 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_
               for item in planned for path, size in item.source.input_files(item.ctx)]
     reporting = progress.is_local_runner(options.view_as(StandardOptions).runner)
     with progress_report.ProgressReporter(inputs, enabled=reporting) as reporter:
-        options.view_as(engine_options.CorpusOptions).progress_dir = reporter.spool
+        engine = options.view_as(engine_options.CorpusOptions)
+        engine.progress_dir = reporter.spool
+        # The engine's temporary files (blocks of shared-out files, join runs), removed below.
+        engine.scratch_dir = engine.scratch_dir or files.join(output, WORK_DIR, SCRATCH_DIR)
         engine_options.use(engine_options.settings_of(options))  # for steps run in this process
         pipeline = beam.Pipeline(options=options)
         construct_pipeline(pipeline, request, planned)
-        _clear_scratch(output)  # what a killed run left
+        _clear_scratch(engine.scratch_dir)  # what a killed run left
         result = pipeline.run()
         result.wait_until_finish()
-    _clear_scratch(output)
+    _clear_scratch(engine.scratch_dir)
     manifest = assemble_manifest(request, planned, files.join(output, WORK_DIR), status, beam_args, started,
                                  accounting.collect(result))
     manifest["fingerprint"] = fingerprint

@@ -131,8 +131,8 @@ def test_a_file_cut_into_blocks_counts_its_bytes_and_every_blocks_records(tmp_pa
         out.writelines(f"q:question {n}?\n" for n in range(3000))
     inputs = [progress_report.InputFile(str(path), "wikianswers", path.stat().st_size)]
     _read_with([str(path)], tmp_path, "--direct_running_mode=multi_threading", "--direct_num_workers=2",
-               cut_dir=str(tmp_path / "blocks"), cut_bytes=4096)
-    assert len(list((tmp_path / "blocks").iterdir())) > 5
+               f"--scratch_dir={tmp_path / 'scratch'}", cut_lines=True, cut_bytes=4096)
+    assert len(list((tmp_path / "scratch" / "blocks").iterdir())) > 5
     totals = progress_report.read_spool(str(reporting), inputs)
     assert totals.per_source["wikianswers"] == {"records": 3000, "bytes": path.stat().st_size,
                                                 "files_done": 1, "files_reading": 0}

@@ -42,8 +42,6 @@ class SourceContext:
         options: source options given as ``--source-option <source>.<key>=<value>``.
         strict: fail the run on the first unreadable file instead of recording it.
         source: the source's name (for messages).
-        work_dir: folder for the source's temporary files (the runs of its joins), on
-            the same filesystem as the output; removed when the build finishes.
     """
 
     input_root: str
@@ -52,17 +50,7 @@ class SourceContext:
     options: Mapping[str, str] = field(default_factory=dict)
     strict: bool = False
     source: str = ""
-    work_dir: str = ""
     used_options: set = field(default_factory=set, compare=False, repr=False)
-
-    def scratch_dir(self) -> str:
-        """:attr:`work_dir`, or a new local temporary folder when the context has none
-        (a source expanded outside a build, as in tests)."""
-        if self.work_dir:
-            return self.work_dir
-        import tempfile
-
-        return tempfile.mkdtemp(prefix=f"corpus-{self.source or 'source'}-")
 
     def relative(self, path: str) -> str:
         """Provenance name of ``path``: relative to the input root."""

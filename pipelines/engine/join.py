@@ -22,7 +22,7 @@ Because equal ids hash alike, every row of one id, on every side, lands in the s
 task. Memory is bounded by a spill buffer and one task's share, whatever the input
 size; the work is spread over as many workers as there are tasks; the result does not
 depend on bundle boundaries (runs are re-cut by hash range, and join functions sort
-what they emit or hand it to a sink that does). Run files live under ``spill_dir`` and
+what they emit or hand it to a sink that does). Run files live in the run's scratch folder and
 are removed when the build finishes.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ import xxhash
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
-from pipelines.engine import files
+from pipelines.engine import files, options
 from pipelines.engine.arrow import tables
 from pipelines.corpus.rejects import REJECTED
 
@@ -369,7 +369,7 @@ class JoinOutput:
 
 class HashJoin(beam.PTransform):
     """Join ``{side: PCollection of Arrow tables}`` by an integer key with ``join`` (see the
-    module doc): each side is spilled in runs under ``spill_dir``, and one task per hash
+    module doc): each side is spilled in runs in the run's scratch folder, and one task per hash
     range reads its rows of every side.
 
     The same on every runner: only the runs' descriptions go through the runner, so rows
@@ -384,8 +384,6 @@ class HashJoin(beam.PTransform):
         keys: per side, the int64 column it is joined on.
         schemas: per side, its schema (every table is cast to it; a side without any row
             gives an empty table).
-        spill_dir: folder for the run files (below the build's scratch folder, removed
-            when the build ends).
         task_bytes: Arrow bytes one task should hold (with the join's own working memory
             and its output, held while the next steps take it, several times that is
             needed). 8 MB: a join's tasks are this size from a small input on (the
@@ -402,7 +400,7 @@ class HashJoin(beam.PTransform):
         A :class:`JoinOutput`.
     """
 
-    def __init__(self, join: Callable, *, keys: dict[str, str], schemas: dict[str, pa.Schema], spill_dir: str,
+    def __init__(self, join: Callable, *, keys: dict[str, str], schemas: dict[str, pa.Schema],
                  task_bytes: int = 8 * MiB, min_tasks: int = 8, passed_on: tuple[str, ...] = (),
                  spilled: tuple[str, ...] = ()):
         super().__init__()
@@ -410,17 +408,18 @@ class HashJoin(beam.PTransform):
         self.join = join
         self.keys = keys
         self.schemas = schemas
-        self.spill_dir = spill_dir
         self.task_bytes = task_bytes
         self.min_tasks = min_tasks
         self.passed_on = tuple(passed_on)
 
     def expand(self, sides):
         spilled = {}
+        # Runs go to the run's scratch folder (--scratch_dir), removed when the build ends.
+        spill_dir = options.scratch_folder(next(iter(sides.values())).pipeline.options, "joins")
         for side, pcoll in sorted(sides.items()):
             # Output: one description per run file of the side
             spilled[side] = pcoll if side in self.spilled else pcoll | f"Spill{side.title()}" >> beam.ParDo(
-                SpillByHash(files.join(self.spill_dir, side), self.keys[side], self.schemas[side]))
+                SpillByHash(files.join(spill_dir, side), self.keys[side], self.schemas[side]))
         tagged = [runs | f"Tag{side.title()}" >> beam.Map(lambda run, side=side: (side, run))
                   for side, runs in spilled.items()]
         task_bytes, min_tasks = self.task_bytes, self.min_tasks

@@ -80,6 +80,7 @@ def lines_in_range(stream: BinaryIO, start: int, end: int) -> Iterator[tuple[int
             return
         if len(line) > limit:
             raise LineTooLong(f"the line at byte {position:,} is longer than {limit:,} bytes")
+        progress.count_record()
         yield position, line
         position += len(line)
 
@@ -151,6 +152,7 @@ def range_lines(stream) -> Iterator[tuple[int, bytes]]:
     for line in iter(lambda: stream.readline(limit + 1), b""):
         if len(line) > limit:
             raise LineTooLong(f"the line at byte {position:,} is longer than {limit:,} bytes")
+        progress.count_record()
         yield position, line
         position += len(line)
 

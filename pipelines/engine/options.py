@@ -12,6 +12,7 @@ members) apply the run's limits on every runner.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from dataclasses import dataclass
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -57,6 +58,9 @@ def add_flags(parser) -> None:
                         help="largest uncompressed archive member accepted, in bytes (default 1 TiB)")
     parser.add_argument("--max_compression_ratio", type=float, default=_DEFAULTS.max_compression_ratio,
                         help="largest uncompressed/compressed ratio of an archive member (default 1000)")
+    parser.add_argument("--scratch_dir", default="",
+                        help="folder (or gs://, s3:// URL) for the engine's temporary files: blocks of files "
+                             "shared among workers, join runs (corpus build: OUT/_work/scratch, removed at the end)")
     parser.add_argument("--progress_dir", default="", help=argparse.SUPPRESS)
 
 
@@ -78,6 +82,23 @@ class CorpusOptions(PipelineOptions):
 def settings_of(options) -> ReadSettings:
     """The :class:`ReadSettings` of a pipeline's options (the defaults when ``None``)."""
     return _DEFAULTS if options is None else options.view_as(CorpusOptions).read_settings()
+
+
+def scratch_folder(pipeline_options, kind: str) -> str:
+    """The folder for the engine's temporary files of one ``kind`` (``blocks``, ``joins``):
+    below the run's ``--scratch_dir``, or below a new local temporary folder when it has
+    none (a transform applied outside a build, as in tests)."""
+    global _scratch
+    base = pipeline_options.view_as(CorpusOptions).scratch_dir if pipeline_options is not None else ""
+    if not base:
+        _scratch = _scratch or tempfile.mkdtemp(prefix="corpus-scratch-")
+        base = _scratch
+    return base.rstrip("/") + "/" + kind
+
+
+_scratch = ""
+# What the engine writes below the scratch folder (and a build removes when it ends).
+SCRATCH_KINDS = ("blocks", "joins")
 
 
 def use(settings: ReadSettings) -> None:

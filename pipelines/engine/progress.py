@@ -52,7 +52,7 @@ class ReadMeter:
     """The reading counts of one process, per input file, written to the spool folder.
 
     Args:
-        spool: the spool folder (``CORPUS_PROGRESS_DIR``).
+        spool: the spool folder (``--progress_dir``).
     """
 
     def __init__(self, spool: str):
@@ -252,8 +252,6 @@ def count_record(n: int = 1) -> None:
     if reading.pending >= RECORDS_PER_CHECK:
         reading.flush()
 
-
-# -- the reporter ------------------------------------------------------------------------
 
 def is_local_runner(runner) -> bool:
     """Whether ``runner`` (a name or a runner object; ``None`` is the DirectRunner) reads

@@ -152,7 +152,7 @@ class _ReadOneFile(beam.DoFn):
 class FileBlock:
     """Whole lines of one input file, cut from it by the worker that read it through and
     kept in a scratch file, so that several workers parse the file at once (see
-    ``ReadFiles.cut_dir``).
+    ``ReadFiles.cut_lines``).
 
     Attributes:
         item: the file as :class:`ReadFiles` lists it: a path or ``(path, context)``.
@@ -288,12 +288,12 @@ class ReadFiles(beam.PTransform):
             reaches ``read_file`` as a stream of whole lines (for line-oriented files; a
             reader names a line in a range by its number from the range's ``start``).
             The blank- and empty-file checks do not apply to a split file.
-        cut_dir: for line-oriented files, a scratch folder: when the pipeline reads with
-            several workers (:func:`reads_in_parallel`), every file that is not split in
-            byte ranges (a compressed file, an archive member) is shared out in blocks of
-            whole lines: one worker reads the file through and only cuts it into blocks
-            (``cut_bytes`` each) kept in this folder, which all workers then parse after a
-            shuffle. A block reaches ``read_file`` as a :class:`BlockReader`, whose lines
+        cut_lines: the files are line-oriented: when the pipeline reads with several
+            workers (:func:`reads_in_parallel`), every file that is not split in byte ranges
+            (a compressed file, an archive member) is shared out in blocks of whole lines:
+            one worker reads the file through and only cuts it into blocks (``cut_bytes``
+            each) kept in the run's scratch folder (``--scratch_dir``), which all workers
+            then parse after a shuffle. A block reaches ``read_file`` as a :class:`BlockReader`, whose lines
             :func:`text_lines` and :func:`tsv_tables` number as in the file, so blocks give
             the same records as reading the file whole. A file of one block is read as a
             whole file. With one worker nothing is cut. The same on every runner.
@@ -306,7 +306,7 @@ class ReadFiles(beam.PTransform):
 
     def __init__(self, paths: list, read_file: Callable, *, input_root: str, dataset: str,
                  strict: bool = False, decompress: bool = True, members: Callable | None = None,
-                 output_type=None, split_bytes: int | None = None, cut_dir: str | None = None,
+                 output_type=None, split_bytes: int | None = None, cut_lines: bool = False,
                  cut_bytes: int | None = None, starts_record: Callable[[bytes], bool] | None = None,
                  members_take_context: bool = False, outputs: tuple[str, ...] = ()):
         super().__init__()
@@ -314,7 +314,7 @@ class ReadFiles(beam.PTransform):
         self.outputs = tuple(outputs)
         self.output_type = output_type
         self.split_bytes = split_bytes
-        self.cut_dir = cut_dir
+        self.cut_lines = cut_lines
         self.cut_bytes = cut_bytes
         self.starts_record = starts_record
         self.paths = sorted(paths, key=lambda item: item[0] if isinstance(item, tuple) else item)
@@ -331,7 +331,7 @@ class ReadFiles(beam.PTransform):
         settings = options.settings_of(pbegin.pipeline.options)
         block_bytes = self.cut_bytes or settings.block_bytes
         items = split_plain_files(self.paths, self.split_bytes) if self.split_bytes else self.paths
-        cut = (bool(self.cut_dir) and reads_in_parallel(pbegin.pipeline.options)
+        cut = (self.cut_lines and reads_in_parallel(pbegin.pipeline.options)
                and self._any_to_cut(items, block_bytes))
         read = beam.ParDo(_ReadOneFile(self.read_file, opener, settings))
         if self.output_type is not None:
@@ -342,9 +342,10 @@ class ReadFiles(beam.PTransform):
             return ReadOutput(result.records, result[REJECTED], {tag: result[tag] for tag in self.outputs})
         # Output: FileBlock (or FileRange passed on), then the records of each, read by any worker.
         blocks = listed | "Cut" >> beam.ParDo(_CutIntoBlocks(
-            opener, self.cut_dir, block_bytes, self.starts_record, settings)
-        ).with_outputs(REJECTED, main="parts")
-        result = blocks.parts | "SpreadBlocks" >> beam.Reshuffle() | "Read" >> read.with_outputs(
+            opener, options.scratch_folder(pbegin.pipeline.options, "blocks"), block_bytes, self.starts_record,
+            settings)
+        ).with_outputs(REJECTED, main="blocks")
+        result = blocks.blocks | "SpreadBlocks" >> beam.Reshuffle() | "Read" >> read.with_outputs(
             REJECTED, *self.outputs, main="records")
         return ReadOutput(result.records, (blocks[REJECTED], result[REJECTED]) | "Rejects" >> beam.Flatten(),
                           {tag: result[tag] for tag in self.outputs})

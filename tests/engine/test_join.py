@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -109,7 +110,7 @@ def test_hash_join_matches_a_dict_join_whatever_the_task_count(tmp_path):
                 SpillByHash(str(tmp_path / f"{n}r"), "key", RIGHT, spill_bytes, 256))
             joined = {"left": left, "right": right} | HashJoin(
                 _inner_join, keys={"left": "id", "right": "key"}, schemas={"left": LEFT, "right": RIGHT},
-                spill_dir=str(tmp_path / f"{n}j"), task_bytes=1 << 30, min_tasks=min_tasks,
+                task_bytes=1 << 30, min_tasks=min_tasks,
                 spilled=("left", "right"))
             rows = joined.main | beam.FlatMap(lambda t: [(r["id"], r["value"], r["text"]) for r in t.to_pylist()])
             missing = joined["rejected"] | beam.Map(lambda r: r["record_id"])
@@ -121,12 +122,12 @@ def test_a_join_spills_its_sides_itself_and_a_spilled_side_joins_again(tmp_path)
     left_rows = [{"id": i % 50, "value": f"l{i}"} for i in range(400)]
     right_rows = [{"key": k, "text": f"t{k}"} for k in range(0, 50, 2)]
     expected = [(r["id"], r["value"], f"t{r['id']}") for r in left_rows if r["id"] % 2 == 0]
-    with beam.Pipeline(runner="FnApiRunner") as pipeline:
+    options = PipelineOptions([f"--scratch_dir={tmp_path / 'scratch'}"])  # where the runs go
+    with beam.Pipeline(runner="FnApiRunner", options=options) as pipeline:
         left = pipeline | "L" >> beam.Create([pa.Table.from_pylist(left_rows[i:i + 30], schema=LEFT)
                                               for i in range(0, len(left_rows), 30)])
         right = pipeline | "R" >> beam.Create([pa.Table.from_pylist(right_rows, schema=RIGHT)])
-        join = dict(keys={"left": "id", "right": "key"}, schemas={"left": LEFT, "right": RIGHT},
-                    spill_dir=str(tmp_path / "spill"))
+        join = dict(keys={"left": "id", "right": "key"}, schemas={"left": LEFT, "right": RIGHT})
         first = {"left": left, "right": right} | "First" >> HashJoin(_inner_join, **join)
         again = {"left": first.spilled["left"], "right": first.spilled["right"]} | "Again" >> HashJoin(
             _inner_join, spilled=("left", "right"), **join)
@@ -134,7 +135,7 @@ def test_a_join_spills_its_sides_itself_and_a_spilled_side_joins_again(tmp_path)
             rows = joined.main | f"Rows{label}" >> beam.FlatMap(
                 lambda t: [(r["id"], r["value"], r["text"]) for r in t.to_pylist()])
             assert_that(rows, equal_to(expected), label=f"Check{label}")
-    assert {p.name for p in (tmp_path / "spill").iterdir()} == {"left", "right"}
+    assert {p.name for p in (tmp_path / "scratch" / "joins").iterdir()} == {"left", "right"}
 
 
 def test_cut_to_fit_fills_the_room_then_whole_buffers_and_loses_no_row():

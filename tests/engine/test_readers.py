@@ -426,8 +426,8 @@ def test_files_cut_into_blocks_read_as_they_read_whole(tmp_path):
 
     whole = _read_all(paths, inputs, tmp_path / "whole")
     cut = _read_all(paths, inputs, tmp_path / "cut", "--direct_running_mode=multi_threading",
-                    "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), cut_bytes=64)
-    assert len(list((tmp_path / "blocks").iterdir())) > 20  # the files were cut
+                    "--direct_num_workers=2", f"--scratch_dir={tmp_path / 'scratch'}", cut_lines=True, cut_bytes=64)
+    assert len(list((tmp_path / "scratch" / "blocks").iterdir())) > 20  # the files were cut
     assert cut[1] == whole[1]
     # A truncated file keeps the lines decompressed before the break: when cut, the lines
     # of every raw read that succeeded (read whole, those of the last full buffer).
@@ -454,7 +454,8 @@ def test_a_file_shared_out_is_recorded_once(tmp_path):
     paths = [str(tmp_path / "cut.gz"), str(tmp_path / "other.tgz")]
     (tmp_path / "out").mkdir()
     records, rejects = _read_all(paths, tmp_path, tmp_path / "out", "--direct_running_mode=multi_threading",
-                                 "--direct_num_workers=2", cut_dir=str(tmp_path / "blocks"), cut_bytes=64)
+                                 "--direct_num_workers=2", f"--scratch_dir={tmp_path / 'scratch'}",
+                                 cut_lines=True, cut_bytes=64)
     numbers = [number for _source, number, _line in records]
     assert len(numbers) > 2 and numbers == list(range(1, len(numbers) + 1))
     assert [(source, reason) for source, reason, _ in rejects] == [("cut.gz", "unreadable_file"),
@@ -463,16 +464,18 @@ def test_a_file_shared_out_is_recorded_once(tmp_path):
 
 def test_one_worker_reads_files_whole(tmp_path):
     (tmp_path / "a.gz").write_bytes(gzip.compress(b"x\n" * 1000))
-    _read_all([str(tmp_path / "a.gz")], tmp_path, tmp_path, cut_dir=str(tmp_path / "blocks"), cut_bytes=64)
-    assert not (tmp_path / "blocks").exists()
+    _read_all([str(tmp_path / "a.gz")], tmp_path, tmp_path, f"--scratch_dir={tmp_path / 'scratch'}",
+              cut_lines=True, cut_bytes=64)
+    assert not (tmp_path / "scratch" / "blocks").exists()
 
 
 def test_block_size_defaults_to_the_pipeline_option(tmp_path):
     """Without ``cut_bytes``, blocks are ``--block_bytes`` long."""
     (tmp_path / "a.gz").write_bytes(gzip.compress(b"some line\n" * 100))
     records, _ = _read_all([str(tmp_path / "a.gz")], tmp_path, tmp_path, "--direct_running_mode=multi_threading",
-                           "--direct_num_workers=2", "--block_bytes=100", cut_dir=str(tmp_path / "blocks"))
-    assert len(list((tmp_path / "blocks").iterdir())) == 10
+                           "--direct_num_workers=2", "--block_bytes=100", f"--scratch_dir={tmp_path / 'scratch'}",
+                           cut_lines=True)
+    assert len(list((tmp_path / "scratch" / "blocks").iterdir())) == 10
     assert [number for _, number, _ in records] == list(range(1, 101))
 
 
@@ -500,13 +503,13 @@ def test_split_files_are_not_cut_again_with_several_workers(tmp_path):
     (tmp_path / "small.tsv").write_bytes(b"line\n" * 3)
     (tmp_path / "packed.gz").write_bytes(gzip.compress(b"line\n" * 3))
     plain = [str(tmp_path / "big.tsv"), str(tmp_path / "small.tsv")]
-    options = dict(split_bytes=100, cut_dir=str(tmp_path / "blocks"), cut_bytes=100)
+    options = dict(split_bytes=100, cut_lines=True, cut_bytes=100)
     assert "Read/Cut" not in _step_labels(plain, tmp_path, **options)
     assert "Read/Cut" in _step_labels(plain + [str(tmp_path / "packed.gz")], tmp_path, **options)
-    assert "Read/Cut" in _step_labels(plain, tmp_path, cut_dir=str(tmp_path / "blocks"), cut_bytes=100)
+    assert "Read/Cut" in _step_labels(plain, tmp_path, cut_lines=True, cut_bytes=100)
     records, _ = _read_all(plain, tmp_path, tmp_path, "--direct_running_mode=multi_threading",
-                           "--direct_num_workers=2", **options)
-    assert len(records) == 403 and not (tmp_path / "blocks").exists()
+                           "--direct_num_workers=2", f"--scratch_dir={tmp_path / 'scratch'}", **options)
+    assert len(records) == 403 and not (tmp_path / "scratch" / "blocks").exists()
 
 
 def _kind_lines(stream, source_file, kind):
@@ -533,10 +536,11 @@ def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_
     (inputs / "b.gz").write_bytes(gzip.compress(b"".join(b"b%d\n" % n for n in range(1, 60))))
     _tar(inputs / "only-b.tgz", {"b.txt": b"b\n"})
     items = [(str(inputs / "a.tgz"), "a"), (str(inputs / "b.gz"), "b"), (str(inputs / "only-b.tgz"), "a")]
-    with BeamTestPipeline(runner="FnApiRunner", options=PipelineOptions(flags)) as p:
+    with BeamTestPipeline(runner="FnApiRunner",
+                          options=PipelineOptions([*flags, f"--scratch_dir={tmp_path / 'scratch'}"])) as p:
         read = p | ReadFiles(items, _kind_lines, input_root=str(inputs), dataset="d",
                              members=lambda kind, member: member == f"{kind}.txt", members_take_context=True,
-                             outputs=("a", "b"), cut_dir=str(tmp_path / "blocks"), cut_bytes=40)
+                             outputs=("a", "b"), cut_lines=True, cut_bytes=40)
         for kind in ("a", "b"):
             (read[kind] | f"List{kind}" >> beam.combiners.ToList()
              | f"Save{kind}" >> beam.Map(_save_sorted, out / f"{kind}.json"))
@@ -549,4 +553,4 @@ def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_
     assert load("rejects.json") == [("only-b.tgz", "no_member")]
     assert load("untagged.json") == []
     # With two workers the compressed file was cut into blocks, whose lines kept their kind.
-    assert (tmp_path / "blocks").exists() == bool(flags)
+    assert (tmp_path / "scratch" / "blocks").exists() == bool(flags)

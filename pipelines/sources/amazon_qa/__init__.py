@@ -290,7 +290,7 @@ class AmazonQA(Source):
         # of whole lines, so that the biggest does not hold up the build on one worker.
         read = pipeline | "amazon_qa/ReadCategories" >> ReadFiles(
             paths, read_category_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
-            cut_dir=files.join(ctx.scratch_dir(), "blocks"))
+            cut_lines=True)
         rejects = [read[REJECTED]]
         if duplicates:
             rejects.append(layout_rejects(pipeline, "amazon_qa/DuplicateFiles",

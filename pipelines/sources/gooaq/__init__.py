@@ -329,7 +329,7 @@ class GooAQ(Source):
         # that all of them parse (the split document is one JSON value and read whole).
         rows = pipeline | "gooaq/ReadRows" >> ReadFiles(
             data, read_data_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
-            cut_dir=files.join(ctx.scratch_dir(), "blocks"))
+            cut_lines=True)
         split = pipeline | "gooaq/ReadSplit" >> ReadFiles(
             splits, read_split_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
         joined = (

@@ -259,7 +259,6 @@ class MsMarco(Source):
             )
             return SourceOutput(rows={DATASET: rows}, rejects=rejects)
 
-        spill_dir = ctx.scratch_dir()
         no_tables = pipeline | "msmarco/NoQrels" >> beam.Create([])
         judged = read.get(QRELS, no_tables)
         if choice == HARD_NEGATIVES:
@@ -284,8 +283,7 @@ class MsMarco(Source):
                 | "msmarco/KeepPerQuery" >> HashJoin(
                     functools.partial(select_triples, per_query=per_query, seed=seed),
                     keys={"triples": "qid", "judged": "qid", "texts": "qid"},
-                    schemas={"triples": ID_TRIPLES, "judged": JUDGED, "texts": QUERY_TEXTS},
-                    spill_dir=files.join(spill_dir, "KeepPerQuery"))
+                    schemas={"triples": ID_TRIPLES, "judged": JUDGED, "texts": QUERY_TEXTS})
             )
             triplets = selected.main
         rejects.append(selected[REJECTED])
@@ -313,7 +311,7 @@ class MsMarco(Source):
                     functools.partial(attach_text, step=step),
                     keys={"triplets": id_field, "texts": text_key},
                     schemas={"triplets": schema, "texts": text_schema},
-                    spill_dir=files.join(spill_dir, f"Join{label}"), passed_on=("triplets",),
+                    passed_on=("triplets",),
                     spilled=("texts",) if reuse else ())
             )
             if step != "query":
@@ -339,7 +337,6 @@ class MsMarco(Source):
         """
         split_mb = ctx.option("split_mb", DEFAULT_SPLIT_MB, positive_float)
         split_bytes = int(split_mb * MiB)
-        blocks = files.join(ctx.scratch_dir(), "blocks")
         records, rejects = {}, []
         id_files = [(path, kind) for kind, path in plan if kind in _TABLE_KINDS]
         if id_files:
@@ -347,7 +344,7 @@ class MsMarco(Source):
                 id_files, read_id_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
                 members=is_member_of, members_take_context=True,
                 outputs=tuple(kind for _path, kind in id_files), split_bytes=split_bytes,
-                cut_dir=files.join(blocks, "id_files"), cut_bytes=split_bytes)
+                cut_lines=True, cut_bytes=split_bytes)
             records.update({kind: result[kind] for _path, kind in id_files})
             rejects.append(result[REJECTED])
         for kind, path in plan:
@@ -356,7 +353,7 @@ class MsMarco(Source):
             result = pipeline | f"msmarco/Read{kind.title().replace('_', '')}" >> ReadFiles(
                 [(path, kind)], read_input, input_root=ctx.input_root, dataset=DATASET,
                 strict=ctx.strict, members=functools.partial(is_member_of, kind),
-                cut_dir=files.join(blocks, kind), cut_bytes=split_bytes)
+                cut_lines=True, cut_bytes=split_bytes)
             records[kind] = result.records
             rejects.append(result[REJECTED])
         return records, rejects

@@ -325,7 +325,7 @@ class NaturalQuestions(Source):
         # workers it is cut into blocks of whole lines that all of them parse.
         read = pipeline | "natural_questions/Read" >> ReadFiles(
             ranked, read_train_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
-            cut_dir=files.join(ctx.scratch_dir(), "blocks"))
+            cut_lines=True)
         kept = (
             read.records
             | "natural_questions/GroupByExample" >> beam.GroupByKey()

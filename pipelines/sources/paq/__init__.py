@@ -177,8 +177,6 @@ class Paq(Source):
             return SourceOutput(rows={DATASET: rows}, rejects=rejects)
         paths = dict(plan)
 
-        spill_dir = ctx.scratch_dir()
-
         # Each input is one compressed stream (the metadata alone 16 GB of gzip): with
         # several workers each is cut into blocks by one of them and the blocks are parsed
         # by all. The inputs are read in one step, so that the workers cut them at once.
@@ -187,7 +185,7 @@ class Paq(Source):
         read = pipeline | "paq/ReadInputs" >> ReadFiles(
             [(paths[kind], kind) for kind in kinds], read_input, input_root=ctx.input_root,
             dataset=DATASET, strict=ctx.strict, members=is_filtered_member, outputs=kinds,
-            cut_dir=files.join(spill_dir, "blocks"))
+            cut_lines=True)
         rejects.append(read[REJECTED])
         metadata, passages = read[METADATA], read[PASSAGES]
         choose = functools.partial(select_candidates, filtered_only=filtered_only, rule=rule)
@@ -197,8 +195,7 @@ class Paq(Source):
                 {"listed": listed, "metadata": metadata}
                 | "paq/KeepListed" >> HashJoin(
                     choose, keys={"listed": "key", "metadata": "key"},
-                    schemas={"listed": LISTED, "metadata": METADATA_RECORDS},
-                    spill_dir=files.join(spill_dir, "KeepListed")))
+                    schemas={"listed": LISTED, "metadata": METADATA_RECORDS}))
         else:
             # Without the list every metadata record is a candidate: no join needed.
             candidates = metadata | "paq/CheckMetadata" >> tables(beam.FlatMap(
@@ -211,8 +208,7 @@ class Paq(Source):
             | "paq/JoinPassages" >> HashJoin(
                 functools.partial(pair_with_passages, passage_file=passage_file),
                 keys={"questions": "key", "passages": "key"},
-                schemas={"questions": QUESTIONS, "passages": PASSAGE_TEXTS},
-                spill_dir=files.join(spill_dir, "JoinPassages")))
+                schemas={"questions": QUESTIONS, "passages": PASSAGE_TEXTS}))
         rejects.append(joined[REJECTED])
         # Texts are normalised where they are read (a passage once, not once per question).
         return SourceOutput(rows={DATASET: joined.main}, rejects=rejects, normalized=frozenset({DATASET}))

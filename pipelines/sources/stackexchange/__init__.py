@@ -147,17 +147,14 @@ class StackExchange(Source):
         if TITLE_BODY in want:
             rows[TITLE_BODY] = as_tables(read["title_body_rows"])
         if TITLE_ANSWER in want:
-            spill_dir = ctx.scratch_dir()
             qualifying = questions | f"{TITLE_ANSWER}/QualifyQuestions" >> beam.ParDo(
                 GatherTables(QUESTIONS, answerable_question)).with_outputs(REJECTED, main="questions")
             rejects.append(qualifying[REJECTED])
-            sides = {"questions": (as_tables(qualifying.questions), QUESTIONS),
-                     "answers": (as_tables(read["answers"]), ANSWERS)}
             joined = (
-                {side: pcoll for side, (pcoll, _schema) in sides.items()}
+                {"questions": as_tables(qualifying.questions), "answers": as_tables(read["answers"])}
                 | f"{TITLE_ANSWER}/JoinBestAnswer" >> HashJoin(
-                    pair_with_best_answers, keys={side: "key" for side in sides},
-                    schemas={side: schema for side, (_pcoll, schema) in sides.items()}, spill_dir=spill_dir)
+                    pair_with_best_answers, keys={"questions": "key", "answers": "key"},
+                    schemas={"questions": QUESTIONS, "answers": ANSWERS})
             )
             rows[TITLE_ANSWER] = joined.main
             rejects.append(joined[REJECTED])

@@ -223,7 +223,7 @@ class WikiAnswers(Source):
         # A part (1 GB of lines unpacked) is cut into blocks parsed by all workers.
         read = pipeline | "wikianswers/ReadClusters" >> ReadFiles(
             paths, reader, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
-            output_type=pa.Table, cut_dir=files.join(ctx.scratch_dir(), "blocks"))
+            output_type=pa.Table, cut_lines=True)
         # Questions are normalised where they are read (distinct_questions).
         return SourceOutput(rows={DATASET: read.records}, rejects=[read[REJECTED]],
                             normalized=frozenset({DATASET}))

@@ -386,7 +386,7 @@ class YahooAnswers(Source):
         read = pipeline | "yahoo_answers/Parse" >> ReadFiles(
             self.find_inputs(ctx), ReadInput(wanted[0]), input_root=ctx.input_root,
             dataset=wanted[0], strict=ctx.strict, members=functools.partial(is_selected_csv, splits),
-            output_type=pa.Table, cut_dir=files.join(ctx.scratch_dir(), "blocks"),
+            output_type=pa.Table, cut_lines=True,
             starts_record=starts_record)
         rows, rejects = {}, [read[REJECTED]]
         for dataset in wanted:

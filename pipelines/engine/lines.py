@@ -61,33 +61,9 @@ def byte_ranges(size: int, split_bytes: int) -> list[tuple[int, int]]:
     return [(start, min(start + split_bytes, size)) for start in range(0, size, split_bytes)]
 
 
-def lines_in_range(stream: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """The lines of a seekable binary stream whose first byte lies in ``[start, end)``, with
-    their byte offsets (line endings kept). Ranges from :func:`byte_ranges` therefore give
-    every line of the file exactly once.
-
-    Raises:
-        LineTooLong: as :func:`text_lines`.
-    """
-    limit = max_line_bytes()
-    if start > 0:
-        stream.seek(start - 1)
-        stream.readline(limit + 1)  # the end of the line that began before the range
-    position = stream.tell()
-    while position < end:
-        line = stream.readline(limit + 1)
-        if not line:
-            return
-        if len(line) > limit:
-            raise LineTooLong(f"the line at byte {position:,} is longer than {limit:,} bytes")
-        progress.count_record()
-        yield position, line
-        position += len(line)
-
-
 class LineRange(io.RawIOBase):
     """The whole lines of a seekable binary stream whose first byte lies in
-    ``[start, end)``, as a stream (see :func:`lines_in_range`): the line that begins before
+    ``[start, end)``, as a stream (see :func:`range_lines`): the line that begins before
     ``start`` is left to the range before, the line that crosses ``end`` is read to its end.
 
     Attributes:

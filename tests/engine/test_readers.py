@@ -229,14 +229,14 @@ def test_a_line_beyond_the_limit_stops_the_file_after_the_lines_before_it(tmp_pa
 
 @given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30),
        st.integers(min_value=1, max_value=50))
-def test_byte_ranges_give_every_line_exactly_once(lines, split_bytes):
-    from pipelines.engine.lines import byte_ranges, lines_in_range
+def test_byte_ranges_give_every_line_exactly_once_with_its_offset(lines, split_bytes):
+    from pipelines.engine.lines import LineRange, byte_ranges, range_lines
 
     data = b"".join(line + b"\n" for line in lines)
-    stream = io.BytesIO(data)
-    got = [line for start, end in byte_ranges(len(data), split_bytes)
-           for _offset, line in lines_in_range(stream, start, end)]
-    assert got == [line + b"\n" for line in lines]
+    got = [(offset, line) for start, end in byte_ranges(len(data), split_bytes)
+           for offset, line in range_lines(io.BufferedReader(LineRange(io.BytesIO(data), start, end)))]
+    assert [line for _offset, line in got] == [line + b"\n" for line in lines]
+    assert all(data[offset:offset + len(line)] == line for offset, line in got)
 
 
 @given(st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")), max_size=30),

@@ -27,23 +27,22 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import pipelines
-from pipelines.corpus import registry
-from pipelines.corpus import accounting, mix
+from pipelines.corpus import accounting, mix, registry
 from pipelines.corpus.manifest import REJECTED_DIR, assemble_manifest, read_json
-from pipelines.engine import files, progress
-from pipelines.engine import options as engine_options
-from pipelines.runtime import filesystems, options as runtime_options, progress_report
 from pipelines.corpus.normalize import NormalizeRows
 from pipelines.corpus.rejects import REJECTED
+from pipelines.corpus.source import Source, SourceContext, SourceError
+from pipelines.engine import files, progress
+from pipelines.engine import options as engine_options
 from pipelines.engine.shards import JsonLinesGzipShards, ParquetShards, ShardingConfig
 from pipelines.engine.spill import SpillByDataset
 from pipelines.engine.write import WriteShards
-from pipelines.corpus.source import Source, SourceContext, SourceError
+from pipelines.runtime import filesystems, options as runtime_options, progress_report
 
 MANIFEST = "manifest.json"
 DATA_CONFIG = "data_config.json"
 WORK_DIR = "_work"
-# Under WORK_DIR: the sources' temporary files (join runs), removed when a build ends.
+# Under WORK_DIR: the engine's temporary files (--scratch_dir), removed when a build ends.
 SCRATCH_DIR = "scratch"
 
 

@@ -20,13 +20,11 @@ import logging
 import os
 import sys
 
-from pipelines.corpus import registry
 from pipelines import build
-from pipelines.corpus import verify
-from pipelines.engine.shards import MiB, ShardingConfig
+from pipelines.corpus import registry, verify
 from pipelines.corpus.source import SourceError
 from pipelines.engine.options import add_flags as add_engine_flags
-
+from pipelines.engine.shards import MiB, ShardingConfig
 
 
 def _engine_defaults() -> dict:

@@ -12,6 +12,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from pipelines.engine import files, options, progress
 
+
 class LineTooLong(ValueError):
     """A line longer than the reader accepts; the message gives its number."""
 

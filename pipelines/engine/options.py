@@ -46,6 +46,9 @@ class ReadSettings:
 
 _DEFAULTS = ReadSettings()
 _current = _DEFAULTS
+_scratch = ""  # this process's temporary scratch folder, when a pipeline names none
+# What the engine writes below the scratch folder (and a build removes when it ends).
+SCRATCH_KINDS = ("blocks", "joins")
 
 
 def add_flags(parser) -> None:
@@ -79,9 +82,9 @@ class CorpusOptions(PipelineOptions):
                             progress_dir=self.progress_dir or "")
 
 
-def settings_of(options) -> ReadSettings:
-    """The :class:`ReadSettings` of a pipeline's options (the defaults when ``None``)."""
-    return _DEFAULTS if options is None else options.view_as(CorpusOptions).read_settings()
+def settings_of(pipeline_options) -> ReadSettings:
+    """The :class:`ReadSettings` of a pipeline's options."""
+    return pipeline_options.view_as(CorpusOptions).read_settings()
 
 
 def scratch_folder(pipeline_options, kind: str) -> str:
@@ -89,16 +92,11 @@ def scratch_folder(pipeline_options, kind: str) -> str:
     below the run's ``--scratch_dir``, or below a new local temporary folder when it has
     none (a transform applied outside a build, as in tests)."""
     global _scratch
-    base = pipeline_options.view_as(CorpusOptions).scratch_dir if pipeline_options is not None else ""
+    base = pipeline_options.view_as(CorpusOptions).scratch_dir
     if not base:
         _scratch = _scratch or tempfile.mkdtemp(prefix="corpus-scratch-")
         base = _scratch
     return base.rstrip("/") + "/" + kind
-
-
-_scratch = ""
-# What the engine writes below the scratch folder (and a build removes when it ends).
-SCRATCH_KINDS = ("blocks", "joins")
 
 
 def use(settings: ReadSettings) -> None:

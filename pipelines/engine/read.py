@@ -238,7 +238,7 @@ def split_plain_files(items: list, split_bytes: int) -> list:
     larger than ``split_bytes`` replaced by its :class:`FileRange` s."""
     result = []
     for item in items:
-        path = item[0] if isinstance(item, tuple) else item
+        path, _context = _unpack(item)
         size = files.size_of(path)
         if size > split_bytes and files.is_plain(path):
             result.extend(FileRange(item, start, end) for start, end in byte_ranges(size, split_bytes))
@@ -317,7 +317,7 @@ class ReadFiles(beam.PTransform):
         self.cut_lines = cut_lines
         self.cut_bytes = cut_bytes
         self.starts_record = starts_record
-        self.paths = sorted(paths, key=lambda item: item[0] if isinstance(item, tuple) else item)
+        self.paths = sorted(paths, key=lambda item: _unpack(item)[0])
         self.read_file = read_file
         self.input_root = input_root
         self.dataset = dataset

@@ -137,7 +137,7 @@ class StackExchange(Source):
         split_bytes = int(ctx.option("split_mb", DEFAULT_SPLIT_MB, positive_float) * MiB)
         inputs = self.read_inputs(ctx, want_links)
         read = pipeline | "stackexchange/Read" >> ReadFiles(
-            inputs, ReadDump(ctx, want_links, exclude), input_root=ctx.input_root,
+            inputs, ReadDump(ctx, exclude), input_root=ctx.input_root,
             dataset=_file_dataset(want), strict=ctx.strict, members=functools.partial(dump_member, want_links),
             members_take_context=True, split_bytes=split_bytes,
             outputs=("questions", "answers", "links", "title_body_rows"))

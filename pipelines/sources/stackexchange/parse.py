@@ -3,7 +3,6 @@ archive members and tables are read, and :class:`ReadDump`, the parser of one
 ``Posts.xml`` or ``PostLinks.xml`` (see the package)."""
 from __future__ import annotations
 
-
 import posixpath
 
 import apache_beam as beam
@@ -14,7 +13,7 @@ from pipelines.corpus.normalize import normalize_text
 from pipelines.corpus.rejects import rejected
 from pipelines.corpus.schema import RowTables
 from pipelines.corpus.source import SourceContext
-from pipelines.engine import (range_lines, range_start, stream_is_empty)
+from pipelines.engine import range_lines, range_start, stream_is_empty
 
 from .rules import (ANSWER, ANSWERS, DUPLICATE_LINK_TYPE, DUPLICATES, LINK_FIELDS, POST_FIELDS, QUESTION,
                     TITLE_ANSWER, TITLE_BODY, _ARCHIVE_NAME, _ROW_LINE_PARSER, _int, body_text, iter_rows,
@@ -71,12 +70,10 @@ class ReadDump:
 
     Args:
         ctx: the source's context (datasets).
-        want_links: whether ``PostLinks.xml`` is read (stackexchange_duplicate_questions).
         exclude_tags: questions carrying any of these tags are rejected.
     """
 
-    def __init__(self, ctx: SourceContext, want_links: bool, exclude_tags: frozenset):
-        self.want_links = want_links
+    def __init__(self, ctx: SourceContext, exclude_tags: frozenset):
         self.want_answers = TITLE_ANSWER in ctx.datasets
         self.exclude_tags = exclude_tags
         # Records per dataset: questions for title_body and title_answer, duplicate links for
@@ -95,10 +92,9 @@ class ReadDump:
             if stream_is_empty(stream):
                 return  # ReadFiles records it as empty_file
             raise ValueError("not a 7z, zip or tar archive (a broken download?)")
-        # A member reaches here only when dump_member wants it: its name ends in its table's.
+        # Only wanted tables reach here: PostLinks.xml is neither listed (read_inputs) nor
+        # taken from an archive (dump_member) unless duplicate links are built.
         table = kind if kind != "archive" else "postlinks" if source_file.endswith("PostLinks.xml") else "posts"
-        if table == "postlinks" and not self.want_links:
-            return
         batches = _FileBatches()
         try:
             if range_start(stream) is None:

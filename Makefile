@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SAMPLE_OUT ?= sample-corpus
 
-.PHONY: setup setup-test sample test bench clean
+.PHONY: setup setup-test sample test install-check bench clean
 
 # The pipeline alone: what `make sample` and a Dataflow launch need.
 setup: $(VENV)/.installed
@@ -31,8 +31,12 @@ sample: setup
 test: setup-test
 	$(BIN)/python -m pytest -q tests
 
+# The install a user does: the wheel in a fresh environment with pip alone (.ci/install-check).
+install-check: setup-test
+	.ci/install-check $(PYTHON)
+
 bench: setup
 	$(BIN)/python -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) $(SAMPLE_OUT) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(SAMPLE_OUT) build dist *.egg-info .pytest_cache

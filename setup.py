@@ -7,6 +7,7 @@ worker: the package, its row schema (`schemas/`, installed as
 """
 import ctypes.util
 import os
+import re
 import shutil
 import subprocess
 
@@ -46,9 +47,16 @@ class InstallSystemLibraries(Command):
 class build(_build):
     sub_commands = _build.sub_commands + [("install_system_libraries", None)]
 
+
+def _version() -> str:
+    """The package's version, kept once in ``pipelines/__init__.py``."""
+    with open(os.path.join("pipelines", "__init__.py"), encoding="utf-8") as stream:
+        return re.search(r'^__version__ = "([^"]+)"', stream.read(), re.M).group(1)
+
+
 setup(
     name="multiqa-corpus-pipelines",
-    version="0.1.0",
+    version=_version(),
     description=(
         "Apache Beam pipelines that build the multi-source question/answer "
         "training corpus for sentence-embedding models."
@@ -64,10 +72,12 @@ setup(
         # Each source's reference tables and bundled sample (upstream layout, any file type).
         "pipelines.sources": ["*/*.json", "*/sample/**/*", "*/sample/**/.*"],
     },
-    # Workers need these; Beam itself comes with the runner's SDK container.
+    # Every `corpus` command works with these: the pipeline on any runner (Dataflow's needs
+    # the gcp extra of Beam), gs:// storage, the Hub, the report's charts. The versions
+    # known to work together are pinned in requirements.txt.
     install_requires=[
-        "apache-beam>=2.77,<3",
-        "pyarrow>=14.0.1,<26",
+        "apache-beam[gcp]>=2.77,<3",
+        "pyarrow>=24,<26",  # datasets needs >=24, Beam 2.77 <26
         "lxml>=5",
         "libarchive-c>=5",
         "ijson>=3.3",
@@ -75,15 +85,19 @@ setup(
         "xxhash>=3.4",
         "isal>=1.6",
         "numpy>=1.24",
-        "smart-open>=7",
+        "smart-open[gcs]>=7",
+        "google-cloud-storage>=3",
         "requests>=2.31",
+        "datasets>=5,<6",
+        "pyyaml>=6",  # the dataset card's front matter (corpus export)
+        "matplotlib>=3.8",
     ],
+    # Heavier parts some users need; pipelines.extras names the extra when one is missing.
     extras_require={
-        "gcp": ["apache-beam[gcp]>=2.77,<3", "google-cloud-storage>=3"],
-        "aws": ["boto3>=1.34"],
-        "hub": ["datasets>=5"],
+        "s3": ["apache-beam[aws]>=2.77,<3", "boto3>=1.34", "smart-open[s3]>=7"],
+        "train": ["torch>=2.4", "sentence-transformers>=5", "transformers>=4.50", "accelerate>=1.0"],
         "test": ["pytest>=8", "hypothesis>=6", "py7zr>=1", "gcp-storage-emulator>=2024",
-                 "moto[server]>=5"],
+                 "moto[server]>=5", "scipy>=1.11", "build>=1.2"],
     },
     entry_points={"console_scripts": ["corpus=pipelines.__main__:main"]},
     cmdclass={"build": build, "install_system_libraries": InstallSystemLibraries},

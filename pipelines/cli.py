@@ -5,6 +5,7 @@
     corpus verify OUT
     corpus fetch --sources a,b --to DEST   mirror upstream files (local, gs://, s3://)
     corpus report OUT [--to FILE]   write a self-contained HTML report of a build
+    corpus export OUT DEST [--format parquet|jsonl.gz]   write a build as a Hugging Face dataset repository
     corpus mix                      print the reference mix (the repository's data_config.json)
     corpus datasets                 list every dataset, its documented total and status
 
@@ -20,11 +21,13 @@ import logging
 import os
 import sys
 
-from pipelines import build
+import pipelines
+from pipelines import build, export, extras
 from pipelines.corpus import registry, verify
 from pipelines.corpus.source import SourceError
 from pipelines.engine.options import add_flags as add_engine_flags
 from pipelines.engine.shards import MiB, ShardingConfig
+from pipelines.runtime import filesystems
 
 
 def _engine_defaults() -> dict:
@@ -49,6 +52,7 @@ def _source_options(values: list[str]) -> dict:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="corpus", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
 
     b = commands.add_parser("build", help="build sharded Parquet from upstream files",
@@ -101,9 +105,28 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("output", help="the output folder of a build")
     r.add_argument("--to", help="the HTML file to write (default: OUT/report.html)")
 
+    export.register(commands)
     commands.add_parser("mix", help="print the reference mix this package builds")
     commands.add_parser("datasets", help="list every dataset and whether it is implemented")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return (f"corpus {pipelines.__version__} (apache-beam {installed('apache-beam')}, "
+            f"pyarrow {installed('pyarrow')}, Python {sys.version.split()[0]})")
+
+
+# The paths each command reads or writes, checked for a filesystem before it starts.
+_PATH_ARGS = {"build": ("output", "input_root"), "verify": ("output",), "report": ("output", "to"),
+              "fetch": ("to",), "export": ("output", "dest")}
 
 
 def _build(args, beam_args: list[str]) -> int:
@@ -166,6 +189,7 @@ def run(argv: list[str] | None = None) -> int:
     if args.command != "build" and beam_args:
         _parser().error(f"unrecognized arguments: {' '.join(beam_args)}")
     try:
+        filesystems.check_available(*(getattr(args, name) for name in _PATH_ARGS.get(args.command, ())))
         if args.command == "build":
             return _build(args, beam_args)
         if args.command == "verify":
@@ -174,6 +198,8 @@ def run(argv: list[str] | None = None) -> int:
             from pipelines import report
             print(f"Wrote {report.write(args.output, args.to)}")
             return 0
+        if args.command == "export":
+            return export.run(args)
         if args.command == "fetch":
             from pipelines.fetch import run as fetch
             return fetch.run_from_args(args)
@@ -182,8 +208,11 @@ def run(argv: list[str] | None = None) -> int:
             print(json.dumps(reference_mix(), indent=1))
             return 0
         return _datasets()
-    except (build.BuildError, SourceError) as exc:
+    except (build.BuildError, SourceError, extras.MissingExtra, filesystems.UnknownFilesystem) as exc:
         print(f"corpus {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # a broken install, or an extra reached without require()
+        print(f"corpus {args.command}: {extras.install_hint(exc.name or str(exc))}", file=sys.stderr)
         return 2
 
 

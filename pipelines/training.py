@@ -35,6 +35,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipelines import extras
 from pipelines.engine import files
 
 DATA_CONFIG = "data_config.json"
@@ -439,7 +440,8 @@ def mixture_batch_sampler(output: str, steps: int, *, seed: int = 0, start_step:
         A callable ``(dataset, batch_samplers, generator, seed) -> batch sampler``, as
         the trainer calls it.
     """
-    from sentence_transformers.base.sampler import MultiDatasetDefaultBatchSampler
+    MultiDatasetDefaultBatchSampler = extras.require(  # noqa: N806 (a class, from the train extra)
+        "sentence_transformers.base.sampler").MultiDatasetDefaultBatchSampler
 
     class MixtureBatchSampler(MultiDatasetDefaultBatchSampler):
         """Yields, per step, the indices in the concatenated datasets of one mixture batch."""

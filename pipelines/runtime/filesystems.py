@@ -14,6 +14,28 @@ from __future__ import annotations
 
 import os
 
+from pipelines import extras
+
+
+class UnknownFilesystem(ValueError):
+    """A path whose scheme no installed filesystem serves."""
+
+
+def check_available(*paths: str | None) -> None:
+    """Raise, in one line, when Beam has no filesystem for one of ``paths``: the extra to
+    install (:class:`pipelines.extras.MissingExtra`) or the schemes it knows."""
+    from apache_beam.io.filesystem import BeamIOError
+    from apache_beam.io.filesystems import FileSystems
+
+    for path in filter(None, paths):
+        hint = extras.scheme_hint(path)
+        if hint:
+            raise extras.MissingExtra(hint)
+        try:
+            FileSystems.get_filesystem(path)
+        except (ValueError, BeamIOError):  # no such scheme, or its library missing (hdfs://)
+            raise UnknownFilesystem(f"no filesystem for {path}: use a local path, gs:// or s3://") from None
+
 
 def prepare(options) -> None:
     """Make Beam's ``FileSystems`` usable outside a running pipeline with ``options``."""

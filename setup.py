@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 from setuptools import Command, find_packages, setup
 from setuptools.command.build import build as _build
@@ -51,7 +52,7 @@ class build(_build):
 def _version() -> str:
     """The package's version, kept once in ``pipelines/__init__.py``."""
     with open(os.path.join("pipelines", "__init__.py"), encoding="utf-8") as stream:
-        return re.search(r'^__version__ = "([^"]+)"', stream.read(), re.M).group(1)
+        return re.search(r'^__version__ = "([^"]+)"', stream.read(), re.MULTILINE).group(1)
 
 
 setup(
@@ -61,7 +62,7 @@ setup(
         "Apache Beam pipelines that build the multi-source question/answer "
         "training corpus for sentence-embedding models."
     ),
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",

@@ -440,7 +440,7 @@ def mixture_batch_sampler(output: str, steps: int, *, seed: int = 0, start_step:
         A callable ``(dataset, batch_samplers, generator, seed) -> batch sampler``, as
         the trainer calls it.
     """
-    MultiDatasetDefaultBatchSampler = extras.require(  # noqa: N806 (a class, from the train extra)
+    MultiDatasetDefaultBatchSampler = extras.require(
         "sentence_transformers.base.sampler").MultiDatasetDefaultBatchSampler
 
     class MixtureBatchSampler(MultiDatasetDefaultBatchSampler):

@@ -31,6 +31,7 @@ from pipelines.corpus import accounting, mix, registry
 from pipelines.corpus.manifest import REJECTED_DIR, assemble_manifest, read_json
 from pipelines.corpus.normalize import NormalizeRows
 from pipelines.corpus.rejects import REJECTED
+from pipelines.corpus.release import fetch_records, fetched_checksums
 from pipelines.corpus.source import Source, SourceContext, SourceError
 from pipelines.engine import files, progress
 from pipelines.engine import options as engine_options
@@ -166,18 +167,6 @@ def _sha256_of(item) -> dict:
             "sha256": digest.hexdigest()}
 
 
-def fetched_checksums(input_root: str) -> dict:
-    """SHA-256 and size of the files ``corpus fetch`` verified into ``input_root``, from its
-    fetch manifest (``_fetch/manifest.json``), by path relative to the root; empty when the
-    root was not filled by a fetch."""
-    path = files.join(input_root, "_fetch", "manifest.json")
-    if not files.exists(path):
-        return {}
-    records = read_json(path).get("files", {})
-    return {dest: (record["bytes"], record["sha256"]) for dest, record in records.items()
-            if record.get("status") in ("fetched", "skipped") and record.get("sha256")}
-
-
 def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
                        planned: list[_PlannedSource]) -> None:
     """Add the whole build to ``pipeline``."""
@@ -267,8 +256,12 @@ def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource]) -> s
     the datasets, the options and the package version. The runner does not count."""
     listing = sorted((item.source.name, files.relative_to(path, item.ctx.input_root), size)
                      for item in planned for path, size in item.source.input_files(item.ctx))
+    # The fetch's records decide whether an input is the published release (the verdicts).
+    fetched = sorted((root, json.dumps(fetch_records(root), sort_keys=True))
+                     for root in {item.ctx.input_root for item in planned if item.ctx.input_root})
     decisive = {
         "inputs": listing,
+        "fetch_records": [hashlib.sha256(text.encode()).hexdigest() for _root, text in fetched],
         "datasets": sorted(d for item in planned for d in item.ctx.datasets),
         "sample": request.sample,
         "strict": request.strict,
@@ -311,11 +304,14 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_
     the same shards byte for byte and removes whatever the dead run left behind.
     """
     beam_args = list(beam_args or [])
-    unknown = runtime_options.unknown_flags(beam_args)
-    if unknown:
-        raise BuildError(f"unknown option {' '.join(unknown)}: neither a corpus build option "
-                         "nor a Beam pipeline option (see corpus build --help)")
-    options = runtime_options.pipeline_options(beam_args, **(engine_flags or {}))
+    try:  # the runner named is resolved first: an unknown one is refused, its options known
+        unknown = runtime_options.unknown_flags(beam_args)
+        if unknown:
+            raise BuildError(f"unknown option {' '.join(unknown)}: neither a corpus build option "
+                             "nor a Beam pipeline option (see corpus build --help)")
+        options = runtime_options.pipeline_options(beam_args, **(engine_flags or {}))
+    except runtime_options.RunnerError as exc:
+        raise BuildError(str(exc)) from None
     # Planning lists the input before the pipeline exists: gs:// and s3:// need the options now.
     filesystems.prepare(options)
     planned, status = plan_sources(request)

@@ -3,8 +3,9 @@ accounting, the run's inputs and options, and the corpus totals.
 
 Assembled after the run from the summaries its steps wrote (``OUT/_work``) and the
 accounting counters (:mod:`pipelines.corpus.accounting`); the verdicts are those of
-:mod:`pipelines.corpus.verify`. It is written last (``OUT/manifest.json``), so a folder with
-a manifest holds one complete build.
+:mod:`pipelines.corpus.verify`, against the documented total when the input is the source's
+published release (:mod:`pipelines.corpus.release`). It is written last
+(``OUT/manifest.json``), so a folder with a manifest holds one complete build.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import re
 from collections import defaultdict
 
 import pipelines
-from pipelines.corpus import accounting, registry, verify
+from pipelines.corpus import accounting, registry, release, verify
 from pipelines.engine import files
 
 REJECTED_DIR = "_rejected"
@@ -49,7 +50,7 @@ def scrub_args(args: list[str]) -> list[str]:
 
 def _dataset_entry(request, source, spec: registry.DatasetSpec,
                    rows_summary: dict, rejected_summary: dict, sample_expected: dict | None,
-                   skipped: dict | None = None) -> dict:
+                   skipped: dict | None = None, input_status: dict | None = None) -> dict:
     shards = rows_summary["shards"]
     plan = rows_summary["plan"]
     subsets: dict[str, int] = defaultdict(int)
@@ -76,7 +77,6 @@ def _dataset_entry(request, source, spec: registry.DatasetSpec,
             "files": [f"{REJECTED_DIR}/{spec.id}/{s['file']}" for s in rejected_summary["shards"]],
         },
     }
-    missing = []
     if spec.subsets:
         entry["subsets"] = {name: {"rows": count, "group": plan["subset_group"].get(name, "")}
                             for name, count in sorted(subsets.items())}
@@ -93,7 +93,6 @@ def _dataset_entry(request, source, spec: registry.DatasetSpec,
                             if ref and not request.sample else "-"),
             }
         entry["groups"] = groups
-        missing = sorted(set(reference) - set(groups))
     if request.sample:
         measured = {"rows": rows, "rejected": entry["rejected"]["by_reason"],
                     "skipped": dict(sorted((skipped or {}).items()))}
@@ -105,14 +104,30 @@ def _dataset_entry(request, source, spec: registry.DatasetSpec,
         else:
             entry.update({"expected": expected["rows"], **verify.judge_sample(measured, expected)})
     else:
-        entry.update({"expected": spec.documented_total,
-                      **verify.judge(rows, spec.documented_total, spec.tolerance, spec.drifts)})
-        if missing and entry["verdict"] != "match":
-            entry["verdict"] = "partial"
-            entry["notes"] = entry["notes"] + [
-                f"{len(missing)} subsets of the reference mix were not in the input; "
-                "compare per subset (groups)."]
+        entry["input"] = input_status or {"published": False, "reasons": ["the input was not checked"]}
+        if entry["input"]["published"]:
+            entry.update({"expected": spec.documented_total,
+                          **verify.judge(rows, spec.documented_total, spec.tolerance, spec.drifts)})
+        else:
+            # The pool's reference count is that of every small site of the release: with
+            # part of the input there is no telling which of them it should hold.
+            pooled = (source.pool_name,) if spec.mix_per_subset and source.pool_name else ()
+            for name in pooled:
+                if name in entry.get("groups", {}):
+                    entry["groups"][name]["verdict"] = "-"
+            entry.update(verify.judge_partial_input(entry.get("groups"), not_comparable=pooled))
     return entry
+
+
+def _input_statuses(planned: list, inputs: list[dict]) -> dict[str, dict]:
+    """Per source of the run, whether its input is the published release
+    (:func:`pipelines.corpus.release.source_input_status`); ``inputs`` are the files read,
+    with the checksums the run took."""
+    records = {root: release.fetch_records(root) for root in {item.ctx.input_root for item in planned}}
+    return {item.source.name: release.source_input_status(
+                item.source.name, item.ctx.input_root, item.ctx.source_dir,
+                [i for i in inputs if i["source"] == item.source.name], records[item.ctx.input_root])
+            for item in planned}
 
 
 def assemble_manifest(request, planned: list, work: str, status: dict[str, str],
@@ -120,6 +135,13 @@ def assemble_manifest(request, planned: list, work: str, status: dict[str, str],
     """Read the run's summaries (in ``work``, the build's ``OUT/_work``) and build the
     manifest dict; ``counts`` are the accounting counters of the run
     (:func:`pipelines.corpus.accounting.collect`)."""
+    inputs_path = files.join(work, "inputs.json")
+    if files.exists(inputs_path):
+        inputs = read_json(inputs_path)
+    else:
+        inputs = [{"source": item.source.name, "path": files.relative_to(p, item.ctx.input_root),
+                   "bytes": size} for item in planned for p, size in item.source.input_files(item.ctx)]
+    statuses = {} if request.sample else _input_statuses(planned, inputs)
     by_dataset = {}
     for item in planned:
         expected = item.source.sample_expected_counts() if request.sample else None
@@ -129,7 +151,7 @@ def assemble_manifest(request, planned: list, work: str, status: dict[str, str],
                 request, item.source, registry.get(dataset_id),
                 read_json(files.join(work, f"{dataset_id}.rows.json")),
                 read_json(files.join(work, f"{dataset_id}.rejected.json")), expected,
-                dataset_counts.get("skipped", {}))
+                dataset_counts.get("skipped", {}), statuses.get(item.source.name))
             entry = by_dataset[dataset_id]
             entry["accounting"] = accounting.equations(
                 dataset_counts, entry["rows"], entry["rejected"]["total"], item.source.counts_records)
@@ -141,12 +163,6 @@ def assemble_manifest(request, planned: list, work: str, status: dict[str, str],
             datasets[spec.id] = {"status": status[spec.id], "verdict": status[spec.id],
                                  "pair": spec.pair, "documented": spec.documented_total,
                                  "notes": list(spec.notes)}
-    inputs_path = files.join(work, "inputs.json")
-    if files.exists(inputs_path):
-        inputs = read_json(inputs_path)
-    else:
-        inputs = [{"source": item.source.name, "path": files.relative_to(p, item.ctx.input_root),
-                   "bytes": size} for item in planned for p, size in item.source.input_files(item.ctx)]
     verdicts: dict[str, int] = defaultdict(int)
     for entry in datasets.values():
         verdicts[entry["verdict"]] += 1

@@ -5,7 +5,9 @@ Verdicts, per dataset (and per subset where the dataset has them):
 ``match``            within the dataset's tolerance of the expected count
 ``drift``            outside it, for a source whose upstream release keeps changing (warning)
 ``mismatch``         outside it, for a closed release (failure)
-``partial``          the run read only part of the source's subsets; judged per subset
+``partial input``    the input is not the source's published release
+                     (:mod:`pipelines.corpus.release`); only what can be compared is: the
+                     StackExchange site groups, against the reference mix
 ``not implemented``  the dataset has no reader yet
 ``not selected``     the dataset was not part of this run
 
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 from pipelines.engine import files
 
 FAILING_VERDICTS = frozenset({"mismatch"})
+PARTIAL_INPUT = "partial input"
 
 
 def judge(measured: int, expected: int | None, tolerance: float, drifts: bool) -> dict:
@@ -38,6 +41,29 @@ def judge(measured: int, expected: int | None, tolerance: float, drifts: bool) -
     else:
         verdict = "drift" if drifts else "mismatch"
     return {"difference": difference, "relative_difference": relative, "verdict": verdict}
+
+
+def judge_partial_input(groups: dict | None, not_comparable: tuple[str, ...] = ()) -> dict:
+    """The count check of a dataset built from part of its source's release.
+
+    Its documented total describes the whole release, so it is not compared. Site groups
+    with a reference count (``groups`` of the manifest entry, each with ``rows`` and
+    ``documented``) are, but those of ``not_comparable`` (the pool of small sites):
+    ``expected`` is the sum of their reference counts, ``difference`` that of their rows
+    minus it. Without such groups nothing is compared.
+    """
+    compared = {name: g for name, g in (groups or {}).items()
+                if g.get("documented") is not None and name not in not_comparable}
+    result = {"expected": None, "difference": None, "relative_difference": None, "verdict": PARTIAL_INPUT}
+    if compared:
+        expected = sum(g["documented"] for g in compared.values())
+        difference = sum(g["rows"] for g in compared.values()) - expected
+        result.update(expected=expected, difference=difference,
+                      relative_difference=difference / expected if expected else 0.0)
+    left_out = sorted(set(groups or {}) - set(compared))
+    if left_out and compared:
+        result["groups_not_compared"] = left_out
+    return result
 
 
 def judge_sample(measured: dict, expected: dict) -> dict:
@@ -72,15 +98,17 @@ def _fmt_rel(value) -> str:
 def format_table(manifest: dict) -> str:
     """The count table people read at the end of a build and from ``corpus verify``."""
     sample = manifest["run"].get("sample", False)
-    expected_label = "expected(sample)" if sample else "documented"
-    header = ("dataset", "rows", expected_label, "diff", "rel", "tol", "verdict", "rejected",
-              "accounted")
+    # A sample run has one count to compare with; a full run shows the documented total
+    # and, beside it, the count the rows are compared with (they differ for a partial input).
+    counts = ("expected(sample)",) if sample else ("documented", "expected")
+    header = ("dataset", "rows", *counts, "diff", "rel", "tol", "verdict", "rejected", "accounted")
     lines = [header]
     for dataset_id, entry in manifest["datasets"].items():
         lines.append((
             dataset_id,
             _fmt_int(entry.get("rows")),
-            _fmt_int(entry.get("expected")),
+            *((_fmt_int(entry.get("expected")),) if sample
+              else (_fmt_int(entry.get("documented")), _fmt_int(entry.get("expected")))),
             _fmt_int(entry.get("difference")),
             _fmt_rel(entry.get("relative_difference")),
             "-" if entry.get("tolerance") is None else f"{entry['tolerance']:.0%}",
@@ -89,18 +117,29 @@ def format_table(manifest: dict) -> str:
             _accounted(entry.get("accounting")),
         ))
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+    left = (0, header.index("verdict"))
     out = []
     for n, row in enumerate(lines):
-        out.append("  ".join(str(cell).ljust(widths[i]) if i in (0, 6) else str(cell).rjust(widths[i])
+        out.append("  ".join(str(cell).ljust(widths[i]) if i in left else str(cell).rjust(widths[i])
                              for i, cell in enumerate(row)).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     if sample:
         out.append("This is a --sample run: counts are checked against the bundled sample's "
                    "hand-worked expected counts, not the documented totals.")
+    elif any(e["verdict"] == PARTIAL_INPUT for e in manifest["datasets"].values()):
+        out.append("documented: the model card's total; expected: what the rows are compared with.")
+        out.append(f"A {PARTIAL_INPUT} is compared per StackExchange site group (expected: the "
+                   "groups' reference counts); other datasets of a partial input have none (-).")
     by_note: dict[str, list[str]] = {}
     for dataset_id, entry in manifest["datasets"].items():
         if entry["status"] == "built":
+            for reason in (entry.get("input") or {}).get("reasons", []):
+                by_note.setdefault(f"{PARTIAL_INPUT}: {reason}", []).append(dataset_id)
+            if entry.get("groups_not_compared"):
+                by_note.setdefault("site groups not in expected (no reference count, or the pool of "
+                                   "small sites, whose reference is the whole release's): "
+                                   + ", ".join(entry["groups_not_compared"]), []).append(dataset_id)
             for note in entry.get("notes", []):
                 by_note.setdefault(note, []).append(dataset_id)
     notes = [f"  {', '.join(ids)}: {note}" for note, ids in by_note.items()]

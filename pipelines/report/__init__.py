@@ -69,7 +69,7 @@ def _percentile(values: list[int], share: float) -> int | str:
 
 
 def _reference_label(manifest: dict) -> str:
-    return "expected (sample)" if manifest["run"].get("sample") else "documented"
+    return "expected (sample)" if manifest["run"].get("sample") else "expected"
 
 
 def _summary(page: Page, manifest: dict) -> None:
@@ -154,7 +154,9 @@ def _verdicts(page: Page, manifest: dict) -> None:
             ("match", "within the tolerance"),
             ("drift", "outside it, for a source whose releases keep changing (a warning)"),
             ("mismatch", "outside it, for a closed release (a failure)"),
-            ("partial", "the input held only some subsets; compare per site"),
+            ("partial input", ("the input is not the published release (files missing, cut or not "
+                               "verified): not judged against the documented total; StackExchange "
+                               "compared per site group")),
             ("not implemented", "the dataset has no reader"),
             ("not selected", "not part of this run"),
             ("no input", "its source folder was missing"))

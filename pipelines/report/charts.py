@@ -19,7 +19,7 @@ VERDICT_COLOURS = {
     "match": "#2e7d32",
     "drift": "#ef6c00",
     "mismatch": "#c62828",
-    "partial": "#6a1b9a",
+    "partial input": "#6a1b9a",
     "no expected count": "#757575",
     "-": "#1565c0",
 }

@@ -166,6 +166,13 @@ def _verdicts(page: Page, manifest: dict) -> None:
     if problems:
         page.subheading("Problems found by the count check")
         page.table(("dataset", "problem"), problems)
+    by_reason: dict[str, list[str]] = {}
+    for name, entry in manifest["datasets"].items():
+        for reason in (entry.get("input") or {}).get("reasons", []):
+            by_reason.setdefault(reason, []).append(name)
+    if by_reason:
+        page.subheading("Why an input is partial")
+        page.table(("datasets", "reason"), [(", ".join(names), reason) for reason, names in by_reason.items()])
     by_note: dict[str, list[str]] = {}
     for name, entry in manifest["datasets"].items():
         for note in entry.get("notes", []):

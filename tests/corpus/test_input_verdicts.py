@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines import report
 from pipelines.cli import run
 from pipelines.corpus import registry
 from pipelines.fetch import run as fetch
@@ -78,6 +79,8 @@ def test_part_of_each_release_is_a_partial_input_in_every_dataset(tmp_path, caps
         "quora/quora_duplicate_questions.tsv differs from the published file (size)"]
     assert "amazon_qa: partial input: 19 of 21 required files not in the input" in table
     assert manifest["totals"]["verdicts"]["partial input"] == len(datasets)
+    page = Path(report.write(str(tmp_path / "out"))).read_text()  # the report says why too
+    assert "Why an input is partial" in page and "squad_v2/train-v1.1.json" in page
 
 
 @pytest.fixture

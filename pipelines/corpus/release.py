@@ -5,10 +5,16 @@ total describes. The input of a source is its published release when:
 
 - every required file is in the input: the files of ``upstream.json`` not marked
   ``optional``, or, for a source published as a listing (StackExchange, WikiAnswers), every
-  file that ``corpus fetch`` listed and recorded for it; and
+  file that ``corpus fetch`` listed and recorded for it. An archive that the fetch unpacked
+  completely (its record is verified and has a ``complete`` ``unpack`` summary for the
+  same sha256) stands for its members instead: each member it recorded must be in the
+  input (hidden names aside, which no build lists), and the archive itself may be gone.
+  A required archive whose unpacking the fetch began but did not complete is not the
+  release, present or not; and
 - every file the build reads is known to be the published one: its SHA-256 equals the one
   ``upstream.json`` gives, or ``corpus fetch`` verified it (``_fetch/manifest.json`` of the
-  input root records it as fetched or skipped, with the same size).
+  input root records it as fetched or skipped, with the same size), or it is a member that
+  the fetch recorded as ``unpacked`` from such a verified archive, with the same size.
 
 A file the fetch verified is known without reading it, so this holds with
 ``--no-input-checksums`` too. Any other input is partial: :func:`input_status` says why, one
@@ -17,14 +23,17 @@ line per reason.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import posixpath
+from dataclasses import dataclass, field
 from importlib import resources
 
 from pipelines.engine import files
 
 FETCH_MANIFEST = ("_fetch", "manifest.json")
-# Fetch outcomes whose file is at its destination and verified.
+# Fetch outcomes whose file verified (an unpacked archive may since have been removed).
 VERIFIED = ("fetched", "skipped")
+# The status of an archive member the fetch unpacked; its record names the archive in "from".
+UNPACKED = "unpacked"
 # File names a reason spells out before it says "and N more".
 NAMES_SHOWN = 3
 
@@ -38,10 +47,13 @@ class Release:
             made of; ``None`` for a listed release that no fetch recorded.
         published: ``{dest: (bytes, sha256)}`` as ``upstream.json`` publishes them (either
             may be ``None``).
+        unfinished: required archives whose unpacking the fetch began and did not complete,
+            ``{dest: why}``.
     """
 
     required: tuple[str, ...] | None
     published: dict
+    unfinished: dict = field(default_factory=dict)
 
 
 def fetch_records(input_root: str) -> dict:
@@ -54,12 +66,57 @@ def fetch_records(input_root: str) -> dict:
         return json.loads(stream.read().decode("utf-8")).get("files", {})
 
 
+def _unpacked_from(archive: dict | None) -> bool:
+    """Whether the members recorded from ``archive`` came out of it as it verified: its
+    record is verified and its ``unpack`` summary names the same archive."""
+    archive = archive or {}
+    summary = archive.get("unpack") or {}
+    return (archive.get("status") in VERIFIED and bool(archive.get("sha256"))
+            and summary.get("archive_sha256") == archive.get("sha256"))
+
+
 def fetched_checksums(input_root: str, records: dict | None = None) -> dict:
-    """``{dest: (bytes, sha256)}`` of the files ``corpus fetch`` verified into ``input_root``
-    (from its fetch manifest, or from ``records`` already read from it)."""
+    """``{dest: (bytes, sha256)}`` of the files ``corpus fetch`` verified into ``input_root``,
+    and of the members it unpacked from verified archives (from its fetch manifest, or from
+    ``records`` already read from it)."""
     records = fetch_records(input_root) if records is None else records
-    return {dest: (record["bytes"], record["sha256"]) for dest, record in records.items()
-            if record.get("status") in VERIFIED and record.get("sha256")}
+    known = {}
+    for dest, record in records.items():
+        if not record.get("sha256"):
+            continue
+        if record.get("status") in VERIFIED or (
+                record.get("status") == UNPACKED and _unpacked_from(records.get(record.get("from")))):
+            known[dest] = (record["bytes"], record["sha256"])
+    return known
+
+
+def _unpacked_members(records: dict) -> dict[str, list[str]]:
+    """``{archive dest: [member dest, ...]}`` of every verified archive unpacked completely
+    (a record for each of the members its summary counts), with the members a build can
+    see (no hidden name)."""
+    members: dict[str, list[str]] = {}
+    for dest, record in records.items():
+        if record.get("status") == UNPACKED:
+            members.setdefault(record.get("from"), []).append(dest)
+    complete = {}
+    for archive, found in members.items():
+        record = records.get(archive)
+        if (_unpacked_from(record) and record["unpack"].get("status") == "complete"
+                and record["unpack"].get("members") == len(found)):
+            complete[archive] = sorted(d for d in found if not posixpath.basename(d).startswith("."))
+    return complete
+
+
+def _why_unfinished(archive: dict) -> str:
+    """Why the unpacking recorded in ``archive`` (not complete) does not give the release."""
+    summary = archive["unpack"]
+    if archive.get("status") not in VERIFIED:
+        return "the archive did not verify"
+    if summary.get("archive_sha256") != archive.get("sha256"):
+        return "its members come from another version of it"
+    if summary.get("status") == "complete":
+        return "not every member is recorded"
+    return {"running": "the unpacking was interrupted"}.get(summary.get("status"), "the unpacking failed")
 
 
 def upstream_entry(source_name: str) -> dict:
@@ -75,11 +132,19 @@ def published_release(source_name: str, records: dict, entry: dict | None = None
     entry = upstream_entry(source_name) if entry is None else entry
     published = {item["dest"]: (item.get("bytes"), item.get("sha256")) for item in entry.get("files", [])}
     if entry.get("listing"):
-        listed = sorted(dest for dest, record in records.items() if record.get("source") == source_name)
-        required = tuple(listed) if listed else None
+        listed = sorted(dest for dest, record in records.items()
+                        if record.get("source") == source_name and record.get("status") != UNPACKED)
+        required = listed or None
     else:
-        required = tuple(item["dest"] for item in entry.get("files", []) if not item.get("optional"))
-    return Release(required, published)
+        required = [item["dest"] for item in entry.get("files", []) if not item.get("optional")]
+    if required is None:
+        return Release(None, published)
+    # An archive unpacked completely is required as its members (it may then be removed).
+    unpacked = _unpacked_members(records)
+    unfinished = {dest: _why_unfinished(records[dest]) for dest in required
+                  if dest not in unpacked and (records.get(dest) or {}).get("unpack")}
+    return Release(tuple(member for dest in required for member in unpacked.get(dest, [dest])), published,
+                   unfinished)
 
 
 def _names(paths: list[str]) -> str:
@@ -105,6 +170,8 @@ def input_status(release: Release, present: set[str], read: list[dict], fetched:
     if missing:
         reasons.append(f"{len(missing)} of {len(release.required)} required files not in the input "
                        f"({_names(missing)})")
+    for dest, why in sorted(release.unfinished.items()):
+        reasons.append(f"{dest} was not unpacked completely by corpus fetch ({why})")
     unknown, differing, unchecked = [], [], []
     for item in read:
         path, size = item["path"], item["bytes"]

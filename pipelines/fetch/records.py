@@ -1,13 +1,15 @@
 """What a fetch keeps while it runs: :class:`JsonDocument` is a small JSON object at a local
-path or bucket URL, rewritten whole (atomically) on every save, such as the fetch manifest
-``DEST/_fetch/manifest.json``; :class:`ChecksumRegistry` (``DEST/_fetch/checksums.json``, or
+path or bucket URL, rewritten whole (atomically) on every save; :class:`FetchManifest` is
+the fetch manifest ``DEST/_fetch/manifest.json``, whose records the threads that unpack
+archives change while other files finish; :class:`ChecksumRegistry` (``DEST/_fetch/checksums.json``, or
 any local or bucket file given with ``--checksums`` so that several mirrors share it; the
 installed package is never written to) records, as TensorFlow Datasets does, the size and
 sha256 of each file whose checksums are not published from its first verified fetch, and
 every later fetch is held to them; :class:`FileOutcome` is one file's result as the manifest
 records it, with URLs and errors cleaned of credentials (:func:`storage.redact`);
 :class:`Progress` counts files and bytes across the worker threads and prints a line with
-bytes, rate and ETA in the units of the build's progress (:mod:`pipelines.engine.progress`).
+bytes, rate and ETA in the units of the build's progress (:mod:`pipelines.engine.progress`),
+and the members written by each archive being unpacked.
 """
 from __future__ import annotations
 
@@ -41,12 +43,39 @@ class JsonDocument:
         self.location = location
         raw = store.read_bytes(location)
         self.data: dict = json.loads(raw.decode("utf-8")) if raw else {}
-        self._lock = threading.Lock()
+        # Re-entrant: a caller may update the data and save under one hold of the lock.
+        self.lock = threading.RLock()
 
     def save(self) -> None:
-        with self._lock:
+        with self.lock:
             payload = json.dumps(self.data, indent=1, sort_keys=True).encode("utf-8")
             self.store.write_bytes(self.location, payload)
+
+
+class FetchManifest(JsonDocument):
+    """The fetch manifest: ``data["files"][dest]`` is the record of one file or unpacked
+    archive member. Every read and change of the records holds :attr:`lock`."""
+
+    def record(self, dest: str) -> dict:
+        """A copy of the record of ``dest`` (empty when there is none)."""
+        with self.lock:
+            return dict(self.data.get("files", {}).get(dest) or {})
+
+    def put(self, dest: str, record: dict) -> None:
+        with self.lock:
+            self.data.setdefault("files", {})[dest] = record
+
+    def drop(self, dests) -> None:
+        with self.lock:
+            records = self.data.get("files", {})
+            for dest in dests:
+                records.pop(dest, None)
+
+    def members_of(self, archive_dest: str) -> dict[str, dict]:
+        """``{dest: record}`` of the members recorded as unpacked from ``archive_dest``."""
+        with self.lock:
+            return {dest: dict(record) for dest, record in self.data.get("files", {}).items()
+                    if record.get("from") == archive_dest}
 
 
 class ChecksumRegistry(JsonDocument):
@@ -78,10 +107,12 @@ class FileOutcome:
     attempts: int = 0
     error: str | None = None
     record_checksum: bool = False
+    note: str | None = None  # said on the progress line, not recorded
 
     def record(self) -> dict:
         data = dataclasses.asdict(self)
         data.pop("record_checksum")
+        data.pop("note")
         data["url"] = cloud.clean_url(self.url) if self.url else None
         data["error"] = cloud.redact(self.error) if self.error else None
         data["finished"] = timestamp()
@@ -103,6 +134,7 @@ class Progress:
         self.files, self.total_bytes, self.interval = files, total_bytes, interval
         self.done_files = 0
         self.moved = 0
+        self.unpacking: dict[str, tuple[int, int]] = {}  # archive dest -> (members, bytes) written
         self.started = time.monotonic()
         self.out = out or sys.stderr
         self._lock = threading.Lock()
@@ -122,6 +154,15 @@ class Progress:
             self.done_files += 1
             self.total_bytes -= skipped_bytes
 
+    def unpacked(self, archive_dest: str, members: int, size: int) -> None:
+        """Members and bytes written so far by the unpacking of ``archive_dest``."""
+        with self._lock:
+            self.unpacking[archive_dest] = (members, size)
+
+    def unpack_done(self, archive_dest: str) -> None:
+        with self._lock:
+            self.unpacking.pop(archive_dest, None)
+
     def line(self) -> str:
         with self._lock:
             elapsed = max(time.monotonic() - self.started, 1e-6)
@@ -131,6 +172,8 @@ class Progress:
                     + f", {format_bytes(rate)}/s")
             if self.total_bytes and rate > 0 and self.moved < self.total_bytes:
                 text += f", ETA {format_duration((self.total_bytes - self.moved) / rate)}"
+            for archive_dest, (members, size) in sorted(self.unpacking.items()):
+                text += f"; unpacking {archive_dest}: {members} members, {format_bytes(size)}"
             return text
 
     def say(self, message: str) -> None:

@@ -8,20 +8,26 @@ without resume) under one progress line, and rewrites the fetch manifest
 killed at any point leaves them consistent with what is at the destination and a restart
 completes it. Per file the manifest records its URL, destination, size, sha256 (and the
 published checksums it was checked against), attempts, status (``fetched``, ``skipped``,
-``failed``, ``no-url``) and the error of a failure. :func:`run_from_args` is the command
-line: exit status 0 when every file is there, 1 when some failed, 2 for a request that
-cannot be carried out.
+``failed``, ``no-url``) and the error of a failure. An archive marked ``unpack`` is
+unpacked by the pool once its record is saved as verified (:mod:`pipelines.fetch.unpack`:
+one record per member, status ``unpacked``); an archive removed after a complete unpacking
+is not fetched again while its members are in place. :func:`run_from_args` is the command
+line: exit status 0 when every file is there (and unpacked), 1 when some failed, 2 for a
+request that cannot be carried out.
 """
 from __future__ import annotations
 
+import functools
 import json
+import posixpath
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from pipelines.fetch import storage as cloud
-from pipelines.fetch.records import ChecksumRegistry, FileOutcome, JsonDocument, Progress, timestamp
+from pipelines.fetch import unpack
+from pipelines.fetch.records import ChecksumRegistry, FetchManifest, FileOutcome, Progress, timestamp
 from pipelines.fetch.remote import RetryPolicy, TransientError, WrongContentError, open_response
 from pipelines.fetch.transfer import fetch_hub_entry, fetch_one
 from pipelines.fetch.upstream import (FetchError, HubEntry, UpstreamFile, UpstreamSource,
@@ -101,7 +107,28 @@ def plan_files(sources: list[UpstreamSource], request: FetchRequest) -> list[Ups
     return planned
 
 
-def _write_manifest(manifest: JsonDocument, request: FetchRequest, started: str, status: str) -> None:
+@dataclass(frozen=True)
+class _Unpacking:
+    """The pool's job of unpacking a verified archive (after the job that fetched it)."""
+
+    entry: UpstreamFile
+
+
+def _plan_line(job) -> str:
+    """One line of ``--list``: destination, URL or dataset, and what is done after it."""
+    line = f"{job.dest}\t{getattr(job, 'url', None) or getattr(job, 'dataset', '')}"
+    if getattr(job, "unpack", False):
+        line += f"\tunpacked into {posixpath.dirname(job.dest)}/"
+    return line
+
+
+def _write_manifest(manifest: FetchManifest, request: FetchRequest, started: str, status: str) -> None:
+    with manifest.lock:
+        _update_manifest(manifest, request, started, status)
+        manifest.save()
+
+
+def _update_manifest(manifest: FetchManifest, request: FetchRequest, started: str, status: str) -> None:
     records = manifest.data.setdefault("files", {})
     counts: dict[str, int] = {}
     for record in records.values():
@@ -116,8 +143,8 @@ def _write_manifest(manifest: JsonDocument, request: FetchRequest, started: str,
         "sources": list(request.sources),
         "counts": counts,
         "bytes": sum(r.get("bytes") or 0 for r in records.values() if r["status"] in ("fetched", "skipped")),
+        "unpack_failed": sorted(d for d, r in records.items() if (r.get("unpack") or {}).get("status") == "failed"),
     })
-    manifest.save()
 
 
 def run_fetch(request: FetchRequest, out=None) -> dict:
@@ -134,7 +161,7 @@ def run_fetch(request: FetchRequest, out=None) -> dict:
     store = cloud.Store()
     sources = select_sources(request)
     dest = request.dest.rstrip("/")
-    manifest = JsonDocument(store, cloud.join(dest, FETCH_DIR, MANIFEST_NAME))
+    manifest = FetchManifest(store, cloud.join(dest, FETCH_DIR, MANIFEST_NAME))
     checksums = ChecksumRegistry(store, request.checksums or cloud.join(dest, FETCH_DIR, CHECKSUMS_NAME))
     previous = dict(manifest.data.get("files", {}))
     started = timestamp()
@@ -145,40 +172,78 @@ def run_fetch(request: FetchRequest, out=None) -> dict:
         jobs = plan_files(sources, request)
     if request.list_only:
         for job in jobs:
-            print(f"{job.dest}\t{getattr(job, 'url', None) or getattr(job, 'dataset', '')}", file=out)
+            print(_plan_line(job), file=out)
         return manifest.data
     total = sum((getattr(j, "bytes", None) or checksums.known(j.dest).get("bytes") or 0) for j in jobs)
     progress = Progress(len(jobs), total, request.progress_seconds, out)
 
+    protected = frozenset(job.dest for job in jobs)
+    save = functools.partial(_write_manifest, manifest, request, started, "running")
+
     def work(job):
+        if isinstance(job, _Unpacking):
+            return unpack.unpack_archive(job.entry, dest, store, manifest, progress, save, protected)
         if isinstance(job, HubEntry):
             return fetch_hub_entry(job, dest, store, previous.get(job.dest), request.hub_mirror, progress)
+        if (job.unpack and store.size(cloud.join(dest, job.dest)) is None
+                and unpack.unpacked_in_place(store, dest, job.dest, manifest)):
+            # Removed after a complete unpacking: its members are what a build reads.
+            kept = manifest.record(job.dest)
+            return FileOutcome(source=job.source, dest=job.dest, status="skipped", url=kept.get("url"),
+                               bytes=kept.get("bytes"), sha256=kept.get("sha256"),
+                               checked=kept.get("checked", []), note="removed after unpacking; members in place")
         return fetch_one(job, dest, store, checksums.known(job.dest), previous.get(job.dest),
                          request.policy, progress)
 
+    def record_outcome(job, outcome: FileOutcome) -> None:
+        if outcome.record_checksum:
+            checksums.record(job.dest, outcome.bytes, outcome.sha256, outcome.url)
+            checksums.save()
+        with manifest.lock:
+            record = outcome.record()
+            summary = manifest.record(job.dest).get("unpack")
+            if getattr(job, "unpack", False) and summary:
+                record["unpack"] = summary  # the unpacking it had stays known until redone
+            manifest.put(job.dest, record)
+            _write_manifest(manifest, request, started, "running")
+        progress.file_done(skipped_bytes=(outcome.bytes or 0) if outcome.status == "skipped" else 0)
+        progress.say(f"fetch: {outcome.status:8} {job.dest}"
+                     + (f" ({cloud.redact(outcome.error)})" if outcome.error else "")
+                     + (f" ({outcome.note})" if outcome.note else ""))
+
+    unpack_failed = []
     progress.start()
     try:
         with ThreadPoolExecutor(max_workers=max(1, request.workers), thread_name_prefix="fetch") as pool:
-            futures = {pool.submit(work, job): job for job in jobs}
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    outcome = future.result()
-                except Exception as exc:  # a storage failure of one file must not lose the others
-                    outcome = FileOutcome(source=job.source, dest=job.dest, status="failed",
-                                          error=f"{type(exc).__name__}: {exc}")
-                if outcome.record_checksum:
-                    checksums.record(job.dest, outcome.bytes, outcome.sha256, outcome.url)
-                    checksums.save()
-                manifest.data.setdefault("files", {})[job.dest] = outcome.record()
-                _write_manifest(manifest, request, started, "running")
-                progress.file_done(skipped_bytes=(outcome.bytes or 0) if outcome.status == "skipped" else 0)
-                progress.say(f"fetch: {outcome.status:8} {job.dest}"
-                             + (f" ({cloud.redact(outcome.error)})" if outcome.error else ""))
+            running = {pool.submit(work, job): job for job in jobs}
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    job = running.pop(future)
+                    if isinstance(job, _Unpacking):
+                        try:
+                            result = future.result()
+                        except Exception as exc:  # unpack_archive records its own failures: a bug
+                            result = unpack.UnpackOutcome(
+                                {"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+                        if result.summary.get("status") != "complete":
+                            unpack_failed.append(job.entry.dest)
+                        progress.say(result.line(job.entry.dest))
+                        continue
+                    try:
+                        outcome = future.result()
+                    except Exception as exc:  # a storage failure of one file must not lose the others
+                        outcome = FileOutcome(source=job.source, dest=job.dest, status="failed",
+                                              error=f"{type(exc).__name__}: {exc}")
+                    record_outcome(job, outcome)
+                    if (getattr(job, "unpack", False) and outcome.status in unpack.VERIFIED
+                            and outcome.note is None):
+                        running[pool.submit(work, _Unpacking(job))] = _Unpacking(job)
     finally:
         progress.stop()
     failed = [r for d, r in manifest.data.get("files", {}).items()
               if d in {j.dest for j in jobs} and r["status"] == "failed"]
+    failed += unpack_failed
     _write_manifest(manifest, request, started, "complete" if not failed else "incomplete")
     progress.say(progress.line())
     return manifest.data
@@ -203,5 +268,7 @@ def run_from_args(args) -> int:
         return 0
     counts = manifest.get("counts", {})
     print(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    if manifest.get("unpack_failed"):
+        print(f"Not unpacked: {', '.join(manifest['unpack_failed'])}.")
     print(f"Wrote {cloud.join(request.dest, FETCH_DIR, MANIFEST_NAME)}.")
     return 0 if manifest.get("status") == "complete" else 1

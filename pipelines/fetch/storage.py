@@ -141,8 +141,8 @@ class ObjectWriter:
 
 
 class _LocalWriter(ObjectWriter):
-    def __init__(self, path: str, resume: bool):
-        self._path = path
+    def __init__(self, path: str, resume: bool, durable: bool = True):
+        self._path, self._durable = path, durable
         # Hidden, so that a build reading every file of a folder never takes it for input.
         folder, name = os.path.split(path)
         self._partial = os.path.join(folder, f".{name}.partial")
@@ -161,7 +161,8 @@ class _LocalWriter(ObjectWriter):
 
     def commit(self) -> None:
         self._stream.flush()
-        os.fsync(self._stream.fileno())
+        if self._durable:
+            os.fsync(self._stream.fileno())
         self._stream.close()
         os.replace(self._partial, self._path)
 
@@ -228,15 +229,18 @@ class Store:
         return smart_open.open(location, "rb", compression="disable",
                                transport_params=self._transport(location))
 
-    def open_write(self, location: str, resume: bool = True) -> ObjectWriter:
+    def open_write(self, location: str, resume: bool = True, durable: bool = True) -> ObjectWriter:
         """Start a streaming write to ``location``.
 
         Args:
             location: the final name of the file or object.
             resume: for a local file, continue ``.<name>.partial`` when one exists.
+            durable: for a local file, flush it to disk on commit; a caller writing many
+                small files passes ``False`` and calls :meth:`flush_local` before it
+                records them (one flush for all instead of one per file).
         """
         if scheme_of(location) == "file":
-            return _LocalWriter(location, resume)
+            return _LocalWriter(location, resume, durable)
         import smart_open
 
         stream = smart_open.open(location, "wb", compression="disable",
@@ -255,6 +259,31 @@ class Store:
         writer = self.open_write(location)
         writer.write(data)
         writer.commit()
+
+    def sizes_below(self, folder: str) -> dict[str, int]:
+        """``{location: size}`` of every file or object below ``folder``, from one listing
+        (a bucket answers a listing of many objects far faster than one request each)."""
+        scheme = scheme_of(folder)
+        folder = folder.rstrip("/")
+        if scheme == "file":
+            found = {}
+            for parent, _dirs, names in os.walk(folder):
+                for name in names:
+                    path = os.path.join(parent, name)
+                    found[path.replace(os.sep, "/")] = os.path.getsize(path)
+            return found
+        bucket, key = _bucket_and_key(folder + "/")
+        base = f"{scheme}://{bucket}/"
+        if scheme == "gs":
+            return {base + blob.name: blob.size for blob in gcs_client().list_blobs(bucket, prefix=key)}
+        pages = s3_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+        return {base + item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
+
+    @staticmethod
+    def flush_local() -> None:
+        """Flush every local file written without ``durable`` to disk (``os.sync``)."""
+        if hasattr(os, "sync"):
+            os.sync()
 
     def read_bytes(self, location: str) -> bytes | None:
         """The whole content of a small file, or ``None`` when it does not exist."""

@@ -2,7 +2,8 @@
 source has an ``upstream.json`` in its package folder
 (``pipelines/sources/<source>/upstream.json``) naming the published files with their URL and
 mirrors, their destination below the input root (the layout ``corpus build --input-root``
-reads), size and checksums where published, licence and citation; a source with too many
+reads), size and checksums where published, licence and citation, and whether an archive is
+unpacked beside itself once verified (``"unpack": true``); a source with too many
 files to list by hand names a *listing* instead, expanded when a fetch is planned
 (``archive.org`` item metadata, which also publishes md5 and sha1 per file, or an
 ``http-index`` directory page), and sources published as Hugging Face datasets may name
@@ -37,6 +38,8 @@ class UpstreamFile:
         sha256, md5, sha1: published checksums (hex), or ``None``.
         optional: fetched only with ``--include-optional`` (not read by default builds).
         note: anything a user should know about this file.
+        unpack: an archive whose members the build reads: once verified, it is unpacked
+            into its own folder (:mod:`pipelines.fetch.unpack`).
     """
 
     source: str
@@ -49,6 +52,7 @@ class UpstreamFile:
     sha1: str | None = None
     optional: bool = False
     note: str = ""
+    unpack: bool = False
 
 
 @dataclass
@@ -104,11 +108,13 @@ def _parse_source(name: str, doc: dict) -> UpstreamSource:
         dest = item["dest"]
         if not dest.startswith(folder + "/") or ".." in dest.split("/"):
             raise FetchError(f"{name}/upstream.json: dest {dest!r} must lie below {folder}/")
+        if not isinstance(item.get("unpack", False), bool):
+            raise FetchError(f"{name}/upstream.json: unpack of {dest!r} must be true or false")
         files.append(UpstreamFile(
             source=name, dest=dest, url=item.get("url"), mirrors=tuple(item.get("mirrors", ())),
             bytes=item.get("bytes"), sha256=item.get("sha256"), md5=item.get("md5"),
             sha1=item.get("sha1"), optional=bool(item.get("optional", False)),
-            note=item.get("note", "")))
+            note=item.get("note", ""), unpack=item.get("unpack", False)))
     hub = [HubEntry(source=name, dataset=h["dataset"], config=h.get("config"), split=h["split"],
                     dest=h["dest"]) for h in doc.get("hub", [])]
     return UpstreamSource(name=name, folder=folder, licence=doc["licence"],

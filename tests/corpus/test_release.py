@@ -115,3 +115,68 @@ def test_fetch_records_are_read_from_the_fetch_manifest(tmp_path):
     records = release.fetch_records(str(tmp_path))
     assert set(records) == {"quora/q.tsv", "quora/r.tsv"}
     assert release.fetched_checksums(str(tmp_path)) == {"quora/q.tsv": (5, SHA_A)}
+
+
+ARCHIVE = "src/release.tar.gz"
+UNPACKING = {"files": [{"dest": ARCHIVE, "unpack": True},
+                       {"dest": "src/extra.tar.gz", "unpack": True, "optional": True}]}
+
+
+def _unpacked(unpack_status: str = "complete", archive_status: str = "fetched", unpacked_from: str = SHA_A) -> dict:
+    """Fetch records of ``ARCHIVE`` unpacked into two members and a hidden one."""
+    members = {"src/qa/1.json": (10, SHA_B), "src/evidence/2.txt": (20, SHA_X), "src/evidence/._2.txt": (1, SHA_X)}
+    records = {dest: {"source": "src", "status": "unpacked", "from": ARCHIVE, "bytes": size, "sha256": sha}
+               for dest, (size, sha) in members.items()}
+    records[ARCHIVE] = {"source": "src", "status": archive_status, "bytes": 9, "sha256": SHA_A,
+                        "unpack": {"status": unpack_status, "archive_sha256": unpacked_from, "members": 3}}
+    return records
+
+
+def test_members_unpacked_from_a_verified_archive_are_the_published_release():
+    records = _unpacked()
+    fetched = release.fetched_checksums("unused", records)
+    assert fetched["src/qa/1.json"] == (10, SHA_B) and fetched["src/evidence/2.txt"] == (20, SHA_X)
+    unpacked = release.published_release("src", records, UNPACKING)
+    # The archive stands for its members (the hidden one no build sees), and may be removed.
+    assert unpacked.required == ("src/evidence/2.txt", "src/qa/1.json") and unpacked.unfinished == {}
+    read = [_read("src/qa/1.json", 10), _read("src/evidence/2.txt", 20)]
+    assert release.input_status(unpacked, {"src/qa/1.json", "src/evidence/2.txt"}, read, fetched) == \
+        {"published": True, "reasons": []}
+    # A member removed is a required file missing, whether or not the archive is there.
+    status = release.input_status(unpacked, {ARCHIVE, "src/qa/1.json"}, read[:1], fetched)
+    assert status["reasons"] == ["1 of 2 required files not in the input (src/evidence/2.txt)"]
+    # A member changed after the unpacking differs from the published one.
+    status = release.input_status(unpacked, {"src/qa/1.json", "src/evidence/2.txt"},
+                                  [_read("src/qa/1.json", 11), read[1]], fetched)
+    assert status["reasons"] == ["src/qa/1.json differs from the published file (size)"]
+
+
+def test_an_unpacking_not_complete_or_not_from_the_verified_archive_is_not_the_release():
+    present = {ARCHIVE, "src/qa/1.json", "src/evidence/2.txt"}
+    read = [_read("src/qa/1.json", 10), _read("src/evidence/2.txt", 20)]
+    cases = {("failed", "fetched", SHA_A): "the unpacking failed",
+             ("running", "skipped", SHA_A): "the unpacking was interrupted",
+             ("complete", "fetched", SHA_B): "its members come from another version of it",
+             ("complete", "failed", SHA_A): "the archive did not verify"}
+    for (unpack_status, archive_status, unpacked_from), why in cases.items():
+        records = _unpacked(unpack_status, archive_status, unpacked_from)
+        unpacked = release.published_release("src", records, UNPACKING)
+        assert unpacked.required == (ARCHIVE,)
+        status = release.input_status(unpacked, present, read, release.fetched_checksums("unused", records))
+        assert status["reasons"][0] == f"{ARCHIVE} was not unpacked completely by corpus fetch ({why})"
+    # Members written before the unpacking failed are still the published files; the others are not.
+    failed = _unpacked("failed")
+    assert "src/qa/1.json" in release.fetched_checksums("unused", failed)
+    assert "src/qa/1.json" not in release.fetched_checksums("unused", _unpacked("complete", "failed"))
+    # A member record lost: the unpacking no longer accounts for every member.
+    records = _unpacked()
+    del records["src/qa/1.json"]
+    assert release.published_release("src", records, UNPACKING).unfinished == {
+        ARCHIVE: "not every member is recorded"}
+
+
+def test_the_package_marks_the_trivia_qa_archives_to_unpack():
+    entry = release.upstream_entry("trivia_qa")
+    assert {item["dest"]: item.get("unpack") for item in entry["files"]} == {
+        "triviaqa/triviaqa-rc.tar.gz": True, "triviaqa/triviaqa-unfiltered.tar.gz": True}
+    assert "by hand" not in entry["notes"] and "after fetching" not in entry["notes"]

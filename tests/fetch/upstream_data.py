@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import tarfile
 from pathlib import Path
 
 import py7zr
@@ -11,6 +12,7 @@ import py7zr
 from pipelines.corpus import registry
 
 SAMPLE = Path(registry.load_source("stackexchange").sample_root()) / "stackexchange"
+TRIVIA_QA_SAMPLE = Path(registry.load_source("trivia_qa").sample_root()) / "triviaqa"
 
 
 def write_registry(root: Path, source: str, doc: dict) -> Path:
@@ -73,3 +75,50 @@ def payload(size: int, seed: int) -> bytes:
         block = hashlib.sha256(block).digest()
         out.extend(block)
     return bytes(out[:size])
+
+
+def tar_gz(members: dict[str, bytes]) -> bytes:
+    """A gzip tarball of ``members`` (name -> bytes, in that order), with their folders."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        folders = set()
+        for name, data in members.items():
+            parts = name.split("/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                folder = "/".join(parts[:depth])
+                if folder not in folders and ".." not in folder:
+                    folders.add(folder)
+                    info = tarfile.TarInfo(folder)
+                    info.type, info.mode = tarfile.DIRTYPE, 0o755
+                    archive.addfile(info)
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def trivia_qa_members() -> dict[str, dict[str, bytes]]:
+    """The bundled TriviaQA sample in the member layout of the published archives:
+    ``triviaqa-rc.tar.gz`` holds ``qa/...`` and ``evidence/...``,
+    ``triviaqa-unfiltered.tar.gz`` holds ``triviaqa-unfiltered/...``."""
+    rc = TRIVIA_QA_SAMPLE / "triviaqa-rc"
+    unfiltered = TRIVIA_QA_SAMPLE / "triviaqa-unfiltered"
+    return {
+        "triviaqa-rc.tar.gz": {p.relative_to(rc).as_posix(): p.read_bytes()
+                               for p in sorted(rc.rglob("*")) if p.is_file()},
+        "triviaqa-unfiltered.tar.gz": {p.relative_to(TRIVIA_QA_SAMPLE).as_posix(): p.read_bytes()
+                                       for p in sorted(unfiltered.rglob("*")) if p.is_file()},
+    }
+
+
+def serve_trivia_qa(upstream, registry_root: Path, members: dict | None = None) -> dict[str, bytes]:
+    """Serve TriviaQA-shaped archives (``members``: archive name -> member name -> bytes;
+    default :func:`trivia_qa_members`) and write the registry, both archives marked
+    ``unpack`` as the package's is. Returns archive name -> bytes served."""
+    members = trivia_qa_members() if members is None else members
+    archives = {name: tar_gz(content) for name, content in members.items()}
+    entries = [{"dest": f"triviaqa/{name}", "url": upstream.add(f"/triviaqa/data/{name}", data),
+                "sha256": None, "unpack": True, "optional": name != "triviaqa-rc.tar.gz"}
+               for name, data in archives.items()]
+    write_registry(registry_root, "trivia_qa", {"folder": "triviaqa", "files": entries})
+    return archives

@@ -270,7 +270,10 @@ class Store:
             for parent, _dirs, names in os.walk(folder):
                 for name in names:
                     path = os.path.join(parent, name)
-                    found[path.replace(os.sep, "/")] = os.path.getsize(path)
+                    try:
+                        found[path.replace(os.sep, "/")] = os.path.getsize(path)
+                    except FileNotFoundError:  # another download's .partial, renamed meanwhile
+                        continue
             return found
         bucket, key = _bucket_and_key(folder + "/")
         base = f"{scheme}://{bucket}/"

@@ -3,7 +3,8 @@ single-process script with lxml and pyarrow, no Beam.
 
 Each ``floor_*`` function reads the synthetic inputs of one source, applies the same pair
 rule with the package's own rule and normalisation functions, and writes one Parquet file
-of the same rows (the corpus row schema: texts, dataset, subset, source file, record id).
+of the same rows (the corpus row schema: texts, dataset, subset, source file, record id,
+licence, attribution link and author).
 It is the cost of the work itself; the pipeline's extra cost is Beam's (and sharding's).
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from lxml import etree
 
@@ -40,7 +42,8 @@ class _Writer:
         self.columns = {n: [] for n in self.schema.names}
         self.rows = 0
 
-    def add(self, anchor, positive, negative=None, *, subset="", source_file, record_id, dataset=None):
+    def add(self, anchor, positive, negative=None, *, subset="", source_file, record_id, dataset=None,
+            licence=None, attribution_url=None, author=None):
         columns = self.columns
         columns["anchor"].append(anchor)
         columns["positive"].append(positive)
@@ -49,6 +52,10 @@ class _Writer:
         columns["subset"].append(subset)
         columns["source_file"].append(source_file)
         columns["record_id"].append(record_id)
+        # As the build's normalisation does: a row without a licence gets its dataset's.
+        columns["licence"].append(licence or registry.get(dataset or self.dataset).licence)
+        columns["attribution_url"].append(attribution_url)
+        columns["author"].append(author)
         self.rows += 1
         if len(columns["anchor"]) >= BATCH:
             self.flush()
@@ -56,6 +63,10 @@ class _Writer:
     def add_table(self, table: pa.Table) -> None:
         """Write a table of rows already in the corpus row schema (after the buffered rows)."""
         self.flush()
+        if table.num_rows and table["licence"].null_count:
+            licence = registry.get(table["dataset"][0].as_py()).licence
+            table = table.set_column(table.schema.get_field_index("licence"), "licence",
+                                     pc.fill_null(table["licence"], licence))
         self.writer.write_table(table.select(self.schema.names).cast(self.schema))
         self.rows += table.num_rows
 
@@ -76,8 +87,11 @@ def _title_body_rows(stream, writer: "_Writer", site: str, source_file: str) -> 
         if element.get("PostTypeId") == "1":
             title = normalize_text(element.get("Title"))
             body = se.rules.body_text(element.get("Body"))
-            if se.rules.question_problem(title, body, int(element.get("Score"))) is None:
-                writer.add(title, body, subset=site, source_file=source_file, record_id=element.get("Id"))
+            licence, _problem = se.attribution.post_licence(element.attrib)
+            if se.rules.question_problem(title, body, int(element.get("Score"))) is None and licence:
+                writer.add(title, body, subset=site, source_file=source_file, record_id=element.get("Id"),
+                           licence=licence, attribution_url=se.attribution.question_url(site, element.get("Id")),
+                           author=se.attribution.post_author(element.attrib))
         element.clear(keep_tail=False)
         while element.getprevious() is not None:
             del element.getparent()[0]

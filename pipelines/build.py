@@ -27,7 +27,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import pipelines
-from pipelines.corpus import accounting, mix, registry
+from pipelines.corpus import accounting, licences, mix, registry
+from pipelines.corpus.licences import LicenceSelection
 from pipelines.corpus.manifest import REJECTED_DIR, assemble_manifest, read_json
 from pipelines.corpus.normalize import NormalizeRows
 from pipelines.corpus.rejects import REJECTED
@@ -38,6 +39,7 @@ from pipelines.engine import options as engine_options
 from pipelines.engine.shards import JsonLinesGzipShards, ParquetShards, ShardingConfig
 from pipelines.engine.spill import SpillByDataset
 from pipelines.engine.write import WriteShards
+from pipelines.filters.steps import EVAL_INDEX, add_filters
 from pipelines.runtime import filesystems, options as runtime_options, progress_report
 
 MANIFEST = "manifest.json"
@@ -67,6 +69,11 @@ class BuildRequest:
         sharding: shard and row-group sizes.
         input_checksums: compute SHA-256 of every input file for the manifest.
         force: rebuild even when ``output`` already holds a complete build.
+        licences: build only datasets whose licence it accepts (``--licences``); ``None``
+            builds every licence.
+        decontaminate: evaluation sets (BEIR folders, JSON-lines or TSV files) whose
+            queries and relevant passages no row may match (``--decontaminate``).
+        dedup: ``""`` (off), ``"exact"`` or ``"near"`` (``--dedup``).
     """
 
     output: str
@@ -78,6 +85,9 @@ class BuildRequest:
     sharding: ShardingConfig = field(default_factory=ShardingConfig)
     input_checksums: bool = True
     force: bool = False
+    licences: LicenceSelection | None = None
+    decontaminate: tuple[str, ...] = ()
+    dedup: str = ""
 
 
 @dataclass
@@ -108,6 +118,8 @@ def plan_sources(request: BuildRequest) -> tuple[list[_PlannedSource], dict[str,
     by_source: dict[str, list[str]] = defaultdict(list)
     for spec in registry.DATASETS:
         if requested and spec.id not in requested:
+            status[spec.id] = "not selected"
+        elif request.licences and request.licences.refusal(licences.get(spec.licence)):
             status[spec.id] = "not selected"
         elif not registry.is_implemented(spec.id):
             status[spec.id] = "not implemented"
@@ -176,6 +188,8 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
     rejects = []
     built: list[str] = []
     inputs = []
+    rows_by_dataset: dict[str, beam.PCollection] = {}
+    writers: dict[str, tuple] = {}
     for item in planned:
         source, ctx = item.source, item.ctx
         try:
@@ -193,21 +207,32 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
             spec = registry.get(dataset_id)
             rows = result.rows[dataset_id]
             normalize = beam.ParDo(
-                NormalizeRows(dataset_id, spec.text_policy, normalized=dataset_id in result.normalized))
+                NormalizeRows(dataset_id, spec.text_policy, normalized=dataset_id in result.normalized,
+                              licence=spec.licence))
             if rows.element_type is pa.Table:  # rows in Arrow tables stay tables
                 normalize = normalize.with_output_types(pa.Table)
             normalized = rows | f"{dataset_id}/Normalize" >> normalize.with_outputs(REJECTED, main="rows")
             rejects.append(normalized[REJECTED])
-            per_subset = spec.mix_per_subset
-            (normalized.rows
-             | f"{dataset_id}/Write" >> WriteShards(
-                 files.join(output, dataset_id), dataset_id, ParquetShards(config, spec.repeated_texts), config,
-                 spill_dir=files.join(work, "spill", dataset_id),
-                 subset_field="subset" if per_subset else None,
-                 pool_below=source.pool_below if per_subset else 0,
-                 pool_name=source.pool_name if per_subset else "")
-             | f"{dataset_id}/SaveSummary" >> beam.Map(_write_json, files.join(work, f"{dataset_id}.rows.json")))
+            rows_by_dataset[dataset_id] = normalized.rows
+            writers[dataset_id] = (spec, source)
             built.append(dataset_id)
+
+    if request.decontaminate or request.dedup:
+        rows_by_dataset, filtered = add_filters(
+            pipeline, rows_by_dataset, eval_index=files.join(work, EVAL_INDEX) if request.decontaminate else None,
+            dedup=request.dedup)
+        rejects.extend(filtered)
+    for dataset_id in built:
+        spec, source = writers[dataset_id]
+        per_subset = spec.mix_per_subset
+        (rows_by_dataset[dataset_id]
+         | f"{dataset_id}/Write" >> WriteShards(
+             files.join(output, dataset_id), dataset_id, ParquetShards(config, spec.repeated_texts), config,
+             spill_dir=files.join(work, "spill", dataset_id),
+             subset_field="subset" if per_subset else None,
+             pool_below=source.pool_below if per_subset else 0,
+             pool_name=source.pool_name if per_subset else "")
+         | f"{dataset_id}/SaveSummary" >> beam.Map(_write_json, files.join(work, f"{dataset_id}.rows.json")))
 
     # Rejected records are spilled where they are produced (per dataset), and only the
     # runs' descriptions are gathered: a Flatten of the records themselves would be held in
@@ -266,6 +291,8 @@ def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource]) -> s
         "sample": request.sample,
         "strict": request.strict,
         "source_options": request.source_options,
+        "licences": request.licences.describe() if request.licences else "all",
+        "dedup": request.dedup,
         "sharding": [request.sharding.target_shard_bytes, request.sharding.row_group_bytes,
                      request.sharding.compression],
         "version": pipelines.__version__,

@@ -24,6 +24,7 @@ import sys
 import pipelines
 from pipelines import build, export, extras
 from pipelines.corpus import registry, verify
+from pipelines.corpus.licences import LicenceSelection
 from pipelines.corpus.source import SourceError
 from pipelines.engine.options import add_flags as add_engine_flags
 from pipelines.engine.shards import MiB, ShardingConfig
@@ -50,8 +51,15 @@ def _source_options(values: list[str]) -> dict:
     return options
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line (argparse prints the whole usage before it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="corpus", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="corpus", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -75,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="do not compute SHA-256 of the input files for the manifest")
     b.add_argument("--force", action="store_true",
                    help="rebuild even if OUT already holds a complete build")
+    b.add_argument("--licences", type=_licences, metavar="commercial|ID,...",
+                   help="build only datasets whose terms allow commercial use ('commercial'), or "
+                        "whose licence is one of the ids given (see docs/licences.md)")
+    b.add_argument("--decontaminate", nargs="+", default=[], metavar="PATH",
+                   help="evaluation sets (BEIR folders, .jsonl or .tsv files of texts): drop every "
+                        "row matching one of their queries or relevant passages")
+    b.add_argument("--dedup", choices=("exact", "near"), default="",
+                   help="drop repeated rows within and across datasets (exact), and also rows "
+                        "whose anchor nearly repeats another's in the same dataset (near)")
     b.add_argument("--fail-on-mismatch", action="store_true",
                    help="exit with status 1 when a dataset's count is a mismatch")
     add_engine_flags(b.add_argument_group(
@@ -129,6 +146,13 @@ _PATH_ARGS = {"build": ("output", "input_root"), "verify": ("output",), "report"
               "fetch": ("to",), "export": ("output", "dest")}
 
 
+def _licences(value: str) -> LicenceSelection:
+    try:
+        return LicenceSelection.parse(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _build(args, beam_args: list[str]) -> int:
     request = build.BuildRequest(
         output=args.output,
@@ -141,6 +165,9 @@ def _build(args, beam_args: list[str]) -> int:
                                 row_group_bytes=args.row_group_mb * MiB),
         input_checksums=not args.no_input_checksums,
         force=args.force,
+        licences=args.licences,
+        decontaminate=tuple(args.decontaminate),
+        dedup=args.dedup,
     )
     engine_flags = {name: getattr(args, name) for name in ENGINE_DEFAULTS
                     if getattr(args, name) != ENGINE_DEFAULTS[name]}

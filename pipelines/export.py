@@ -33,7 +33,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.build import BuildError, read_manifest
-from pipelines.corpus import registry
+from pipelines.corpus import licences, registry
+from pipelines.corpus.schema import row_arrow_schema
 from pipelines.engine import files
 
 # ISA-L's deflate writes gzip 5-10x faster than the standard library's.
@@ -53,6 +54,10 @@ COPY_BUFFER = 1 << 20
 BATCH_ROWS = 8192
 # Characters a configuration name may hold: the Hub's and datasets' (no path characters).
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+# Licences the Hub knows by an identifier of its own; the card names one only when every
+# dataset of the export has it, and says "other" otherwise.
+_HUB_LICENCES = {"cc-by-sa-3.0": "cc-by-sa-3.0", "cc-by-sa-4.0": "cc-by-sa-4.0",
+                 "paq-cc-by-sa-3.0": "cc-by-sa-3.0"}
 _SIZE_CATEGORIES = ((10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
                     (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"))
 
@@ -100,7 +105,8 @@ def export_build(output: str, dest: str, format: str = "parquet", force: bool = 
         configs = []
         _write(files.join(dest, DATA_CONFIG), _json_bytes(_export_jsonl(output, dest, mix)))
     _copy(files.join(output, MANIFEST), files.join(dest, MANIFEST))
-    _write(files.join(dest, CARD), _dataset_card(manifest, mix, format, configs).encode("utf-8"))
+    card = _dataset_card(manifest, mix, format, configs, _row_columns(output, manifest))
+    _write(files.join(dest, CARD), card.encode("utf-8"))
     return dest
 
 
@@ -222,19 +228,22 @@ def _table(header: tuple, rows: list[tuple]) -> list[str]:
     return lines + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows] + [""]
 
 
-def _dataset_card(manifest: dict, mix: list[dict], format: str, configs: list[dict]) -> str:
-    """The dataset card (``README.md``) of an export: YAML front matter, then the corpus,
-    its datasets and sources, how it was built, the mix and how to load it."""
+def _dataset_card(manifest: dict, mix: list[dict], format: str, configs: list[dict],
+                  columns: list[tuple[str, str]]) -> str:
+    """The dataset card (``README.md``) of an export: YAML front matter, then the corpus
+    and its row ``columns``, its datasets, their licences and sources, how it was built,
+    the mix and how to load it."""
     built = _built(manifest)
     sources = {}
     for dataset_id in built:
         source = registry.get(dataset_id).source
         sources.setdefault(source, _upstream(source))
     rows = sum(entry["rows"] for entry in built.values())
+    terms = {dataset_id: _licence(dataset_id, entry) for dataset_id, entry in built.items()}
     meta = {
         "pretty_name": PRETTY_NAME,
-        "license": "other",
-        "license_name": "mixed",
+        **_licence_metadata(set(terms.values())),
+        "dataset_licences": {dataset_id: licence.id for dataset_id, licence in terms.items()},
         "source_licences": {name: info["licence"] for name, info in sources.items()},
         "language": ["en"],
         "task_categories": ["sentence-similarity"],
@@ -247,15 +256,16 @@ def _dataset_card(manifest: dict, mix: list[dict], format: str, configs: list[di
     else:
         meta["viewer"] = False  # the Hub's viewer cannot read lists per line either
     out = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=4096).rstrip(), "---", ""]
-    out += _card_intro(manifest, built, rows, format)
+    out += _card_intro(manifest, built, rows, format, columns)
     out += _card_datasets(built, sources)
+    out += _card_licences(manifest, terms, format, [name for name, _ in columns])
     out += _card_build(manifest)
     out += _card_mix(mix, format)
     out += _card_loading(format, configs, mix)
     return "\n".join(out)
 
 
-def _card_intro(manifest: dict, built: dict, rows: int, format: str) -> list[str]:
+def _card_intro(manifest: dict, built: dict, rows: int, format: str, columns: list[tuple[str, str]]) -> list[str]:
     out = [f"# {PRETTY_NAME}", "",
            ("Question/answer pairs and triplets for training sentence-embedding models. The corpus "
             "rebuilds, from the upstream releases, the training data of `multi-qa-distilbert-cos-v1`. "
@@ -264,9 +274,10 @@ def _card_intro(manifest: dict, built: dict, rows: int, format: str) -> list[str
     if manifest["run"].get("sample"):
         out += ["This is a build of the small sample inputs bundled with the package, not the full corpus.", ""]
     if format == "parquet":
-        out += [("Each row is `anchor`, `positive` and `negative` (null in pair datasets), with its "
-                 "provenance: `dataset`, `subset` (the StackExchange site), `source_file` and `record_id`. "
-                 "Rows are shuffled within each shard."), ""]
+        out += ["Each row has these columns (the shards' schema); rows are shuffled within each shard.", ""]
+        # Descriptions are prose: an <OwnerUserId> in them would be an HTML tag to the Hub.
+        out += _table(("column", "what it holds"), [
+            (f"`{name}`", text.replace("<", "&lt;").replace(">", "&gt;")) for name, text in columns])
     else:
         out += [("Each line of a `.jsonl.gz` file is a JSON list of texts: `[anchor, positive]`, or "
                  "`[anchor, positive, negative]` for triplets, in the shards' order."), ""]
@@ -296,10 +307,66 @@ def _card_datasets(built: dict, sources: dict) -> list[str]:
             (f"`{d}`", f"`{group}`", f"{info['rows']:,}",
              "-" if info.get("documented") is None else f"{info['documented']:,}", info["verdict"])
             for d, group, info in groups])
-    out += ["## Sources and licences", "",
-            "The licence of the whole is `other`: each row keeps the terms of its upstream source.", ""]
+    out += ["## Sources", "", "The upstream releases, with the terms as each source states them.", ""]
     out += _table(("source", "licence", "citation", "homepage"), [
         (name, info["licence"], info["citation"], info["homepage"]) for name, info in sources.items()])
+    return out
+
+
+def _row_columns(output: str, manifest: dict) -> list[tuple[str, str]]:
+    """``(name, description)`` of every column of the build's rows, from the schema of its
+    first shard (the package's row schema when it wrote none)."""
+    shard = next(((d, e["shards"][0]["file"]) for d, e in _built(manifest).items() if e["shards"]), None)
+    if shard is None:
+        schema = row_arrow_schema()
+    else:
+        with files.open_raw(files.join(output, *shard)) as stream:
+            schema = pq.read_schema(stream)
+    return [(f.name, (f.metadata or {}).get(b"description", b"").decode("utf-8")) for f in schema]
+
+
+def _licence(dataset_id: str, entry: dict) -> licences.Licence:
+    """The terms of a built dataset: those its manifest entry names, else the registry's."""
+    return licences.get((entry.get("licence") or {}).get("id") or registry.get(dataset_id).licence)
+
+
+def _licence_metadata(terms: set) -> dict:
+    """The card's ``license``: the Hub's identifier when every dataset has the same one,
+    else ``other`` with the licence's name and link (one licence) or ``mixed``."""
+    hub = {_HUB_LICENCES.get(licence.id) for licence in terms}
+    if len(hub) == 1 and None not in hub:
+        return {"license": hub.pop()}
+    if len(terms) == 1:
+        licence = next(iter(terms))
+        return {"license": "other", "license_name": licence.id, "license_link": licence.url}
+    return {"license": "other", "license_name": "mixed"}
+
+
+def _card_licences(manifest: dict, terms: dict, format: str, columns: list[str]) -> list[str]:
+    """Per dataset (and so per configuration) the terms its rows are published under."""
+    out = ["## Licences", "",
+           ("Each dataset keeps the terms of its upstream release, and each configuration those of its "
+            "dataset. Commercial use is `unknown` where the terms do not say; treat it as not allowed."), ""]
+    rows = []
+    for dataset_id, licence in terms.items():
+        configurations = f"`{config_name(dataset_id)}`"
+        if manifest["datasets"][dataset_id].get("groups"):
+            configurations += f", `{config_name(dataset_id)}-<site group>`"
+        rows.append((f"`{dataset_id}`", configurations, f"[{licence.name}]({licence.url})", licence.commercial,
+                     "yes" if licence.attribution else "no", licence.note or "-"))
+    out += _table(("dataset", "configurations", "licence", "commercial use", "attribution required", "note"), rows)
+    attributed = {"licence", "attribution_url", "author"} <= set(columns)
+    if attributed and any(licence.attribution for licence in terms.values()):
+        rows_named = "Each row" if format == "parquet" else "Each row of the build's Parquet shards"
+        out += [(f"{rows_named} names its own terms (`licence`: for StackExchange the CC BY-SA version of its "
+                 "post), the item its texts come from (`attribution_url`) and their author (`author`)."
+                 + (" The `jsonl.gz` files hold the texts only: where the terms require attribution, "
+                    "publish the Parquet export, whose rows carry it." if format == "jsonl.gz" else "")), ""]
+    selection = manifest["run"].get("licences", "all")
+    if selection != "all":
+        out += [f"The build kept only the datasets whose licence `--licences {selection}` accepts:", ""]
+        out += [f"- `{d}` left out: {e['reason']}" for d, e in manifest["datasets"].items() if e.get("reason")]
+        out += [""]
     return out
 
 
@@ -313,6 +380,7 @@ def _card_build(manifest: dict) -> list[str]:
            "- input: " + ("the bundled sample" if run.get("sample") else f"`{run.get('input_root')}`"),
            "- datasets requested: " + (", ".join(run.get("datasets_requested") or []) or "every implemented one"),
            f"- strict: {str(run.get('strict', False)).lower()}",
+           f"- licences: {run.get('licences', 'all')}",
            "- source options: " + (f"`{json.dumps(run['source_options'], sort_keys=True)}`"
                                    if run.get("source_options") else "none"),
            "- Beam options: " + (f"`{' '.join(run['beam_args'])}`" if run.get("beam_args") else "none"),

@@ -2,7 +2,7 @@
 
 - a source (``pipelines.sources.<name>``) imports the corpus layer and the engine's public
   names (``from pipelines.engine import ...``, names in ``pipelines.engine.__all__``), and
-  its own package;
+  its own package; so does a filter (``pipelines.filters``: decontamination, dedup);
 - the engine never imports the runtime, fetch, the build, the sources or the commands;
 - the corpus layer never imports them either, and of the engine only its file helpers;
 - Beam's internals (``apache_beam.internal``, ``apache_beam.runners``) only in the runtime;
@@ -47,6 +47,16 @@ def test_a_source_uses_the_corpus_layer_and_the_engines_public_names(path):
     own = ".".join(_name(path).split(".")[:3])
     for module, names in _imports(path):
         if not module.startswith("pipelines") or module.startswith(("pipelines.corpus", own)):
+            continue
+        assert module == "pipelines.engine", f"{_name(path)} imports {module}"
+        assert set(names) <= set(pipelines.engine.__all__), \
+            f"{_name(path)} imports {set(names) - set(pipelines.engine.__all__)} from the engine"
+
+
+@pytest.mark.parametrize("path", _modules("filters"), ids=_name)
+def test_a_filter_uses_the_corpus_layer_and_the_engines_public_names(path):
+    for module, names in _imports(path):
+        if not module.startswith("pipelines") or module.startswith(("pipelines.corpus", "pipelines.filters")):
             continue
         assert module == "pipelines.engine", f"{_name(path)} imports {module}"
         assert set(names) <= set(pipelines.engine.__all__), \

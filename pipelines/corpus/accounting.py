@@ -89,6 +89,23 @@ def collect(result) -> dict:
     return {dataset: dict(entry) for dataset, entry in counts.items()}
 
 
+def collect_named(result, prefix: str) -> dict:
+    """The counters of a finished pipeline in namespaces ``<prefix><dataset>``, such as the
+    filters' ``overlap.<dataset>`` (rows per evaluation set) and ``dedup.<dataset>``.
+
+    Returns:
+        ``{dataset: {name: n}}``, names sorted.
+    """
+    counts: dict = defaultdict(dict)
+    for metric in result.metrics().query(MetricsFilter())["counters"]:
+        namespace = metric.key.metric.namespace
+        if namespace.startswith(prefix):
+            value = metric.committed if metric.committed is not None else metric.attempted
+            entry = counts[namespace[len(prefix):]]
+            entry[metric.key.metric.name] = entry.get(metric.key.metric.name, 0) + value
+    return {dataset: dict(sorted(entry.items())) for dataset, entry in sorted(counts.items())}
+
+
 def equations(counts: dict, rows_written: int, rejected_total: int, records_counted: bool = True) -> dict:
     """Both equations of one dataset, with whether each holds.
 

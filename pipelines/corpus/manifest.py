@@ -15,10 +15,12 @@ import re
 from collections import defaultdict
 
 import pipelines
-from pipelines.corpus import accounting, registry, release, verify
+from pipelines.corpus import accounting, licences, registry, release, verify
 from pipelines.engine import files
 
 REJECTED_DIR = "_rejected"
+# Reasons of the rows --decontaminate and --dedup drop (pipelines.filters).
+FILTER_REASONS = ("eval_overlap", "duplicate")
 _SECRET_FLAG = re.compile(r"(secret|token|password|credential|access_key|key_id|api_key)", re.I)
 
 
@@ -62,9 +64,13 @@ def _dataset_entry(request, source, spec: registry.DatasetSpec,
         for reason, count in shard["reasons"].items():
             reasons[reason] += count
     rows = sum(s["rows"] for s in shards)
+    # Rows the optional filters dropped: the verdicts judge the rows before them.
+    filtered = {reason: reasons[reason] for reason in FILTER_REASONS if reasons.get(reason)}
+    judged_rows = rows + sum(filtered.values())
     entry = {
         "status": "built",
         "pair": spec.pair,
+        "licence": _licence_entry(spec),
         "columns": spec.columns,
         "rows": rows,
         "documented": spec.documented_total,
@@ -77,6 +83,8 @@ def _dataset_entry(request, source, spec: registry.DatasetSpec,
             "files": [f"{REJECTED_DIR}/{spec.id}/{s['file']}" for s in rejected_summary["shards"]],
         },
     }
+    if filtered:
+        entry["filtered"] = {"rows_before": judged_rows, "dropped": filtered}
     if spec.subsets:
         entry["subsets"] = {name: {"rows": count, "group": plan["subset_group"].get(name, "")}
                             for name, count in sorted(subsets.items())}
@@ -94,9 +102,10 @@ def _dataset_entry(request, source, spec: registry.DatasetSpec,
             }
         entry["groups"] = groups
     if request.sample:
-        measured = {"rows": rows, "rejected": entry["rejected"]["by_reason"],
+        measured = {"rows": judged_rows,
+                    "rejected": {r: n for r, n in entry["rejected"]["by_reason"].items() if r not in filtered},
                     "skipped": dict(sorted((skipped or {}).items()))}
-        if spec.subsets:
+        if spec.subsets and not filtered:  # per-subset drops are not counted
             measured["subsets"] = {name: info["rows"] for name, info in entry["subsets"].items()}
         expected = (sample_expected or {}).get(spec.id)
         if expected is None:
@@ -107,7 +116,7 @@ def _dataset_entry(request, source, spec: registry.DatasetSpec,
         entry["input"] = input_status or {"published": False, "reasons": ["the input was not checked"]}
         if entry["input"]["published"]:
             entry.update({"expected": spec.documented_total,
-                          **verify.judge(rows, spec.documented_total, spec.tolerance, spec.drifts)})
+                          **verify.judge(judged_rows, spec.documented_total, spec.tolerance, spec.drifts)})
         else:
             # The pool's reference count is that of every small site of the release: with
             # part of the input there is no telling which of them it should hold.
@@ -116,6 +125,24 @@ def _dataset_entry(request, source, spec: registry.DatasetSpec,
                 if name in entry.get("groups", {}):
                     entry["groups"][name]["verdict"] = "-"
             entry.update(verify.judge_partial_input(entry.get("groups"), not_comparable=pooled))
+    return entry
+
+
+def _licence_entry(spec: registry.DatasetSpec) -> dict:
+    """The manifest's record of the terms ``spec`` is published under."""
+    licence = licences.get(spec.licence)
+    return {"id": licence.id, "name": licence.name, "url": licence.url, "commercial": licence.commercial}
+
+
+def _not_built_entry(request, spec: registry.DatasetSpec, status: str) -> dict:
+    entry = {"status": status, "verdict": status, "pair": spec.pair, "licence": _licence_entry(spec),
+             "documented": spec.documented_total, "notes": list(spec.notes)}
+    # Planning refuses a licence only for datasets --datasets asked for (or all, without it).
+    selection = getattr(request, "licences", None)
+    if status == "not selected" and selection and (not request.datasets or spec.id in request.datasets):
+        refusal = selection.refusal(licences.get(spec.licence))
+        if refusal:
+            entry["reason"] = refusal
     return entry
 
 
@@ -131,10 +158,13 @@ def _input_statuses(planned: list, inputs: list[dict]) -> dict[str, dict]:
 
 
 def assemble_manifest(request, planned: list, work: str, status: dict[str, str],
-                      beam_args: list[str], started: str, counts: dict | None = None) -> dict:
+                      beam_args: list[str], started: str, counts: dict | None = None,
+                      filters: dict | None = None) -> dict:
     """Read the run's summaries (in ``work``, the build's ``OUT/_work``) and build the
     manifest dict; ``counts`` are the accounting counters of the run
-    (:func:`pipelines.corpus.accounting.collect`)."""
+    (:func:`pipelines.corpus.accounting.collect`); ``filters`` what the filters asked for
+    and found: ``{"decontaminate": [evaluation sets], "overlap": {dataset: {set: rows}},
+    "dedup": mode, "duplicates": {dataset: {name: rows}}}``."""
     inputs_path = files.join(work, "inputs.json")
     if files.exists(inputs_path):
         inputs = read_json(inputs_path)
@@ -155,14 +185,16 @@ def assemble_manifest(request, planned: list, work: str, status: dict[str, str],
             entry = by_dataset[dataset_id]
             entry["accounting"] = accounting.equations(
                 dataset_counts, entry["rows"], entry["rejected"]["total"], item.source.counts_records)
+            if filters and filters.get("decontaminate"):
+                entry["overlap"] = filters.get("overlap", {}).get(dataset_id, {})
+            if filters and filters.get("dedup"):
+                entry["duplicates"] = filters.get("duplicates", {}).get(dataset_id, {})
     datasets = {}
     for spec in registry.DATASETS:
         if spec.id in by_dataset:
             datasets[spec.id] = by_dataset[spec.id]
         else:
-            datasets[spec.id] = {"status": status[spec.id], "verdict": status[spec.id],
-                                 "pair": spec.pair, "documented": spec.documented_total,
-                                 "notes": list(spec.notes)}
+            datasets[spec.id] = _not_built_entry(request, spec, status[spec.id])
     verdicts: dict[str, int] = defaultdict(int)
     for entry in datasets.values():
         verdicts[entry["verdict"]] += 1
@@ -178,6 +210,9 @@ def assemble_manifest(request, planned: list, work: str, status: dict[str, str],
             "datasets_requested": list(request.datasets),
             "strict": request.strict,
             "source_options": request.source_options,
+            "licences": request.licences.describe() if getattr(request, "licences", None) else "all",
+            "decontaminate": (filters or {}).get("decontaminate", []),
+            "dedup": (filters or {}).get("dedup") or "off",
             "beam_args": scrub_args(beam_args),
         },
         "inputs": inputs,

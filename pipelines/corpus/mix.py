@@ -6,7 +6,11 @@ Two mixes exist:
   documented lines and the weights of the original ``multi-qa_v1`` mix, one entry per
   StackExchange site (small sites pooled) and one per other dataset;
 * the *measured* mix of a build (``OUT/data_config.json``): the lines each entry really
-  has, with the shard files that hold it.
+  has, with the shard files that hold it, and the licence of its dataset (``licence``,
+  ``commercial``). Only what the build wrote is in it: a dataset left out (by
+  ``--datasets``, ``--licences`` or for want of input) has no entry and no weight.
+  A StackExchange site entry names its dataset's licence family (``cc-by-sa``); its rows
+  name the version of each post.
 
 Training picks an entry with probability proportional to its weight, fills a batch from
 that one entry, and never mixes pair and triplet entries in a batch.
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from pipelines.corpus import registry
+from pipelines.corpus import licences, registry
 
 # Project rule for a StackExchange site that the reference mix does not list (a site that
 # grew past the pooling threshold since 2021): the reference's site weights are close to
@@ -65,12 +69,15 @@ def reference_mix() -> list[dict]:
 
 def measured_mix(manifest: dict) -> list[dict]:
     """The mix of one build, from its manifest: one entry per dataset, or per subset
-    group for datasets with subsets, each with its shard files (relative to OUT)."""
+    group for datasets with subsets, each with its shard files (relative to OUT) and
+    its dataset's licence."""
     entries = []
     for dataset_id, info in manifest["datasets"].items():
         if info["status"] != "built":
             continue
         spec = registry.get(dataset_id)
+        licence = licences.get(spec.licence)
+        terms = {"licence": licence.id, "commercial": licence.commercial}
         if spec.mix_per_subset:
             source = registry.load_source(spec.source)
             reference = source.subset_reference(dataset_id) if source is not None else {}
@@ -78,8 +85,8 @@ def measured_mix(manifest: dict) -> list[dict]:
                 ref = reference.get(group)
                 weight = ref["weight"] if ref else derived_site_weight(group_info["rows"])
                 entries.append(_entry(spec, group, group_info["rows"], weight,
-                                      files=[f"{dataset_id}/{f}" for f in group_info["shards"]]))
+                                      files=[f"{dataset_id}/{f}" for f in group_info["shards"]], **terms))
         else:
             entries.append(_entry(spec, None, info["rows"], spec.weight,
-                                  files=[f"{dataset_id}/{s['file']}" for s in info["shards"]]))
+                                  files=[f"{dataset_id}/{s['file']}" for s in info["shards"]], **terms))
     return entries

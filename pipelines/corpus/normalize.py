@@ -7,8 +7,9 @@ removed, entities decoded); decoding entities is an improvement over the origina
 conversion, which only removed tags, so ``&amp;`` reaches the model as ``&``.
 
 :class:`NormalizeRows` runs on every dataset's rows before the sink: it normalises the
-three text fields, applies the dataset's :class:`TextPolicy` (empty and too-long texts)
-and checks the row schema. Each drop becomes a rejected record with a reason. Rows come
+three text fields, applies the dataset's :class:`TextPolicy` (empty and too-long texts),
+gives a row without a licence its dataset's (the registry's ``licence``) and checks the
+row schema. Each drop becomes a rejected record with a reason. Rows come
 one by one (dicts) or as Arrow tables; the rows of a dataset whose source normalised
 every text where it read it (``SourceOutput.normalized``: a passage once, not once per
 triplet that uses it) are only checked.
@@ -175,8 +176,10 @@ def _surely_kept(table: pa.Table, policy: TextPolicy, not_null: tuple[str, ...],
         mask = ok if mask is None else pc.and_kleene(mask, ok)
     for name in not_null:
         mask = pc.and_kleene(mask, pc.is_valid(table[name]))
-    for name in non_empty:
-        mask = pc.and_kleene(mask, pc.greater(pc.binary_length(table[name]), 0))
+    for name in non_empty:  # a null is not empty: not_null decides whether it may be null
+        column = table[name]
+        ok = pc.greater(pc.binary_length(column), 0)
+        mask = pc.and_kleene(mask, pc.or_kleene(pc.is_null(column), ok) if column.null_count else ok)
     return pc.fill_null(mask, False)
 
 
@@ -205,12 +208,16 @@ class NormalizeRows(beam.DoFn):
         policy: the dataset's :class:`TextPolicy`.
         normalized: the source normalised every text where it read it
             (:attr:`SourceOutput.normalized`); only the policy and the schema are checked.
+        licence: the dataset's licence id, given to every row whose ``licence`` is null
+            (``None``: rows must carry their own).
     """
 
-    def __init__(self, dataset: str, policy: TextPolicy, normalized: bool = False):
+    def __init__(self, dataset: str, policy: TextPolicy, normalized: bool = False,
+                 licence: str | None = None):
         self.dataset = dataset
         self.policy = policy
         self.normalized = normalized
+        self.licence = licence
 
     def setup(self):
         from pipelines.corpus.schema import field_rules
@@ -225,6 +232,8 @@ class NormalizeRows(beam.DoFn):
             yield from self._process_table(row)
             return
         accounting.count_row_in(self.dataset)
+        if self.licence is not None and isinstance(row, dict) and row.get("licence") is None:
+            row = {**row, "licence": self.licence}
         kept, reason, detail = apply_policy(row, self.policy, self.normalized)
         if kept is not None:
             yield kept
@@ -235,6 +244,9 @@ class NormalizeRows(beam.DoFn):
         if table.num_rows == 0:
             return
         accounting.count_row_in(self.dataset, table.num_rows)
+        if self.licence is not None and table["licence"].null_count:
+            table = table.set_column(table.schema.get_field_index("licence"), table.schema.field("licence"),
+                                     pc.fill_null(table["licence"], self.licence))
         # Texts of the rows checked one by one below are normalised by then either way.
         if not self.normalized:
             for name in TEXT_FIELDS:

@@ -51,6 +51,8 @@ class DatasetSpec:
             per row group instead of once per row.
         on_card: the dataset is a row of the model card's training-data table (the
             original corpus); a dataset added beyond it is left out of the card's totals.
+        licence: id of the terms the dataset is published under
+            (:mod:`pipelines.corpus.licences`); every dataset names one.
     """
 
     id: str
@@ -68,6 +70,7 @@ class DatasetSpec:
     mix_per_subset: bool = False
     repeated_texts: tuple[str, ...] = ()
     on_card: bool = True
+    licence: str = ""
 
     @property
     def is_triplet(self) -> bool:
@@ -84,17 +87,20 @@ DATASETS: tuple[DatasetSpec, ...] = (
         tolerance=0.10, drifts=True, notes=(_SE_DRIFT,), subsets=True, mix_per_subset=True,
         # The 20..4,096 character body rule is the pair rule itself (stackexchange module).
         text_policy=TextPolicy(min_chars=1, max_chars=None),
+        licence="cc-by-sa",
     ),
     DatasetSpec(
         "stackexchange_title_answer", "stackexchange", "(question title, best answer body)",
         21_396_559, "stackexchange_Title_Answer/<site>.jsonl.gz", 1512,
         tolerance=0.10, drifts=True, notes=(_SE_DRIFT,), subsets=True, mix_per_subset=True,
         text_policy=TextPolicy(min_chars=1, max_chars=None),
+        licence="cc-by-sa",
     ),
     DatasetSpec(
         "stackexchange_duplicate_questions", "stackexchange", "(title, title of its duplicate)",
         304_525, "stackexchange_duplicate_questions_title_title.jsonl.gz", 69,
         tolerance=0.10, drifts=True, notes=(_SE_DRIFT,), subsets=True,
+        licence="cc-by-sa",
     ),
     DatasetSpec(
         "msmarco_triplets", "msmarco", "(query, relevant passage, hard-negative passage)",
@@ -102,65 +108,79 @@ DATASETS: tuple[DatasetSpec, ...] = (
         notes=("Later uploads have other counts (499,184 per-query lines; an earlier mix used "
                "9,144,553 triplets); the number of negatives per query is a project rule.",),
         repeated_texts=("anchor", "positive"),
+        licence="msmarco-terms",
     ),
     DatasetSpec(
         "paq", "paq", "(generated question, Wikipedia passage)",
         64_371_441, "PAQ_pairs.jsonl.gz", 150, tolerance=0.01, repeated_texts=("positive",),
+        licence="paq-cc-by-sa-3.0",
     ),
     DatasetSpec(
         "wikianswers", "wikianswers", "(question, paraphrased question)",
         77_427_422, "WikiAnswers_pairs.jsonl.gz", 150,
         notes=("A later upload has 27,383,151 sets; which pairs a cluster gives is a project rule.",),
+        licence="wikianswers-unstated",
     ),
     DatasetSpec(
         "gooaq", "gooaq", "(search query, answer snippet)",
         3_012_496, "gooaq_pairs.jsonl.gz", 451,
+        licence="gooaq-terms",
     ),
     DatasetSpec(
         "amazon_qa", "amazon_qa", "(product question, answer)",
         2_448_839, "amazon-qa-train-pairs.jsonl.gz", 451,
+        licence="amazon-qa-unstated",
     ),
     DatasetSpec(
         "yahoo_answers_title_answer", "yahoo_answers", "(title, best answer)",
         1_198_260, "yahoo_answers_title_answer.jsonl.gz", 226, tolerance=0.01,
+        licence="yahoo-webscope-terms",
     ),
     DatasetSpec(
         "yahoo_answers_question_answer", "yahoo_answers", "(question text, best answer)",
         681_164, None, 0, tolerance=0.01,
         notes=("On the model card but absent from the reference mix (weight 0 here); its 681,164 "
                "rows are exactly the gap between the card's rows and its stated total.",),
+        licence="yahoo-webscope-terms",
     ),
     DatasetSpec(
         "yahoo_answers_title_question", "yahoo_answers", "(title, question text)",
         659_896, "yahoo_answers_title_question.jsonl.gz", 149, tolerance=0.01,
+        licence="yahoo-webscope-terms",
     ),
     DatasetSpec(
         "searchqa", "searchqa", "(Jeopardy clue, top-5 search snippets)",
         582_261, "searchQA_question_top5_snippets_merged.jsonl.gz", 263, tolerance=0.01,
         notes=("The documented 582,261 exceeds the 216,757 raw clues; unresolved.",),
+        licence="searchqa-unstated",
     ),
     DatasetSpec(
         "eli5", "eli5", "(question title, answer)",
         325_475, "eli5_question_answer.jsonl.gz", 147, tolerance=0.05,
+        licence="eli5-unstated",
     ),
     DatasetSpec(
         "quora_triplets", "quora", "(question, duplicate, hard negative)",
         103_663, "quora_duplicates_triplets.jsonl.gz", 47, columns=3,
         notes=("A later upload has 101,762 triplets.",),
+        licence="quora-terms",
     ),
     DatasetSpec(
         "natural_questions", "natural_questions", "(query, Wikipedia paragraph)",
         100_231, "NQ-train_pairs.jsonl.gz", 46,
+        licence="cc-by-sa-3.0",
     ),
     DatasetSpec(
         "squad", "squad", "(question, paragraph)",
         87_599, "squad_pairs.jsonl.gz", 40, tolerance=0.0, repeated_texts=("positive",),
         notes=("87,599 is SQuAD v1.1 train; SQuAD 2.0 train has about 86,821 answerable "
                "questions, so a v2.0 build differs by design.",),
+        licence="cc-by-sa-4.0",
     ),
     DatasetSpec(
         "trivia_qa", "trivia_qa", "(question, evidence passage)",
         73_346, "TriviaQA_pairs.jsonl.gz", 34, tolerance=0.05,
+        licence="triviaqa-unstated",
     ),
 )
 

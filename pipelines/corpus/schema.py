@@ -1,22 +1,29 @@
 """The corpus row: built once from ``schemas/corpus_row.json`` and checked before writing.
 
-Every row a source emits is a plain ``dict`` with the fields of the schema. Rows are
-validated by :func:`validate_row` just before they reach the sink, so a schema problem
-is reported with the offending record named instead of failing inside the Parquet writer.
+Every row a source emits is a plain ``dict`` with the fields of the schema (or an Arrow
+table of them). Rows are validated by :func:`validate_row` just before they reach the
+sink, so a schema problem is reported with the offending record named instead of failing
+inside the Parquet writer.
+
+Each row carries its attribution: ``licence`` (a licence id of
+:mod:`pipelines.corpus.licences`), ``attribution_url`` and ``author``. A source sets them
+where its rows differ (StackExchange: per post); a row that leaves ``licence`` unset gets
+its dataset's registry licence in the build's normalisation step.
 """
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
 import pyarrow as pa
 
-ROW_FIELDS = ("anchor", "positive", "negative", "dataset", "subset", "source_file", "record_id")
+ROW_FIELDS = ("anchor", "positive", "negative", "dataset", "subset", "source_file", "record_id",
+              "licence", "attribution_url", "author")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema_document(name: str) -> dict:
     """Return the parsed JSON schema document ``schemas/<name>.json``."""
     text = resources.files("pipelines.schemas").joinpath(f"{name}.json").read_text("utf-8")
@@ -29,7 +36,7 @@ def _arrow_type(type_name: str) -> pa.DataType:
     raise ValueError(f"unsupported field type in schema: {type_name!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def row_arrow_schema() -> pa.Schema:
     """The Arrow schema of a shard, in column order anchor, positive, negative, ..."""
     doc = load_schema_document("corpus_row")
@@ -45,22 +52,37 @@ def row_arrow_schema() -> pa.Schema:
 
 
 def make_rows(dataset: str, anchor, positive, negative=None, *, source_file, record_id,
-              subset: str = "") -> pa.Table:
+              subset: str = "", licence=None, attribution_url=None, author=None) -> pa.Table:
     """:func:`make_row` for whole columns: a table of rows in the row schema from columns
-    (arrays) of texts, provenance and record ids; ``negative`` ``None`` for pair datasets."""
+    (arrays) of texts, provenance and record ids; ``negative`` ``None`` for pair datasets.
+    ``licence`` is one id for every row or a column; it, ``attribution_url`` and ``author``
+    are null columns when ``None`` (the licence is filled in by the normalisation)."""
     count = len(anchor)
+
+    def column(value):
+        if value is None:
+            return pa.nulls(count, pa.string())
+        return pa.array([value] * count, pa.string()) if isinstance(value, str) else value
+
     return pa.table({
-        "anchor": anchor, "positive": positive,
-        "negative": pa.nulls(count, pa.string()) if negative is None else negative,
-        "dataset": pa.array([dataset] * count, pa.string()),
-        "subset": pa.array([subset] * count, pa.string()),
+        "anchor": anchor, "positive": positive, "negative": column(negative),
+        "dataset": column(dataset), "subset": column(subset),
         "source_file": source_file, "record_id": record_id,
+        "licence": column(licence), "attribution_url": column(attribution_url), "author": column(author),
     }, schema=row_arrow_schema())
 
 
 def make_row(dataset: str, anchor: str, positive: str, negative: str | None = None, *,
-             subset: str = "", source_file: str, record_id: str) -> dict:
-    """Build a row dict in schema order. Texts are expected to be normalised already."""
+             subset: str = "", source_file: str, record_id: str, licence: str | None = None,
+             attribution_url: str | None = None, author: str | None = None) -> dict:
+    """Build a row dict in schema order. Texts are expected to be normalised already.
+
+    Args:
+        licence: the row's licence id when it is not the dataset's (``None``: the
+            normalisation fills in the dataset's registry licence).
+        attribution_url: a link to the upstream item the texts come from, if the input gives one.
+        author: the texts' author as the input names them, if it does.
+    """
     return {
         "anchor": anchor,
         "positive": positive,
@@ -69,10 +91,28 @@ def make_row(dataset: str, anchor: str, positive: str, negative: str | None = No
         "subset": subset,
         "source_file": source_file,
         "record_id": record_id,
+        "licence": licence,
+        "attribution_url": attribution_url,
+        "author": author,
     }
 
 
-@lru_cache(maxsize=None)
+def web_link(value) -> str | None:
+    """``value`` as a row's ``attribution_url`` when it is an http(s) link, else ``None``
+    (an upstream field may be null, empty or hold something else)."""
+    if isinstance(value, str) and value.strip().startswith(("https://", "http://")):
+        return value.strip()
+    return None
+
+
+@cache
+def dictionary_columns() -> tuple[str, ...]:
+    """The columns ``schemas/corpus_row.json`` marks ``dictionary``: few distinct values,
+    dictionary-encoded in the shards (and in the runs spilled before them)."""
+    return tuple(f["name"] for f in load_schema_document("corpus_row")["fields"] if f.get("dictionary"))
+
+
+@cache
 def field_rules() -> tuple[tuple[str, bool, bool], ...]:
     """``(name, nullable, non_empty)`` of every field of ``schemas/corpus_row.json``."""
     return tuple((f["name"], f["nullable"], f["non_empty"])

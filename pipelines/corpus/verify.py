@@ -101,9 +101,16 @@ def format_table(manifest: dict) -> str:
     # A sample run has one count to compare with; a full run shows the documented total
     # and, beside it, the count the rows are compared with (they differ for a partial input).
     counts = ("expected(sample)",) if sample else ("documented", "expected")
-    header = ("dataset", "rows", *counts, "diff", "rel", "tol", "verdict", "rejected", "accounted")
+    header = ("dataset", "rows", *counts, "diff", "rel", "tol", "verdict", "rejected", "accounted",
+              "licence", "commercial")
     lines = [header]
+    # A dataset the licence selection left out says why on a line of its own under its row:
+    # as a column the reason would make every row twice as wide.
+    reasons = {}
     for dataset_id, entry in manifest["datasets"].items():
+        licence = entry.get("licence") or {}
+        if entry.get("reason"):
+            reasons[len(lines)] = entry["reason"]
         lines.append((
             dataset_id,
             _fmt_int(entry.get("rows")),
@@ -115,15 +122,19 @@ def format_table(manifest: dict) -> str:
             entry["verdict"],
             _fmt_int(entry.get("rejected", {}).get("total")) if entry.get("rejected") else "-",
             _accounted(entry.get("accounting")),
+            licence.get("id", "-"),
+            licence.get("commercial", "-"),
         ))
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
-    left = (0, header.index("verdict"))
+    left = (0, header.index("verdict"), header.index("licence"), header.index("commercial"))
     out = []
     for n, row in enumerate(lines):
         out.append("  ".join(str(cell).ljust(widths[i]) if i in left else str(cell).rjust(widths[i])
                              for i, cell in enumerate(row)).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
+        if n in reasons:
+            out.append(f"    reason: {reasons[n]}")
     if sample:
         out.append("This is a --sample run: counts are checked against the bundled sample's "
                    "hand-worked expected counts, not the documented totals.")
@@ -142,6 +153,14 @@ def format_table(manifest: dict) -> str:
                                    + ", ".join(entry["groups_not_compared"]), []).append(dataset_id)
             for note in entry.get("notes", []):
                 by_note.setdefault(note, []).append(dataset_id)
+            if entry.get("filtered"):
+                before = entry["filtered"]["rows_before"]
+                dropped = entry["filtered"]["dropped"]
+                by_note.setdefault(
+                    f"{sum(dropped.values()):,} of {before:,} rows "
+                    f"({sum(dropped.values()) / before:.1%}) dropped by the build's filters ("
+                    + ", ".join(f"{reason} {n:,}" for reason, n in dropped.items())
+                    + "); the verdict judges the rows before them", []).append(dataset_id)
     notes = [f"  {', '.join(ids)}: {note}" for note, ids in by_note.items()]
     for dataset_id, entry in manifest["datasets"].items():
         for problem in entry.get("problems", []):
@@ -156,6 +175,10 @@ def format_table(manifest: dict) -> str:
     card = manifest.get("card")
     if card:
         out.append(f"Model card: {card['explanation']}.")
+    selection = manifest["run"].get("licences", "all")
+    if selection != "all":
+        out.append(f"Licences: --licences {selection}; a licence whose commercial use is unknown "
+                   "counts as not allowing it.")
     totals = manifest.get("totals")
     if totals:
         out.append(f"Total rows written: {totals['rows']:,}; rejected: {totals['rejected']:,}; "

@@ -1,14 +1,15 @@
 """``corpus report OUT``: one self-contained HTML page that shows a build to people.
 
-The page holds everything it shows (CSS inline, charts as base64 PNG, no script, no
-external address), so it can be mailed, attached to a ticket or opened offline. It
+The page holds everything it shows (CSS inline, charts as base64 PNG, no script; its only
+external addresses are links to the licences' terms, from which nothing is loaded), so it
+can be mailed, attached to a ticket or opened offline. It
 reads the build's ``manifest.json`` and, for the text lengths, a sample of each
 dataset's shards (streamed, at most :data:`LENGTH_SAMPLE_ROWS` rows per dataset).
 
 Sections: the summary; counts against the documented totals per dataset and per
 StackExchange site; verdicts and the known discrepancies of the documented numbers;
-rejected records by reason; text lengths of anchors and positives; shard sizes; and the
-run's inputs and options.
+rejected records by reason; text lengths of anchors and positives; shard sizes; the
+licences of the datasets and the selection the run used; and the run's inputs and options.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import build
+from pipelines.corpus import licences, registry
 from pipelines.engine import files
 from pipelines.report import charts
 from pipelines.report.html import Page
@@ -271,6 +273,40 @@ def _bytes(count: int) -> str:
     return f"{count:.1f} TB"
 
 
+def _licence_of(name: str, entry: dict) -> licences.Licence | None:
+    """The terms of a dataset: those its manifest entry names, else (a manifest written
+    before entries named them) those of the registry."""
+    licence_id = (entry.get("licence") or {}).get("id")
+    try:
+        return licences.get(licence_id or registry.get(name).licence)
+    except KeyError:
+        return None
+
+
+def _licences(page: Page, manifest: dict) -> None:
+    selection = manifest["run"].get("licences", "all")
+    page.heading("Licences", "licences")
+    if selection == "all":
+        page.paragraph("The run built datasets of every licence (no --licences).")
+    else:
+        page.paragraph(f"The run built only datasets whose licence --licences {selection} accepts. "
+                       "A licence that does not state whether commercial use is allowed counts as not "
+                       "allowing it.")
+    rows = []
+    for name, entry in manifest["datasets"].items():
+        licence = _licence_of(name, entry)
+        if licence is None:
+            rows.append((name, entry["status"], (entry.get("licence") or {}).get("id", "-"), "-", "-", "-"))
+            continue
+        rows.append((name, entry["status"], page.link(licence.name, licence.url), licence.commercial,
+                     "yes" if licence.attribution else "no", licence.note or "-"))
+    page.table(("dataset", "status", "licence", "commercial use", "attribution required", "note"), rows)
+    left_out = [(name, entry["reason"]) for name, entry in manifest["datasets"].items() if entry.get("reason")]
+    if left_out:
+        page.subheading("Left out by the licence selection")
+        page.table(("dataset", "reason"), left_out)
+
+
 def _inputs(page: Page, manifest: dict) -> None:
     run = manifest["run"]
     page.heading("The run's inputs", "inputs")
@@ -279,6 +315,7 @@ def _inputs(page: Page, manifest: dict) -> None:
         ("input root", run.get("input_root") or "(the bundled samples)"),
         ("datasets requested", ", ".join(run.get("datasets_requested") or []) or "(all with input)"),
         ("strict", "yes" if run.get("strict") else "no"),
+        ("licences", run.get("licences", "all")),
         ("source options", ", ".join(f"{s}.{k}={v}" for s, o in (run.get("source_options") or {}).items()
                                      for k, v in o.items()) or "-"),
         ("Beam flags", " ".join(run.get("beam_args") or []) or "-"),
@@ -312,6 +349,7 @@ def render(output: str) -> str:
     _accounting(page, manifest)
     _lengths(page, manifest, output)
     _shards(page, manifest)
+    _licences(page, manifest)
     _inputs(page, manifest)
     return page.html()
 

@@ -1,7 +1,7 @@
 """A small HTML page builder for the report: escaped text, tables, embedded PNG images.
 
 Everything is escaped on the way in, except the snippets this module makes itself
-(:meth:`Page.verdict`), which are marked as :class:`Markup`.
+(:meth:`Page.verdict`, :meth:`Page.link`), which are marked as :class:`Markup`.
 """
 from __future__ import annotations
 
@@ -86,6 +86,11 @@ class Page:
         """A coloured badge for a verdict."""
         return Markup(f'<span class="verdict" style="background:{verdict_colour(verdict)}">'
                       f"{html.escape(verdict)}</span>")
+
+    @staticmethod
+    def link(text: str, url: str) -> Markup:
+        """A link to a page outside the report (nothing is loaded from it)."""
+        return Markup(f'<a href="{html.escape(url)}" rel="noreferrer">{html.escape(text)}</a>')
 
     @staticmethod
     def _table_html(columns, rows, numeric=(), header: bool = True) -> str:

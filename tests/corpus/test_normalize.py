@@ -49,7 +49,7 @@ def test_truncate_never_exceeds_the_limit(text, limit):
 
 
 def _row(anchor, positive, negative=None):
-    return make_row("d", anchor, positive, negative, source_file="f", record_id="1")
+    return make_row("d", anchor, positive, negative, source_file="f", record_id="1", licence="quora-terms")
 
 
 def test_policy_rejects_empty_short_and_long_texts_with_reasons():
@@ -97,7 +97,7 @@ def test_rows_in_a_table_are_kept_and_rejected_as_one_by_one(texts, min_chars, m
     policy = TextPolicy(min_chars=min_chars, max_chars=max_chars, truncate=truncate)
     rows = [make_row("d", normalize_text(a), normalize_text(p), None if n is None else normalize_text(n),
                      source_file="f", record_id=str(i)) for i, (a, p, n) in enumerate(texts)]
-    step = NormalizeRows("d", policy, normalized=True)
+    step = NormalizeRows("d", policy, normalized=True, licence="quora-terms")
     step.setup()
     one_by_one = [out for row in rows for out in step.process(row)]
     in_table = list(step.process(pa.Table.from_pylist(rows, schema=row_arrow_schema())))
@@ -113,3 +113,35 @@ def test_rows_in_a_table_are_kept_and_rejected_as_one_by_one(texts, min_chars, m
 
     assert kept(in_table) == kept(one_by_one)
     assert reasons(in_table) == reasons(one_by_one)
+
+
+def test_rows_without_a_licence_get_the_datasets_and_keep_their_own():
+    """Dict rows and table rows alike: a null licence becomes the dataset's, a row's own
+    licence stays; a null link or author is fine, an empty one is not."""
+    import pyarrow as pa
+
+    from pipelines.corpus.normalize import NormalizeRows
+    from pipelines.corpus.schema import make_rows
+
+    step = NormalizeRows("d", TextPolicy(), licence="msmarco-terms")
+    step.setup()
+    own = make_row("d", "q", "p", source_file="f", record_id="2", licence="cc-by-sa-3.0",
+                   attribution_url="https://example.org/2", author="someone")
+    (kept_default,) = step.process(make_row("d", "q", "p", source_file="f", record_id="1"))
+    (kept_own,) = step.process(own)
+    assert (kept_default["licence"], kept_own["licence"]) == ("msmarco-terms", "cc-by-sa-3.0")
+    assert kept_own == own and list(kept_default) == list(own)
+
+    table = make_rows("d", pa.array(["q", "q", "q"]), pa.array(["p", "p", "p"]),
+                      source_file=pa.array(["f"] * 3), record_id=pa.array(["1", "2", "3"]),
+                      licence=pa.array([None, "cc-by-sa-4.0", None]),
+                      author=pa.array([None, "someone", None]))
+    (out,) = step.process(table)
+    assert out.column("licence").to_pylist() == ["msmarco-terms", "cc-by-sa-4.0", "msmarco-terms"]
+    assert out.column("author").to_pylist() == [None, "someone", None]
+    assert out.schema.field("licence").equals(table.schema.field("licence"), check_metadata=True)
+
+    (reject,) = step.process({**own, "author": ""})
+    assert reject.value["reason"] == "schema_error" and "author" in reject.value["detail"]
+    (reject,) = NormalizeRows("d", TextPolicy()).process(make_row("d", "q", "p", source_file="f", record_id="1"))
+    assert reject.value["reason"] == "schema_error" and "licence" in reject.value["detail"]

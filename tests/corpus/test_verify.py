@@ -48,7 +48,7 @@ def test_the_table_shows_documented_and_expected_and_why_an_input_is_partial():
                  **verify.judge(87_599, 87_599, 0.0, False)}
     table = verify.format_table(_manifest(False, {"amazon_qa": partial, "squad": published})).splitlines()
     assert table[0].split() == ["dataset", "rows", "documented", "expected", "diff", "rel", "tol", "verdict",
-                                "rejected", "accounted"]
+                                "rejected", "accounted", "licence", "commercial"]
     assert table[2].split()[:5] == ["amazon_qa", "19", "2,448,839", "-", "-"]
     assert "partial input" in table[2]
     assert table[3].split()[:4] == ["squad", "87,599", "87,599", "87,599"] and "match" in table[3]

@@ -1,4 +1,5 @@
 """The sharded sink: plan, determinism whatever the order, atomic and complete output."""
+import functools
 import random
 
 import apache_beam as beam
@@ -6,13 +7,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
-from pipelines.corpus.schema import make_row, records_table, row_arrow_schema
+from pipelines.corpus import schema
+from pipelines.corpus.schema import records_table, row_arrow_schema
 import pytest
 
 from pipelines.engine.shards import (KEY, KEY_BATCH_ROWS, ParquetShards, ShardingConfig, plan_shards, row_key,
                                      row_keys, shard_layout, text_bytes)
 from pipelines.engine.spill import dictionary_encoded, elide_repeats, restore_repeats
 from pipelines.engine.write import WriteShards
+
+# Rows as they reach the sink: the normalisation has given them their licence.
+make_row = functools.partial(schema.make_row, licence="cc-by-sa-4.0")
 
 
 def test_plan_pools_small_subsets_and_gives_each_group_its_own_shards():
@@ -84,7 +89,9 @@ def test_shard_layout_cuts_the_key_range_into_row_groups_ordered_by_the_second_h
 
 def _rows(n):
     return [make_row("d", f"anchor {i}", f"positive text {i}", subset=("s1" if i % 3 else "s2"),
-                     source_file="f", record_id=str(i)) for i in range(n)]
+                     source_file="f", record_id=str(i), licence=("cc-by-sa-2.5", "cc-by-sa-3.0", "cc-by-sa-4.0")[i % 3],
+                     attribution_url=f"https://example.org/q/{i}", author=None if i % 4 else f"user {i % 7}")
+            for i in range(n)]
 
 
 def _write(rows, directory, config, repeated=()):
@@ -122,6 +129,13 @@ def test_same_rows_in_any_order_give_byte_identical_shards(tmp_path):
             assert keys == sorted(keys, key=lambda k: (k[8:], k[:8]))
     # Small row groups were used, as configured.
     assert max(pq.ParquetFile(tmp_path / "a" / name).metadata.num_row_groups for name in a) > 1
+    # The columns the row schema marks "dictionary" are dictionary-encoded, the links not.
+    assert sorted(map(row_key, (r for t in tables for r in t.to_pylist()))) == sorted(map(row_key, rows))
+    columns = pq.ParquetFile(tmp_path / "a" / a[0]).metadata.row_group(0)
+    encodings = {columns.column(i).path_in_schema: columns.column(i).encodings for i in range(columns.num_columns)}
+    assert all("RLE_DICTIONARY" in encodings[name]
+               for name in ("dataset", "subset", "source_file", "licence", "author"))
+    assert "RLE_DICTIONARY" not in encodings["attribution_url"]
 
 
 def test_output_is_complete_without_temporaries_and_stale_shards_are_removed(tmp_path):
@@ -242,9 +256,11 @@ def test_a_text_colliding_with_another_in_its_group_is_kept():
 
 def test_few_valued_columns_are_dictionary_encoded_and_decoded_by_the_cast():
     table = records_table(_rows(50), row_arrow_schema())
-    encoded = dictionary_encoded(table, ("dataset", "subset", "source_file"))
+    encoded = dictionary_encoded(table, schema.dictionary_columns())
     assert pa.types.is_dictionary(encoded.schema.field("subset").type)
     assert len(encoded["subset"].combine_chunks().dictionary) == 2
+    assert len(encoded["licence"].combine_chunks().dictionary) == 3
+    assert encoded["author"].null_count == table["author"].null_count > 0
     assert encoded.cast(row_arrow_schema()).equals(table)
 
 

@@ -213,7 +213,8 @@ def _site(tmp_path: Path, posts: bytes, links: bytes | None = None) -> Path:
     return tmp_path / "in"
 
 
-GOOD_QUESTION = ('<row Id="{id}" PostTypeId="1" Score="1" Title="A question title that is long enough" '
+GOOD_QUESTION = ('<row Id="{id}" PostTypeId="1" CreationDate="2020-01-01T00:00:00.000" Score="1" '
+                 'Title="A question title that is long enough" '
                  'Body="&lt;p&gt;A body that is long enough to qualify.&lt;/p&gt;" />')
 
 

@@ -67,7 +67,7 @@ from apache_beam.metrics import Metrics
 
 from pipelines.corpus import accounting
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
-from pipelines.corpus.schema import make_row
+from pipelines.corpus.schema import make_row, web_link
 from pipelines.corpus.source import Source, SourceContext, SourceOutput
 from pipelines.engine import ReadFiles, files, json_lines, stream_is_empty, unless_blank, without_bom
 
@@ -204,7 +204,8 @@ def _data_rows(stream, source_file: str):
             continue
         yield record["id"], {
             "id": record["id"], "question": record["question"], "answer": record.get("answer"),
-            "answer_type": record.get("answer_type") or "", "source_file": source_file, "line": number}
+            "answer_type": record.get("answer_type") or "", "answer_url": record.get("answer_url"),
+            "source_file": source_file, "line": number}
 
 
 # -- pair rules ------------------------------------------------------------------------
@@ -259,10 +260,11 @@ def long_answer_text(answer: str | None, answer_type: str) -> tuple[str | None, 
 
 
 def gooaq_pair(record: dict, answer_text: str) -> dict:
-    """gooaq: (search question, long answer text)."""
+    """gooaq: (search question, long answer text), linked to the page the answer was taken
+    from (``answer_url``) where the row gives one."""
     accounting.count_paired(DATASET)
     return make_row(DATASET, record["question"], answer_text, source_file=record["source_file"],
-                    record_id=str(record["id"]))
+                    record_id=str(record["id"]), attribution_url=web_link(record.get("answer_url")))
 
 
 def _excerpt(record: dict) -> dict:

@@ -65,7 +65,7 @@ import apache_beam as beam
 
 from pipelines.corpus import accounting
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
-from pipelines.corpus.schema import make_row
+from pipelines.corpus.schema import make_row, web_link
 from pipelines.corpus.source import Source, SourceContext, SourceError, SourceOutput
 from pipelines.engine import ReadFiles, files, json_lines
 
@@ -213,9 +213,13 @@ def paragraph_text(tokens: list[tuple[str, bool]]) -> tuple[str | None, str]:
 
 
 def question_paragraph_pair(question: str, paragraph: str, *, source_file: str,
-                            record_id: str) -> dict:
-    """natural_questions: (question_text as released, long-answer paragraph text)."""
-    return make_row(DATASET, question, paragraph, source_file=source_file, record_id=record_id)
+                            record_id: str, document_url=None) -> dict:
+    """natural_questions: (question_text as released, long-answer paragraph text), linked
+    to the Wikipedia revision the paragraph is from: the example's ``document_url``, whose
+    ``&`` the release writes as ``&amp;`` (decoded here, so that the link keeps its ``oldid``)."""
+    link = web_link(document_url.replace("&amp;", "&")) if isinstance(document_url, str) else None
+    return make_row(DATASET, question, paragraph, source_file=source_file, record_id=record_id,
+                    attribution_url=link)
 
 
 # -- reading ----------------------------------------------------------------------------
@@ -259,7 +263,7 @@ def example_outcome(example: dict, source_file: str) -> tuple[str, dict]:
     if text is None:
         return reject("not_paragraph", f"the long answer starts with {tag[:EXCERPT_CHARS]!r}, not <P>")
     return "row", question_paragraph_pair(question, text, source_file=source_file,
-                                          record_id=record_id)
+                                          record_id=record_id, document_url=example.get("document_url"))
 
 
 def read_train_file(stream, source_file: str, rank: int):

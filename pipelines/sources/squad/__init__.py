@@ -52,6 +52,7 @@ Source options (``--source-option squad.<key>=<value>``):
 from __future__ import annotations
 
 import re
+from urllib.parse import quote, unquote
 
 from pipelines.corpus import accounting
 from pipelines.corpus.rejects import REJECTED, rejected
@@ -105,14 +106,27 @@ def question_problem(qa) -> tuple[str | None, str]:
     return None, ""
 
 
-def question_context_pair(question: str, context: str, *, source_file: str, record_id: str) -> dict:
-    """squad: (question, its context paragraph).
+def question_context_pair(question: str, context: str, *, source_file: str, record_id: str,
+                          article_title=None) -> dict:
+    """squad: (question, its context paragraph), linked to the paragraph's Wikipedia article
+    (:func:`wikipedia_link` of the article's ``title``).
 
     The paragraph the question was written about, which holds its answer span; the
     answer itself is not part of the pair.
     """
     accounting.count_paired(DATASET)
-    return make_row(DATASET, question, context, source_file=source_file, record_id=record_id)
+    return make_row(DATASET, question, context, source_file=source_file, record_id=record_id,
+                    attribution_url=wikipedia_link(article_title))
+
+
+def wikipedia_link(title) -> str | None:
+    """The English Wikipedia article of a SQuAD article ``title`` (``University_of_Notre_Dame``,
+    percent-encoded in some releases): ``https://en.wikipedia.org/wiki/<title>``; ``None``
+    for a title that is not a non-empty string."""
+    if not isinstance(title, str) or not title.strip():
+        return None
+    name = unquote(title.strip()).replace(" ", "_")
+    return "https://en.wikipedia.org/wiki/" + quote(name, safe="/:(),'!")
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -125,7 +139,7 @@ def _reject(reason, source_file, record_id, detail, excerpt=None):
                     detail=detail, excerpt=excerpt)
 
 
-def _paragraph_rows(paragraph, source_file: str, where: str):
+def _paragraph_rows(paragraph, source_file: str, where: str, article_title=None):
     if (not isinstance(paragraph, dict) or not isinstance(paragraph.get("context"), str)
             or not isinstance(paragraph.get("qas"), list)):
         yield _reject("malformed_paragraph", source_file, where,
@@ -139,7 +153,7 @@ def _paragraph_rows(paragraph, source_file: str, where: str):
             continue
         accounting.count_read(DATASET)
         yield question_context_pair(qa["question"], paragraph["context"],
-                                    source_file=source_file, record_id=record_id)
+                                    source_file=source_file, record_id=record_id, article_title=article_title)
 
 
 def read_squad_file(stream, source_file: str):
@@ -157,7 +171,8 @@ def read_squad_file(stream, source_file: str):
                           "article without a 'paragraphs' list", article)
             continue
         for p, paragraph in enumerate(article["paragraphs"]):
-            yield from _paragraph_rows(paragraph, source_file, f"data[{a}].paragraphs[{p}]")
+            yield from _paragraph_rows(paragraph, source_file, f"data[{a}].paragraphs[{p}]",
+                                       article.get("title"))
 
 
 class Squad(Source):

@@ -38,6 +38,14 @@ question's best answer (:func:`best_answers`) and pairs it, so memory stays boun
 for StackOverflow's 35M answers. Duplicate links meet both titles in Beam joins keyed by
 ``(site, post id)``. No site is ever held in a dict.
 
+Attribution (:mod:`.attribution`): every row carries the CC BY-SA version (``licence``), the
+link (``attribution_url``: ``https://<site>/q/<id>`` or ``/a/<id>``) and the author
+(``OwnerDisplayName``, else ``user <OwnerUserId>``) of the post whose text it holds: the
+question, the best answer for stackexchange_title_answer, ``PostId`` for duplicates. The
+version is the post's ``ContentLicense``, else follows from the later of its
+``LastEditDate`` and ``CreationDate`` (2.5, 3.0 from 2011-04-08, 4.0 from 2018-05-02); a
+record whose post's licence cannot be told is rejected as ``unknown_licence``.
+
 Body text is HTML rendered as text (:func:`pipelines.corpus.normalize.html_to_text`): tags
 removed, entities decoded (the original conversion only removed tags), whitespace
 collapsed; the "Possible Duplicate" notice that closed questions start with is removed.
@@ -160,7 +168,7 @@ class StackExchange(Source):
             rejects.append(joined[REJECTED])
         if DUPLICATES in want:
             titles = questions | f"{DUPLICATES}/KeyTitles" >> beam.Map(
-                lambda q: ((q["site"], q["id"]), q["title"]))
+                lambda q: ((q["site"], q["id"]), (q["title"], (q["licence"], q["licence_problem"], q["author"]))))
             unique = (
                 read["links"]
                 | f"{DUPLICATES}/KeyPairs" >> beam.Map(

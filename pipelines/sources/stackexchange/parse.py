@@ -15,9 +15,10 @@ from pipelines.corpus.schema import RowTables
 from pipelines.corpus.source import SourceContext
 from pipelines.engine import range_lines, range_start, stream_is_empty
 
+from .attribution import post_author, post_licence
 from .rules import (ANSWER, ANSWERS, DUPLICATE_LINK_TYPE, DUPLICATES, LINK_FIELDS, POST_FIELDS, QUESTION,
-                    TITLE_ANSWER, TITLE_BODY, _ARCHIVE_NAME, _ROW_LINE_PARSER, _int, body_text, iter_rows,
-                    parse_tags, post_key, question_reject, title_body_pair)
+                    TITLE_ANSWER, TITLE_BODY, _ARCHIVE_NAME, _ROW_LINE_PARSER, _int, _question_excerpt, body_text,
+                    iter_rows, licence_reject, parse_tags, post_key, question_reject, title_body_pair)
 
 
 # -- reading the dump (through pipelines.engine.read.ReadFiles) ----------------------------
@@ -168,15 +169,20 @@ class ReadDump:
                 return
             # Tags matter only to exclude_tags.
             tags = parse_tags(attrs.get("Tags")) if self.exclude_tags else ()
+            licence, licence_problem = post_licence(attrs)
             question = {
                 "site": site, "id": post_id, "title": normalize_text(attrs["Title"]),
                 "body": body_text(attrs.get("Body")), "score": score, "source_file": source_file,
                 "excluded_tags": sorted(set(tags) & self.exclude_tags),
+                "licence": licence, "licence_problem": licence_problem, "author": post_author(attrs),
             }
             if self.emit_questions:
                 yield beam.pvalue.TaggedOutput("questions", question)
             if self.title_body:
                 reject = question_reject(question, TITLE_BODY)
+                if reject is None and licence_problem is not None:
+                    reject = licence_reject(TITLE_BODY, licence_problem, source_file=source_file, record_id=post_id,
+                                            excerpt=_question_excerpt(question), post=f"question {post_id}")
                 if reject is not None:
                     yield reject
                 else:
@@ -193,10 +199,12 @@ class ReadDump:
                                detail="answer without a numeric Id, Score or ParentId")
                 return
             parent = int(parent)
+            licence, licence_problem = post_licence(attrs)
             table = batches.answers.add({
                 "key": post_key(site, parent), "site": site, "parent": parent, "id": post_id,
                 "id_number": int(post_id), "score": score, "body": attrs.get("Body") or "",
-                "source_file": source_file})
+                "source_file": source_file, "licence": licence, "licence_problem": licence_problem,
+                "author": post_author(attrs)})
             if table is not None:
                 yield beam.pvalue.TaggedOutput("answers", table)
 

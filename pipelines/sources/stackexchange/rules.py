@@ -16,6 +16,8 @@ from pipelines.corpus.schema import make_row, records_table, row_arrow_schema
 from pipelines.engine import (iter_xml_elements,
                               text_key)
 
+from .attribution import ATTRIBUTION_FIELDS, answer_url, question_url
+
 TITLE_BODY = "stackexchange_title_body"
 TITLE_ANSWER = "stackexchange_title_answer"
 DUPLICATES = "stackexchange_duplicate_questions"
@@ -54,7 +56,7 @@ def body_text(body_html: str | None) -> str:
     return html_to_text(_DUPLICATE_NOTICE.sub("", body_html, count=1))
 
 
-POST_FIELDS = ("Id", "PostTypeId", "ParentId", "Score", "Title", "Body", "Tags")
+POST_FIELDS = ("Id", "PostTypeId", "ParentId", "Score", "Title", "Body", "Tags") + ATTRIBUTION_FIELDS
 # Unpacked Posts.xml / PostLinks.xml larger than this are read in parallel byte ranges.
 DEFAULT_SPLIT_MB = 256.0
 MiB = 1 << 20
@@ -100,10 +102,12 @@ def question_problem(title: str, body: str, score: int) -> str | None:
 
 
 def title_body_pair(question: dict) -> dict:
-    """stackexchange_title_body: (question title, question body text). (Counted as paired
-    when its table of rows leaves the reader.)"""
+    """stackexchange_title_body: (question title, question body text), attributed to the
+    question. (Counted as paired when its table of rows leaves the reader.)"""
     return make_row(TITLE_BODY, question["title"], question["body"], subset=question["site"],
-                    source_file=question["source_file"], record_id=question["id"])
+                    source_file=question["source_file"], record_id=question["id"],
+                    licence=question["licence"], attribution_url=question_url(question["site"], question["id"]),
+                    author=question["author"])
 
 
 def better_answer(a: dict, b: dict) -> dict:
@@ -115,18 +119,22 @@ def better_answer(a: dict, b: dict) -> dict:
 
 
 def title_answer_pair(question: dict, answer: dict) -> dict:
-    """stackexchange_title_answer: (question title, text of its best answer)."""
+    """stackexchange_title_answer: (question title, text of its best answer), attributed
+    to the answer, whose text the row holds (the title is the question's)."""
     accounting.count_paired(TITLE_ANSWER)
     return make_row(TITLE_ANSWER, question["title"], body_text(answer["body"]),
                     subset=question["site"], source_file=answer["source_file"],
-                    record_id=f"{question['id']}/{answer['id']}")
+                    record_id=f"{question['id']}/{answer['id']}", licence=answer["licence"],
+                    attribution_url=answer_url(question["site"], answer["id"]), author=answer["author"])
 
 
 # stackexchange_title_answer's join sides, keyed by the 64-bit key of (site, question id)
-# (:func:`post_key`): answers as read, qualifying questions with what a reject shows.
+# (:func:`post_key`): answers as read (with their attribution; ``licence_problem`` says
+# why an answer's licence is unknown), qualifying questions with what a reject shows.
 ANSWERS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("parent", pa.int64()),
                      ("id", pa.string()), ("id_number", pa.int64()), ("score", pa.int64()),
-                     ("body", pa.string()), ("source_file", pa.string())])
+                     ("body", pa.string()), ("source_file", pa.string()), ("licence", pa.string()),
+                     ("licence_problem", pa.string()), ("author", pa.string())])
 QUESTIONS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("qid", pa.int64()),
                        ("id", pa.string()), ("title", pa.string()), ("score", pa.int64()),
                        ("body_excerpt", pa.string()), ("source_file", pa.string())])
@@ -159,8 +167,9 @@ def pair_with_best_answers(tables: dict):
     questions = tables["questions"]
     if questions.num_rows == 0:
         return
-    best = best_answers(tables["answers"]).select(["site", "parent", "id", "body", "source_file"])
-    best = best.rename_columns(["site", "qid", "answer_id", "answer_body", "answer_file"])
+    answer_fields = ["id", "body", "source_file", "licence", "licence_problem", "author"]
+    best = best_answers(tables["answers"]).select(["site", "parent", *answer_fields])
+    best = best.rename_columns(["site", "qid", *(f"answer_{name}" for name in answer_fields)])
     joined = questions.join(best, keys=["site", "qid"], join_type="left outer", use_threads=False)
     found = pc.is_valid(joined["answer_id"])
     for question in joined.filter(pc.invert(found)).to_pylist():
@@ -170,11 +179,17 @@ def pair_with_best_answers(tables: dict):
                                                           "score": question["score"]},
                        detail="qualifying question without any answer in the dump")
     paired = joined.filter(found).sort_by([("site", "ascending"), ("qid", "ascending")])
-    if paired.num_rows:
-        yield records_table([title_answer_pair(
-            {"site": row["site"], "id": row["id"], "title": row["title"]},
-            {"id": row["answer_id"], "body": row["answer_body"], "source_file": row["answer_file"]})
-            for row in paired.to_pylist()], row_arrow_schema())
+    rows = []
+    for row in paired.to_pylist():
+        answer = {name: row[f"answer_{name}"] for name in answer_fields}
+        if answer["licence_problem"] is not None:
+            yield licence_reject(TITLE_ANSWER, answer["licence_problem"], source_file=answer["source_file"],
+                                 record_id=row["id"], excerpt={"title": row["title"], "answer": answer["id"]},
+                                 post=f"answer {answer['id']}")
+        else:
+            rows.append(title_answer_pair({"site": row["site"], "id": row["id"], "title": row["title"]}, answer))
+    if rows:
+        yield records_table(rows, row_arrow_schema())
 
 
 def answerable_question(question: dict):
@@ -193,15 +208,19 @@ def answerable_question(question: dict):
 def duplicate_pair(link: dict, title: str, duplicate_title: str) -> dict:
     """stackexchange_duplicate_questions: (title of PostId, title of RelatedPostId) for a
     LinkTypeId 3 link; PostId is the duplicate, RelatedPostId the canonical question.
+    The row is attributed to PostId, the question whose title is the anchor
+    (``link["post_attribution"]``: its licence and author).
 
     Project rules beyond "both posts exist": each unordered pair of posts gives one row
     (the link with the lowest Id), and a pair whose two titles are the same text after
     normalisation is rejected (it teaches nothing).
     """
     accounting.count_paired(DUPLICATES)
+    licence, _problem, author = link["post_attribution"]
     return make_row(DUPLICATES, title, duplicate_title, subset=link["site"],
                     source_file=link["source_file"],
-                    record_id=f"link {link['id']}: {link['post']}->{link['related']}")
+                    record_id=f"link {link['id']}: {link['post']}->{link['related']}",
+                    licence=licence, attribution_url=question_url(link["site"], link["post"]), author=author)
 
 
 # -- Beam transforms --------------------------------------------------------------------
@@ -223,6 +242,14 @@ def question_reject(question: dict, dataset: str):
                     detail=f"question does not qualify: {reason}")
 
 
+def licence_reject(dataset: str, problem: str, *, source_file: str, record_id: str, excerpt, post: str):
+    """The tagged ``unknown_licence`` reject of a record whose row would be attributed to
+    ``post`` (``question 12``, ``answer 13``), whose licence cannot be told: ``problem``
+    (:func:`.attribution.post_licence`)."""
+    return rejected(dataset, "unknown_licence", source_file=source_file, record_id=record_id,
+                    excerpt=excerpt, detail=f"{post}: {problem}")
+
+
 def _link_reject(link, reason, detail):
     return rejected(DUPLICATES, reason, source_file=link["source_file"],
                     record_id=f"link {link['id']}: {link['post']}->{link['related']}",
@@ -239,6 +266,8 @@ def _keep_first_link(element):
 
 
 def _attach_title(element, side: str):
+    """Each link of a post with the post's title and attribution ``(licence,
+    licence_problem, author)``, as ``<side>_title`` and ``<side>_attribution``."""
     (_site, _post), grouped = element
     titles = list(grouped["title"])
     for link in grouped["link"]:
@@ -246,11 +275,17 @@ def _attach_title(element, side: str):
             yield _link_reject(link, f"{side}_missing",
                                f"{'PostId' if side == 'post' else 'RelatedPostId'} is not a question in Posts.xml")
         else:
-            yield {**link, f"{side}_title": titles[0]}
+            title, attribution = titles[0]
+            yield {**link, f"{side}_title": title, f"{side}_attribution": attribution}
 
 
 def _duplicate_rows(link):
+    problem = link["post_attribution"][1]
     if link["post_title"] == link["related_title"]:
         yield _link_reject(link, "identical_titles", "both questions have the same title")
+    elif problem is not None:
+        yield licence_reject(DUPLICATES, problem, source_file=link["source_file"],
+                             record_id=f"link {link['id']}: {link['post']}->{link['related']}",
+                             excerpt=link, post=f"question {link['post']}")
     else:
         yield duplicate_pair(link, link["post_title"], link["related_title"])

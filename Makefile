@@ -37,6 +37,7 @@ install-check: setup-test
 
 bench: setup
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.options
 
 clean:
 	rm -rf $(VENV) $(SAMPLE_OUT) build dist *.egg-info .pytest_cache

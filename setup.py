@@ -98,7 +98,7 @@ setup(
         "s3": ["apache-beam[aws]>=2.77,<3", "boto3>=1.34", "smart-open[s3]>=7"],
         "train": ["torch>=2.4", "sentence-transformers>=5", "transformers>=4.50", "accelerate>=1.0"],
         "test": ["pytest>=8", "hypothesis>=6", "py7zr>=1", "gcp-storage-emulator>=2024",
-                 "moto[server]>=5", "scipy>=1.11", "build>=1.2"],
+                 "moto[server]>=5", "scipy>=1.11", "build>=1.2", "datasketch>=1.6"],
     },
     entry_points={"console_scripts": ["corpus=pipelines.__main__:main"]},
     cmdclass={"build": build, "install_system_libraries": InstallSystemLibraries},

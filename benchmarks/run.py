@@ -238,14 +238,15 @@ def run_floor(bench: Bench, root: Path, out: Path) -> Measurement:
                        not_counted_seconds=imports["seconds"])
 
 
-def run_pipeline(bench: Bench, root: Path, out: Path, workers: int, label: str) -> Measurement:
+def run_pipeline(bench: Bench, root: Path, out: Path, workers: int, label: str,
+                 extra: list[str] = ()) -> Measurement:
     mode = (["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
             if workers > 1 else ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "pipelines", "build", "--input-root", str(root),
                "--output", str(out), "--datasets", ",".join(bench.datasets), "--no-input-checksums",
                "--target-shard-mb", str(SHARD_MB),
-               "--runner=DirectRunner", *mode]
+               "--runner=DirectRunner", *mode, *extra]
     seconds, peak, cpu, system, _ = measure(command)
     manifest = json.loads((out / "manifest.json").read_text())
     rows = sum(manifest["datasets"][dataset]["rows"] for dataset in bench.datasets)

@@ -28,6 +28,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import pipelines
 from pipelines.corpus import accounting, licences, mix, registry
+from pipelines.corpus.evalsets import EvalSetError, read_evalsets
 from pipelines.corpus.licences import LicenceSelection
 from pipelines.corpus.manifest import REJECTED_DIR, assemble_manifest, read_json
 from pipelines.corpus.normalize import NormalizeRows
@@ -276,9 +277,10 @@ def construct_pipeline(pipeline: beam.Pipeline, request: BuildRequest,
              files.join(work, "inputs.json"))))
 
 
-def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource]) -> str:
+def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource], evaluation_files=()) -> str:
     """SHA-256 over what decides a build's output: the input files (names and sizes),
-    the datasets, the options and the package version. The runner does not count."""
+    the datasets, the options, the evaluation sets' files (checksums) and the package
+    version. The runner does not count."""
     listing = sorted((item.source.name, files.relative_to(path, item.ctx.input_root), size)
                      for item in planned for path, size in item.source.input_files(item.ctx))
     # The fetch's records decide whether an input is the published release (the verdicts).
@@ -293,6 +295,7 @@ def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource]) -> s
         "source_options": request.source_options,
         "licences": request.licences.describe() if request.licences else "all",
         "dedup": request.dedup,
+        "decontaminate": [[f["evalset"], f["path"], f["sha256"]] for f in evaluation_files],
         "sharding": [request.sharding.target_shard_bytes, request.sharding.row_group_bytes,
                      request.sharding.compression],
         "version": pipelines.__version__,
@@ -344,7 +347,11 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_
     planned, status = plan_sources(request)
     output = request.output.rstrip("/")
     manifest_path = files.join(output, MANIFEST)
-    fingerprint = build_fingerprint(request, planned)
+    try:  # small (queries and their relevant passages): read before the pipeline exists
+        evaluation = read_evalsets(request.decontaminate) if request.decontaminate else None
+    except EvalSetError as exc:
+        raise BuildError(str(exc)) from None
+    fingerprint = build_fingerprint(request, planned, evaluation.files if evaluation else [])
     if files.exists(manifest_path):
         previous = read_json(manifest_path)
         if previous.get("fingerprint") == fingerprint and not request.force:
@@ -364,14 +371,22 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_
         # The engine's temporary files (blocks of shared-out files, join runs), removed below.
         engine.scratch_dir = engine.scratch_dir or files.join(output, WORK_DIR, SCRATCH_DIR)
         engine_options.use(engine_options.settings_of(options))  # for steps run in this process
+        if evaluation:
+            with FileSystems.create(files.join(output, WORK_DIR, EVAL_INDEX)) as stream:
+                stream.write(evaluation.index.to_bytes())
         pipeline = beam.Pipeline(options=options)
         construct_pipeline(pipeline, request, planned)
         _clear_scratch(engine.scratch_dir)  # what a killed run left
         result = pipeline.run()
         result.wait_until_finish()
     _clear_scratch(engine.scratch_dir)
+    filtered = {"dedup": request.dedup, "duplicates": accounting.collect_named(result, "dedup."),
+                "overlap": accounting.collect_named(result, "overlap."),
+                "decontaminate": [{"name": name, **counts, "files": [
+                    {k: f[k] for k in ("path", "bytes", "sha256")} for f in evaluation.files if f["evalset"] == name]}
+                    for name, counts in evaluation.counts.items()] if evaluation else []}
     manifest = assemble_manifest(request, planned, files.join(output, WORK_DIR), status, beam_args, started,
-                                 accounting.collect(result))
+                                 accounting.collect(result), filtered)
     manifest["fingerprint"] = fingerprint
     _write_json(mix.measured_mix(manifest), files.join(output, DATA_CONFIG))
     _write_json(manifest, manifest_path)

@@ -50,11 +50,12 @@ def read_output(output: Path) -> BuildResult:
 
 def run_build(output: Path, *, input_root: Path | None = None, datasets=(), sample=False,
               source_options=None, strict=False, sharding: ShardingConfig | None = None,
-              beam_args=None) -> BuildResult:
-    """Run ``corpus build`` in-process and read back its output."""
+              beam_args=None, **options) -> BuildResult:
+    """Run ``corpus build`` in-process and read back its output; ``options`` are further
+    fields of the request (``licences``, ``decontaminate``, ``dedup``, ``force``)."""
     request = build.BuildRequest(
         output=str(output), input_root=str(input_root) if input_root else None,
         datasets=tuple(datasets), sample=sample, strict=strict,
-        source_options=source_options or {}, sharding=sharding or ShardingConfig())
+        source_options=source_options or {}, sharding=sharding or ShardingConfig(), **options)
     build.run_build(request, list(beam_args or TEST_BEAM_ARGS))
     return read_output(output)

@@ -10,15 +10,9 @@ from __future__ import annotations
 import apache_beam as beam
 
 from pipelines.corpus.rejects import REJECTED
-from pipelines.engine import files
 
 # Under the build's OUT/_work: the evaluation index the build was planned with.
 EVAL_INDEX = "eval_index.bin"
-
-
-def _read_bytes(path: str) -> bytes:
-    with files.open_raw(path) as stream:
-        return stream.read()
 
 
 def add_filters(pipeline: beam.Pipeline, rows_by_dataset: dict, *, eval_index: str | None,
@@ -35,15 +29,12 @@ def add_filters(pipeline: beam.Pipeline, rows_by_dataset: dict, *, eval_index: s
     rows = dict(rows_by_dataset)
     rejects = []
     if eval_index:
-        from pipelines.filters.decontaminate import DropEvalOverlap
+        from pipelines.filters.decontaminate import Decontaminate, index_side_input
 
-        index = (pipeline
-                 | "Decontaminate/IndexPath" >> beam.Create([eval_index])
-                 | "Decontaminate/ReadIndex" >> beam.Map(_read_bytes))
-        side = beam.pvalue.AsSingleton(index)
+        # The index is a file the workers read: it stays out of the job's description.
+        index = index_side_input(pipeline, eval_index)
         for dataset_id, pcoll in rows.items():
-            result = pcoll | f"{dataset_id}/Decontaminate" >> beam.ParDo(
-                DropEvalOverlap(dataset_id), side).with_outputs(REJECTED, main="rows")
+            result = pcoll | f"{dataset_id}/Decontaminate" >> Decontaminate(dataset_id, index)
             rows[dataset_id] = result.rows
             rejects.append(result[REJECTED])
     if dedup:

@@ -3,8 +3,8 @@
     python -m benchmarks.decontaminate                      # 50,000 queries; 2,000,000 rows of each kind
     python -m benchmarks.decontaminate --rows 500000 --builds msmarco,stackexchange --repeat 2
 
-It writes an evaluation set in the BEIR layout (``--queries`` queries, a relevant passage
-for one query in five, in ``qrels/test.tsv``), then measures, in this process:
+It writes an evaluation set in the BEIR layout (``--queries`` queries, all judged in
+``qrels/test.tsv``, a relevant passage for one in five), then measures, in this process:
 
 * ``index``  reading it and building the :class:`~pipelines.corpus.overlap.EvalIndex`
              (what ``corpus build --decontaminate`` does once, before the pipeline), the
@@ -91,7 +91,8 @@ def write_evalset(folder: Path, queries: int, language: Language) -> list[str]:
             q.write(json.dumps({"_id": f"q{n}", "text": text}) + "\n")
             if n % 5 == 0:
                 c.write(json.dumps({"_id": f"d{n}", "title": "", "text": language.passage(50, 120)}) + "\n")
-                r.write(f"q{n}\td{n}\t1\n")
+            # Every query judged (qrels name the queries evaluated), one in five relevant to its passage.
+            r.write(f"q{n}\td{n - n % 5}\t{int(n % 5 == 0)}\n")
     return texts
 
 
@@ -107,7 +108,9 @@ def _planted(query: str, n: int) -> str:
 
 
 def table_stream(kind: str, rows: int, language: Language, queries: list[str]):
-    """Arrow tables of ``kind`` rows in the row schema, ``TABLE_ROWS`` rows each."""
+    """Arrow tables of ``kind`` rows in the row schema, ``TABLE_ROWS`` rows each. The texts
+    come from the evaluation set's language: a few are evaluation texts by chance, as in
+    real data, besides those planted."""
     rng = np.random.default_rng(1)
     if kind == "msmarco":
         anchors = pa.array([language.query() for _ in range(POOL)])

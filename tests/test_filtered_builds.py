@@ -160,3 +160,12 @@ def test_a_commercial_build_has_only_datasets_whose_terms_allow_it(tmp_path):
         assert result.manifest["datasets"][dataset]["licence"]["commercial"] == "yes"
         assert {row["licence"] for row in result.rows[dataset]} <= {
             lic.id for lic in licences.LICENCES if lic.allows_commercial}
+
+
+def test_the_report_shows_overlap_per_dataset_and_evaluation_set(decontaminated):
+    from pipelines import report
+
+    html = report.render(str(decontaminated[0].output))
+    section = html[html.index('id="filters"'):]
+    assert "planted" in section.split("</table>")[0]
+    assert "msmarco_triplets" in section.split("</table>")[0]

@@ -7,21 +7,20 @@ A dropped row becomes a rejected record with reason :data:`REASON` and a detail 
 field, the evaluation set, the matched id and the rule; it is counted as a row dropped
 (:func:`pipelines.corpus.accounting.count_row_dropped`), so the accounting holds with the
 step as without it, and in the Beam counter ``overlap.<dataset>`` / ``<evaluation set>``
-that the report shows (:func:`collect_overlaps`).
+that the manifest and the report show
+(:func:`pipelines.corpus.accounting.collect_named`).
 
 Rows come as Arrow tables (matched a table at a time) or as dicts (gathered into batches
 of ``rows_per_batch``, matched at once, and passed on as the very same dicts).
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from functools import cache
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.corpus import accounting
@@ -120,7 +119,9 @@ class DropOverlaps(beam.DoFn):
     def _table(self, table: pa.Table):
         if table.num_rows == 0:
             return
-        texts = pa.chunked_array([chunk for name in FIELDS for chunk in table[name].chunks], pa.string())
+        columns = [table[name] if table[name].type == pa.string() else table[name].cast(pa.string())
+                   for name in FIELDS]  # dictionary-encoded texts too
+        texts = pa.chunked_array([chunk for column in columns for chunk in column.chunks], pa.string())
         dropped = self._overlaps(texts, table.num_rows)
         if not dropped:
             yield table
@@ -167,16 +168,3 @@ class DropOverlaps(beam.DoFn):
         accounting.count_row_dropped(self.dataset)
         _overlap_counter(self.dataset, evalset).inc()
         return beam.pvalue.TaggedOutput(REJECTED, reject)
-
-
-def collect_overlaps(result) -> dict:
-    """Rows dropped per dataset and evaluation set in a finished pipeline:
-    ``{dataset: {evalset: n}}``."""
-    counts: dict = defaultdict(dict)
-    for metric in result.metrics().query(MetricsFilter())["counters"]:
-        namespace = metric.key.metric.namespace
-        if namespace.startswith(NAMESPACE):
-            value = metric.committed if metric.committed is not None else metric.attempted
-            entry = counts[namespace[len(NAMESPACE):]]
-            entry[metric.key.metric.name] = entry.get(metric.key.metric.name, 0) + value
-    return {dataset: dict(sorted(entry.items())) for dataset, entry in sorted(counts.items())}

@@ -206,6 +206,35 @@ def _rejected(page: Page, manifest: dict) -> None:
         for name, entry in datasets.items()], numeric=(1,))
 
 
+def _filters(page: Page, manifest: dict) -> None:
+    """What --decontaminate and --dedup dropped, per dataset (and evaluation set)."""
+    run = manifest["run"]
+    evalsets = [item["name"] for item in run.get("decontaminate", [])]
+    dedup = run.get("dedup", "off")
+    if not evalsets and dedup in ("off", "", None):
+        return
+    datasets = built_datasets(manifest)
+    page.heading("Evaluation overlap and duplicates", "filters")
+    if evalsets:
+        page.paragraph(f"--decontaminate against {', '.join(evalsets)}: rows whose anchor or positive "
+                       "matches an evaluation query or relevant passage are dropped (reason eval_overlap; "
+                       "see docs/decontamination.md).")
+        page.table(("dataset", *evalsets, "all"), [
+            (name, *(_int(entry.get("overlap", {}).get(s, 0)) for s in evalsets),
+             _int(sum(entry.get("overlap", {}).values())))
+            for name, entry in datasets.items()], numeric=tuple(range(1, len(evalsets) + 2)))
+    if dedup not in ("off", "", None):
+        page.paragraph(f"--dedup {dedup}: rows dropped as copies (exact: of a row in the same or another "
+                       "dataset; near: an anchor nearly repeating another's), reason duplicate; see "
+                       "docs/dedup.md.")
+        page.table(("dataset", "exact", "near", "kept copy elsewhere"), [
+            (name, _int(entry.get("duplicates", {}).get("exact", 0)),
+             _int(entry.get("duplicates", {}).get("near", 0)),
+             ", ".join(f"{key.removeprefix('exact_of:')} {n:,}" for key, n in entry.get("duplicates", {}).items()
+                       if key.startswith("exact_of:")) or "-")
+            for name, entry in datasets.items()], numeric=(1, 2))
+
+
 def _accounting(page: Page, manifest: dict) -> None:
     page.heading("Every record accounted for", "accounting")
     page.paragraph("Records: read = paired + rejected + skipped (each source names its record "
@@ -346,6 +375,7 @@ def render(output: str) -> str:
     _sites(page, manifest)
     _verdicts(page, manifest)
     _rejected(page, manifest)
+    _filters(page, manifest)
     _accounting(page, manifest)
     _lengths(page, manifest, output)
     _shards(page, manifest)

@@ -18,7 +18,6 @@ from pipelines.engine import as_tables
 from pipelines.filters.decontaminate import (
     REASON,
     Decontaminate,
-    collect_overlaps,
     index_side_input,
     load_index,
 )
@@ -107,7 +106,7 @@ def _dicts(pipeline, rows):
 
 
 def _counts(result):
-    return collect_overlaps(result), accounting.collect(result)[DATASET]["rows_dropped"]
+    return accounting.collect_named(result, "overlap."), accounting.collect(result)[DATASET]["rows_dropped"]
 
 
 def test_tables_drop_every_planted_overlap_and_nothing_else(evalsets):

@@ -21,16 +21,25 @@ file, and the line where there is one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+
 from pipelines.corpus.overlap import EvalIndex
 from pipelines.engine import files
 
 _PLAIN_SUFFIXES = (".jsonl", ".tsv", ".txt")
+_JSON_OPTIONS = pa_json.ParseOptions(
+    explicit_schema=pa.schema([("_id", pa.string()), ("id", pa.string()), ("text", pa.string())]),
+    unexpected_field_behavior="ignore")
+_JSON_BATCH = 1 << 14
 _HEADER_IDS = {"id", "_id", "qid", "query-id", "query_id", "docid", "doc_id", "corpus-id"}
 # The id of a BEIR line, read without parsing the line (most passages are not relevant,
 # and MS MARCO's queries.jsonl holds half a million training queries).
@@ -174,24 +183,48 @@ def _read_qrels(path: str, name: str, records: list, queries: set, relevant: set
 def _jsonl_texts(path: str, name: str, records: list, only: set | None = None) -> Iterator[tuple[str, str]]:
     """``(id, text)`` of a JSON-lines file; with ``only``, of the lines whose ``_id`` is in it."""
     with _Reader(path, name, records) as reader:
+        batch = []
         for number, raw in reader.raw_lines():
             if only is not None:
                 quick = _LEADING_ID.match(raw)
                 if quick and b"\\" not in quick.group(1) and quick.group(1).decode("utf-8", "replace") not in only:
                     continue
-            line = reader.decode(raw, number)
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise EvalSetError(f"{path}: line {number}: not JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise EvalSetError(f"{path}: line {number}: expected an object with a string \"text\"")
-            entry_id = record.get("_id", record.get("id"))
-            entry_id = f"line {number}" if entry_id is None else str(entry_id)
-            if only is None or entry_id in only:
-                yield entry_id, record["text"]
+            if raw.strip():
+                batch.append((number, raw))
+            if len(batch) == _JSON_BATCH:
+                yield from _json_records(reader, batch, only)
+                batch = []
+        yield from _json_records(reader, batch, only)
+
+
+def _json_records(reader: _Reader, batch: list, only: set | None) -> Iterator[tuple[str, str]]:
+    """``(id, text)`` of numbered JSON lines: parsed by Arrow at once, or line by line where
+    Arrow refuses them (for the error of the first bad line, or ids written as numbers)."""
+    try:
+        table = pa_json.read_json(io.BytesIO(b"\n".join(raw for _number, raw in batch)),
+                                  parse_options=_JSON_OPTIONS) if batch else None
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        table = None
+    if table is not None and table.num_rows == len(batch) and not table["text"].null_count:
+        ids = pc.coalesce(table["_id"], table["id"]).to_pylist()
+        parsed = zip(ids, table["text"].to_pylist())
+    else:
+        parsed = (_json_record(reader, number, raw) for number, raw in batch)
+    for (number, _raw), (entry_id, text) in zip(batch, parsed):
+        entry_id = f"line {number}" if entry_id is None else entry_id
+        if only is None or entry_id in only:
+            yield entry_id, text
+
+
+def _json_record(reader: _Reader, number: int, raw: bytes) -> tuple[str | None, str]:
+    try:
+        record = json.loads(reader.decode(raw, number))
+    except ValueError as exc:
+        raise EvalSetError(f"{reader.path}: line {number}: not JSON ({exc.msg})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise EvalSetError(f"{reader.path}: line {number}: expected an object with a string \"text\"")
+    entry_id = record.get("_id", record.get("id"))
+    return (None if entry_id is None else str(entry_id)), record["text"]
 
 
 def _tsv_texts(path: str, name: str, records: list) -> Iterator[tuple[str, str]]:

@@ -133,18 +133,15 @@ def _words(texts: pa.Array) -> _Words:
         three, four = b0 >= 0xE0, b0 >= 0xF0
         word[leads[three] + 2] = letter[three]
         word[leads[four] + 3] = letter[four]
-    change = np.empty(len(word), bool)
-    change[0] = word[0]
-    np.not_equal(word[1:], word[:-1], out=change[1:])
-    edges = np.flatnonzero(change)
+    edges = np.flatnonzero(np.concatenate([word[:1], word[1:] != word[:-1]]))
     starts, ends = edges[0::2], edges[1::2]
     # A word running across the end of one text into the next is two words.
     inner = offsets[1:-1]
     inner = inner[(inner < size) & (inner > 0)]
     split = np.unique(inner[word[inner] & word[inner - 1]])
-    if len(split):
-        starts = np.insert(starts, np.searchsorted(starts, split), split)
-        ends = np.insert(ends, np.searchsorted(ends, split), split)
+    if len(split):  # merged in one pass: a stable sort of two sorted runs
+        starts = np.sort(np.concatenate([starts, split]), kind="stable")
+        ends = np.sort(np.concatenate([ends, split]), kind="stable")
     lengths = ends - starts
     view = np.ndarray((size + 1,), dtype="<u8", buffer=data, strides=(1,))
     hashes = view[starts] & _MASKS[np.minimum(lengths, 8)]
@@ -178,15 +175,13 @@ def _ngrams(words: _Words) -> tuple[np.ndarray, np.ndarray]:
     span = len(hashes) - NGRAM + 1
     if span <= 0:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    powers = np.full(len(hashes), _GRAM_BASE, np.uint64)
-    powers[0] = 1
-    inverse = np.full(len(hashes), _GRAM_BASE_INVERSE, np.uint64)
-    inverse[0] = 1
-    running = np.zeros(len(hashes) + 1, np.uint64)
-    np.cumsum(hashes * np.cumprod(inverse), out=running[1:])
+    def powers(base):  # base ** k for every word's k, wrapping around 2**64
+        return np.concatenate([np.ones(1, np.uint64), np.cumprod(np.full(len(hashes) - 1, base, np.uint64))])
+
+    running = np.concatenate([np.zeros(1, np.uint64), np.cumsum(hashes * powers(_GRAM_BASE_INVERSE))])
     row_end = np.repeat(words.offsets[1:], words.counts)[:span]
     first = np.flatnonzero(np.arange(span) + NGRAM <= row_end)
-    return _fmix((running[first + NGRAM] - running[first]) * np.cumprod(powers)[first]), first
+    return _fmix((running[first + NGRAM] - running[first]) * powers(_GRAM_BASE)[first]), first
 
 
 def _subset(words: _Words, rows: np.ndarray) -> _Words:
@@ -455,8 +450,12 @@ def _jaccard_sets(words: _Words) -> dict[str, np.ndarray]:
     the ``jaccard`` rule applies to, and the postings of their prefixes."""
     texts = len(words.counts)
     function_words = _words(pa.array(list(FUNCTION_WORDS))).hashes
-    vocabulary, word_id = np.unique(np.concatenate([words.hashes, function_words]), return_inverse=True)
+    # np.unique would sort every word; a hash table, then a sort of the distinct words, costs less.
+    encoded = pa.array(np.concatenate([words.hashes, function_words])).dictionary_encode()
+    vocabulary = encoded.dictionary.to_numpy()
     size = len(vocabulary)
+    by_hash = np.argsort(vocabulary)
+    vocabulary, word_id = vocabulary[by_hash], np.argsort(by_hash)[encoded.indices.to_numpy()]
     entry_of, word_id = np.divmod(_distinct(np.repeat(np.arange(texts, dtype=np.int64), words.counts) * size
                                             + word_id[:len(words.hashes)]), size)
     df = np.bincount(word_id, minlength=size)

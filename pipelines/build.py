@@ -386,7 +386,7 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_
                     {k: f[k] for k in ("path", "bytes", "sha256")} for f in evaluation.files if f["evalset"] == name]}
                     for name, counts in evaluation.counts.items()] if evaluation else []}
     manifest = assemble_manifest(request, planned, files.join(output, WORK_DIR), status, beam_args, started,
-                                 accounting.collect(result), filtered)
+                                 accounting.collect(result), filtered, accounting.input_rows(result))
     manifest["fingerprint"] = fingerprint
     _write_json(mix.measured_mix(manifest), files.join(output, DATA_CONFIG))
     _write_json(manifest, manifest_path)

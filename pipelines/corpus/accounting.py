@@ -14,6 +14,10 @@ when a record reaches the rule, :func:`count_paired` when it gives one row or mo
 :func:`pipelines.corpus.rejects.rejected`; a file that cannot be read counts as one record
 read and rejected (besides the records read before the damage).
 
+Input rows that are no dataset's records (a StackExchange tag wiki, an answer, a link that
+is not a duplicate) are counted too, per source and table, as taken or skipped with a reason
+(:func:`count_input_rows`), so that no row of an input file goes unaccounted.
+
 *Rows* are counted by the core: every row a source emits enters normalisation, where it is
 either kept (and written) or dropped with a reason (empty text, schema problem).
 
@@ -31,6 +35,8 @@ from apache_beam.metrics.metric import MetricsFilter
 NAMESPACE = "accounting."
 READ, PAIRED, ROWS_IN, ROWS_DROPPED = "read", "paired", "rows_in", "rows_dropped"
 SKIPPED_PREFIX = "skipped:"
+# Input rows that are not records of any dataset (see count_input_rows).
+INPUT_NAMESPACE, TAKEN = "input.", "taken"
 
 
 @lru_cache(maxsize=None)
@@ -54,6 +60,36 @@ def count_skipped(dataset: str, reason: str, n: int = 1) -> None:
     """``n`` records of ``dataset`` are not candidates by definition (``reason`` says why);
     they are counted, not written to the dead-letter output."""
     _counter(dataset, SKIPPED_PREFIX + reason).inc(n)
+
+
+def count_input_rows(source: str, table: str, skipped: str | None = None, n: int = 1) -> None:
+    """``n`` rows of a source's input ``table`` (``Posts.xml``, ``answers``) that no
+    dataset's records count: taken into a record (``skipped`` None), or left out with the
+    reason ``skipped`` (a tag wiki, an answer whose question is absent)."""
+    _input_counter(source, f"{table}:{TAKEN if skipped is None else SKIPPED_PREFIX + skipped}").inc(n)
+
+
+@lru_cache(maxsize=None)
+def _input_counter(source: str, name: str):
+    return Metrics.counter(INPUT_NAMESPACE + source, name)
+
+
+def input_rows(result) -> dict:
+    """The counts of :func:`count_input_rows` of a finished pipeline.
+
+    Returns:
+        ``{source: {table: {"taken": n, "skipped": {reason: n}}}}``, sorted.
+    """
+    out: dict = {}
+    for source, counts in collect_named(result, INPUT_NAMESPACE).items():
+        for name, value in counts.items():
+            table, _, use = name.partition(":")
+            entry = out.setdefault(source, {}).setdefault(table, {TAKEN: 0, "skipped": {}})
+            if use.startswith(SKIPPED_PREFIX):
+                entry["skipped"][use[len(SKIPPED_PREFIX):]] = value
+            else:
+                entry[TAKEN] += value
+    return out
 
 
 def count_row_in(dataset: str, n: int = 1) -> None:

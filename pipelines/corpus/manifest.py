@@ -159,12 +159,13 @@ def _input_statuses(planned: list, inputs: list[dict]) -> dict[str, dict]:
 
 def assemble_manifest(request, planned: list, work: str, status: dict[str, str],
                       beam_args: list[str], started: str, counts: dict | None = None,
-                      filters: dict | None = None) -> dict:
+                      filters: dict | None = None, input_rows: dict | None = None) -> dict:
     """Read the run's summaries (in ``work``, the build's ``OUT/_work``) and build the
     manifest dict; ``counts`` are the accounting counters of the run
     (:func:`pipelines.corpus.accounting.collect`); ``filters`` what the filters asked for
     and found: ``{"decontaminate": [evaluation sets], "overlap": {dataset: {set: rows}},
-    "dedup": mode, "duplicates": {dataset: {name: rows}}}``."""
+    "dedup": mode, "duplicates": {dataset: {name: rows}}}``; ``input_rows`` the input rows
+    that are no dataset's records (:func:`pipelines.corpus.accounting.input_rows`)."""
     inputs_path = files.join(work, "inputs.json")
     if files.exists(inputs_path):
         inputs = read_json(inputs_path)
@@ -216,6 +217,7 @@ def assemble_manifest(request, planned: list, work: str, status: dict[str, str],
             "beam_args": scrub_args(beam_args),
         },
         "inputs": inputs,
+        "input_rows": input_rows or {},
         "datasets": datasets,
         "card": registry.reconcile_card_total(),
         "totals": {

@@ -174,6 +174,12 @@ def format_table(manifest: dict) -> str:
     if lines_of_accounting:
         out.append("Accounting (records: read = paired + rejected + skipped; rows: from rules = written + dropped):")
         out.extend(lines_of_accounting)
+    for source, tables in manifest.get("input_rows", {}).items():
+        out.append(f"Input rows of {source} (taken into a record, or skipped by reason):")
+        out.extend(f"  {table}: {entry['taken']:,} taken, {sum(entry['skipped'].values()):,} skipped"
+                   + (f" ({', '.join(f'{r} {n:,}' for r, n in sorted(entry['skipped'].items()))})"
+                      if entry["skipped"] else "")
+                   for table, entry in tables.items())
     card = manifest.get("card")
     if card:
         out.append(f"Model card: {card['explanation']}.")

@@ -134,6 +134,33 @@ def range_lines(stream) -> Iterator[tuple[int, bytes]]:
         position += len(line)
 
 
+def is_piece(stream) -> bool:
+    """Whether ``stream`` is one piece of a file shared out among workers: a byte range
+    (:class:`LineRange`) or a block (:class:`BlockReader`), not the whole file."""
+    return range_start(stream) is not None or is_block(stream)
+
+
+def located_lines(stream) -> Iterator[tuple[str, bytes]]:
+    """The lines of one piece of a file (see :func:`is_piece`), line endings kept, each with
+    where it lies in the file: ``byte N`` in a byte range (whose line numbers are not
+    known), ``line N`` in a block.
+
+    Raises:
+        LineTooLong: as :func:`text_lines`.
+    """
+    if range_start(stream) is not None:
+        for position, line in range_lines(stream):
+            yield f"byte {position}", line
+        return
+    limit = max_line_bytes()
+    for number, line in enumerate(iter(lambda: stream.readline(limit + 1), b""), start=first_line_of(stream)):
+        if len(line) > limit:
+            raise LineTooLong(f"line {number:,} is longer than {limit:,} bytes "
+                              "(--max_line_bytes allows longer lines)")
+        progress.count_record()
+        yield f"line {number}", line
+
+
 # -- blocks: one file's lines cut by the worker that reads it through, parsed by many ----------
 
 class BlockReader(io.BufferedReader):

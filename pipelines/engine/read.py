@@ -287,7 +287,9 @@ class ReadFiles(beam.PTransform):
             are read as byte ranges of this size by several workers at once; each range
             reaches ``read_file`` as a stream of whole lines (for line-oriented files; a
             reader names a line in a range by its number from the range's ``start``).
-            The blank- and empty-file checks do not apply to a split file.
+            The blank- and empty-file checks do not apply to a split file. With
+            ``cut_lines`` and several workers, the ranges are at most ``cut_bytes`` each, so
+            that a file of a few blocks is shared by every worker too.
         cut_lines: the files are line-oriented: when the pipeline reads with several
             workers (:func:`reads_in_parallel`), every file that is not split in byte ranges
             (a compressed file, an archive member) is shared out in blocks of whole lines:
@@ -330,9 +332,12 @@ class ReadFiles(beam.PTransform):
                               self.members_take_context)
         settings = options.settings_of(pbegin.pipeline.options)
         block_bytes = self.cut_bytes or settings.block_bytes
-        items = split_plain_files(self.paths, self.split_bytes) if self.split_bytes else self.paths
-        cut = (self.cut_lines and reads_in_parallel(pbegin.pipeline.options)
-               and self._any_to_cut(items, block_bytes))
+        parallel = self.cut_lines and reads_in_parallel(pbegin.pipeline.options)
+        split_bytes = self.split_bytes
+        if split_bytes and parallel:  # a plain file of a few blocks is shared by every worker too
+            split_bytes = min(split_bytes, block_bytes)
+        items = split_plain_files(self.paths, split_bytes) if split_bytes else self.paths
+        cut = parallel and self._any_to_cut(items, block_bytes)
         read = beam.ParDo(_ReadOneFile(self.read_file, opener, settings))
         if self.output_type is not None:
             read = read.with_output_types(self.output_type)

@@ -119,7 +119,8 @@ def _independent_expectation(site_dir: Path) -> dict:
                 and link.get("RelatedPostId") in questions:
             dups.add((normalize_text(questions[link.get("PostId")]["Title"]),
                       normalize_text(questions[link.get("RelatedPostId")]["Title"])))
-    return {"title_body": set(qualifying.values()), "title_answer": title_answer, "dups": dups}
+    return {"title_body": set(qualifying.values()), "title_answer": title_answer, "dups": dups,
+            "qualifying_ids": set(qualifying)}
 
 
 @pytest.fixture(scope="module")
@@ -170,21 +171,63 @@ def test_real_excerpt_matches_an_independent_reading_of_the_rules(cstheory_build
     got = {name: {(r["anchor"], r["positive"]) for r in cstheory_build.rows[ds]}
            for name, ds in (("title_body", se.TITLE_BODY), ("title_answer", se.TITLE_ANSWER),
                             ("dups", se.DUPLICATES))}
+    expected.pop("qualifying_ids")
     assert got == expected
     for ds in ALL:
         assert {r["subset"] for r in cstheory_build.rows[ds]} == {SITE}
 
 
-def test_same_pairs_from_a_7z_archive_as_from_the_unpacked_folder(cstheory_build, upstream_samples, tmp_path):
+def _input_rows_by_hand(site_dir: Path) -> dict:
+    """Every row of the site's two tables, taken or skipped, counted with the standard
+    library: questions and duplicate links are records, answers go to the best-answer
+    join, where each qualifying question takes its best one."""
+    posts = [dict(r.attrib) for r in etree.parse(str(site_dir / "Posts.xml")).getroot()]
+    links = [dict(r.attrib) for r in etree.parse(str(site_dir / "PostLinks.xml")).getroot()]
+    names = {"3": "orphaned_tag_wiki", "4": "tag_wiki_excerpt", "5": "tag_wiki", "6": "moderator_nomination",
+             "7": "wiki_placeholder", "8": "privilege_wiki"}
+    skipped_posts = defaultdict(int)
+    for p in posts:
+        if p["PostTypeId"] not in ("1", "2"):
+            skipped_posts[names.get(p["PostTypeId"], f"post_type_{p['PostTypeId']}")] += 1
+    qualifying = _independent_expectation(site_dir)["qualifying_ids"]
+    answers = [p for p in posts if p["PostTypeId"] == "2"]
+    asked = [a for a in answers if a["ParentId"] in qualifying]
+    taken = len({a["ParentId"] for a in asked})
+    answer_skips = {"not_best_answer": len(asked) - taken, "no_qualifying_question": len(answers) - len(asked)}
+    duplicates = sum(link["LinkTypeId"] == "3" for link in links)
+    return {
+        "Posts.xml": {"taken": len(posts) - sum(skipped_posts.values()), "skipped": dict(skipped_posts)},
+        "PostLinks.xml": {"taken": duplicates, "skipped": {"linked_not_duplicate": len(links) - duplicates}},
+        "answers": {"taken": taken, "skipped": {k: n for k, n in answer_skips.items() if n}},
+    }
+
+
+def test_every_input_row_is_counted_taken_or_skipped(cstheory_build, upstream_samples):
+    """Rows no dataset counts as records (tag wikis, answers, plain links) are counted too."""
+    expected = _input_rows_by_hand(upstream_samples / "stackexchange" / SITE)
+    assert expected["Posts.xml"]["skipped"] and expected["answers"]["skipped"]  # the excerpt has both kinds
+    assert cstheory_build.manifest["input_rows"] == {"stackexchange": expected}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_same_pairs_from_a_7z_archive_as_from_the_unpacked_folder(cstheory_build, upstream_samples, tmp_path,
+                                                                  workers):
+    """Read whole by one worker, or inflated once and cut into blocks (1 KB here) that two
+    workers parse: the pairs, rejects and counts are those of the unpacked folder."""
     root = tmp_path / "in" / "stackexchange"
     root.mkdir(parents=True)
     with py7zr.SevenZipFile(root / f"{SITE}.7z", "w") as archive:
         for table in ("Posts.xml", "PostLinks.xml"):
             archive.write(upstream_samples / "stackexchange" / SITE / table, table)
-    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=ALL)
+    beam_args = (["--direct_running_mode=multi_threading", "--direct_num_workers=2", "--block_bytes=1024"]
+                 if workers == 2 else None)
+    result = run_build(tmp_path / "out", input_root=tmp_path / "in", datasets=ALL, beam_args=beam_args)
     for ds in ALL:
         assert result.pairs(ds) == cstheory_build.pairs(ds)
+        assert result.reasons(ds) == cstheory_build.reasons(ds)
+        assert result.manifest["datasets"][ds]["accounting"] == cstheory_build.manifest["datasets"][ds]["accounting"]
         assert {r["source_file"].split("!")[0] for r in result.rows[ds]} == {f"stackexchange/{SITE}.7z"}
+    assert result.manifest["input_rows"] == cstheory_build.manifest["input_rows"]
 
 
 def test_archive_members_are_streamed_and_escaping_names_refused(tmp_path):
@@ -312,6 +355,7 @@ def test_an_unpacked_dump_read_in_byte_ranges_gives_the_same_pairs(cstheory_buil
         assert result.reasons(ds) == cstheory_build.reasons(ds)
         equations = result.manifest["datasets"][ds]["accounting"]
         assert equations["records"]["holds"] and equations["rows"]["holds"]
+    assert result.manifest["input_rows"] == cstheory_build.manifest["input_rows"]
 
 
 def test_a_broken_row_line_in_a_byte_range_is_a_counted_reject(tmp_path):

@@ -58,11 +58,23 @@ dataset are pooled as ``small_stackexchanges`` (as in the reference mix), and ea
 Source options (``--source-option stackexchange.<key>=<value>``):
     ``exclude_tags``  comma-separated tags; questions carrying any of them are rejected.
     ``split_mb``      an unpacked, uncompressed ``Posts.xml`` or ``PostLinks.xml`` larger than
-                      this (default 256) is read as byte ranges by several workers at once,
-                      each ``<row/>`` line parsed on its own (the dumps write one row per
-                      line); a line that is not a well-formed row is a ``malformed_row``
-                      reject. Archives and compressed files are always read whole: unpack
-                      StackOverflow's ``Posts.xml`` once to spread it over many workers.
+                      this (default 256; with several workers, larger than one block,
+                      ``--block_bytes``) is read as byte ranges by several workers at once.
+
+With several workers, every file is shared by all of them whatever its size or kind: an
+unpacked table in byte ranges, an archive member or a compressed table inflated once by one
+worker and cut into blocks of whole lines that all workers parse (the engine's
+``cut_lines``), StackOverflow's solid ``Posts.xml`` included. A range or block is parsed
+``<row/>`` line by line (the dumps write one row per line); a line that is not a well-formed
+row is a ``malformed_row`` reject named by its byte offset or line number.
+
+Input rows: besides the records, every row of the tables is counted, taken or skipped
+with a reason (``accounting.count_input_rows``; manifest ``input_rows``): ``Posts.xml`` rows
+that are no question or answer by their PostTypeId (``tag_wiki``, ``tag_wiki_excerpt``, ...),
+answers when stackexchange_title_answer is not built (``answer_not_needed``), answers that
+are not their question's best (``not_best_answer``) or whose question is absent or did not
+qualify (``no_qualifying_question``), and ``PostLinks.xml`` links that are not duplicates
+(``linked_not_duplicate``).
 """
 from __future__ import annotations
 
@@ -147,7 +159,7 @@ class StackExchange(Source):
         read = pipeline | "stackexchange/Read" >> ReadFiles(
             inputs, ReadDump(ctx, exclude), input_root=ctx.input_root,
             dataset=_file_dataset(want), strict=ctx.strict, members=functools.partial(dump_member, want_links),
-            members_take_context=True, split_bytes=split_bytes,
+            members_take_context=True, split_bytes=split_bytes, cut_lines=True,
             outputs=("questions", "answers", "links", "title_body_rows"))
         rows, rejects = {}, [read[REJECTED]]
         questions = read["questions"]

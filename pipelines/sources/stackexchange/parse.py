@@ -13,12 +13,13 @@ from pipelines.corpus.normalize import normalize_text
 from pipelines.corpus.rejects import rejected
 from pipelines.corpus.schema import RowTables
 from pipelines.corpus.source import SourceContext
-from pipelines.engine import range_lines, range_start, stream_is_empty
+from pipelines.engine import is_piece, located_lines, stream_is_empty
 
 from .attribution import post_author, post_licence
-from .rules import (ANSWER, ANSWERS, DUPLICATE_LINK_TYPE, DUPLICATES, LINK_FIELDS, POST_FIELDS, QUESTION,
-                    TITLE_ANSWER, TITLE_BODY, _ARCHIVE_NAME, _ROW_LINE_PARSER, _int, _question_excerpt, body_text,
-                    iter_rows, licence_reject, parse_tags, post_key, question_reject, title_body_pair)
+from .rules import (ANSWER, ANSWERS, DUPLICATE_LINK_TYPE, DUPLICATES, LINK_FIELDS, LINKS_FILE, POST_FIELDS, POSTS_FILE,
+                    QUESTION, SOURCE, TITLE_ANSWER, TITLE_BODY, _ARCHIVE_NAME, _ROW_LINE_PARSER, _int,
+                    _question_excerpt, body_text, iter_rows, licence_reject, parse_tags, post_key, question_reject,
+                    skipped_link, skipped_post, title_body_pair)
 
 
 # -- reading the dump (through pipelines.engine.read.ReadFiles) ----------------------------
@@ -60,6 +61,12 @@ class _FileBatches:
         self.questions_read = 0
         self.title_body_rows = RowTables()
         self.answers = RowTables(1 << 14, ANSWERS)
+        # Input rows by (table, reason skipped or None when taken into a record).
+        self.input_rows: dict = {}
+
+    def count_row(self, table: str, skipped: str | None = None, n: int = 1) -> None:
+        key = (table, skipped)
+        self.input_rows[key] = self.input_rows.get(key, 0) + n
 
 
 class ReadDump:
@@ -98,10 +105,10 @@ class ReadDump:
         table = kind if kind != "archive" else "postlinks" if source_file.endswith("PostLinks.xml") else "posts"
         batches = _FileBatches()
         try:
-            if range_start(stream) is None:
-                yield from self._read_table(site, table, stream, source_file, batches)
+            if is_piece(stream):
+                yield from self._read_lines(site, table, stream, source_file, batches)
             else:
-                yield from self._read_range(site, table, stream, source_file, batches)
+                yield from self._read_table(site, table, stream, source_file, batches)
         except Exception:  # the rows read before the problem are kept; ReadFiles records the file
             yield from self._finish(batches)
             raise
@@ -110,6 +117,8 @@ class ReadDump:
     def _finish(self, batches: _FileBatches):
         for dataset in self.question_datasets:
             accounting.count_read(dataset, batches.questions_read)
+        for (table, skipped), n in batches.input_rows.items():
+            accounting.count_input_rows(SOURCE, table, skipped, n)
         table = batches.title_body_rows.flush()
         if table is not None:
             yield self._title_body_table(table)
@@ -122,13 +131,13 @@ class ReadDump:
         accounting.count_paired(TITLE_BODY, table.num_rows)
         return beam.pvalue.TaggedOutput("title_body_rows", table)
 
-    def _read_range(self, site, table, stream, source_file, batches):
-        """One byte range of a big unpacked table: its ``<row/>`` lines, parsed one by one
-        (the dumps write one row per line), so that several workers share the file. A
-        malformed line is named by its byte offset in the file."""
+    def _read_lines(self, site, table, stream, source_file, batches):
+        """One piece of a table shared out among workers (a byte range of an unpacked one,
+        a block of one inflated once): its ``<row/>`` lines, parsed one by one (the dumps
+        write one row per line). A malformed line is named by where it lies in the file."""
         fields = POST_FIELDS if table == "posts" else LINK_FIELDS
         handle = self._post if table == "posts" else self._link
-        for offset, line in range_lines(stream):
+        for where, line in located_lines(stream):
             text = line.strip().removeprefix(b"\xef\xbb\xbf")
             if not text.startswith(b"<row"):
                 continue  # the XML declaration and the root element's tags
@@ -136,9 +145,10 @@ class ReadDump:
                 attrib = etree.fromstring(text, _ROW_LINE_PARSER).attrib
             except etree.XMLSyntaxError as exc:
                 dataset = self.file_dataset if table == "posts" else self.link_dataset
+                batches.count_row(POSTS_FILE if table == "posts" else LINKS_FILE)  # a record, rejected
                 yield rejected(dataset, "malformed_row", counts_as_read=True,
                                source_file=source_file,
-                               record_id=f"byte {offset}", excerpt=text,
+                               record_id=where, excerpt=text,
                                detail=f"not a well-formed <row/> line: {exc}")
                 continue
             yield from handle(site, {name: attrib[name] for name in fields if name in attrib},
@@ -148,16 +158,29 @@ class ReadDump:
         if table == "posts":
             # Only the post types _post reads: other rows are skipped without a copy.
             kinds = frozenset((QUESTION, ANSWER) if self.want_answers else (QUESTION,))
-            for attrs in iter_rows(stream, POST_FIELDS, ("PostTypeId", kinds)):
-                yield from self._post(site, attrs, source_file, batches)
+            passed: dict = {}
+            try:
+                for attrs in iter_rows(stream, POST_FIELDS, ("PostTypeId", kinds), passed):
+                    yield from self._post(site, attrs, source_file, batches)
+            finally:
+                for post_type, n in passed.items():
+                    batches.count_row(POSTS_FILE, skipped_post(post_type, self.want_answers), n)
         else:
-            for attrs in iter_rows(stream, LINK_FIELDS, ("LinkTypeId", frozenset((DUPLICATE_LINK_TYPE,)))):
-                yield from self._link(site, attrs, source_file, batches)
+            passed = {}
+            try:
+                for attrs in iter_rows(stream, LINK_FIELDS, ("LinkTypeId", frozenset((DUPLICATE_LINK_TYPE,))), passed):
+                    yield from self._link(site, attrs, source_file, batches)
+            finally:
+                for link_type, n in passed.items():
+                    batches.count_row(LINKS_FILE, skipped_link(link_type), n)
 
     def _post(self, site, attrs, source_file, batches):
         post_type = attrs.get("PostTypeId")
         if post_type != QUESTION and (post_type != ANSWER or not self.want_answers):
-            return  # tag wikis and other post types are not candidates; answers only for title_answer
+            # Tag wikis and other post types are no candidates; answers only for title_answer.
+            batches.count_row(POSTS_FILE, skipped_post(post_type, self.want_answers))
+            return
+        batches.count_row(POSTS_FILE)
         post_id, score = attrs.get("Id"), _int(attrs.get("Score"))
         if post_type == QUESTION:
             batches.questions_read += 1
@@ -208,9 +231,11 @@ class ReadDump:
             if table is not None:
                 yield beam.pvalue.TaggedOutput("answers", table)
 
-    def _link(self, site, attrs, source_file, _batches):
-        if attrs.get("LinkTypeId") != DUPLICATE_LINK_TYPE:
-            return  # plain "linked" posts are not duplicate candidates
+    def _link(self, site, attrs, source_file, batches):
+        if attrs.get("LinkTypeId") != DUPLICATE_LINK_TYPE:  # plain "linked" posts are no candidates
+            batches.count_row(LINKS_FILE, skipped_link(attrs.get("LinkTypeId")))
+            return
+        batches.count_row(LINKS_FILE)
         link_id, post, related = attrs.get("Id"), attrs.get("PostId"), attrs.get("RelatedPostId")
         accounting.count_read(self.link_dataset)
         if _int(link_id) is None or _int(post) is None or _int(related) is None:

@@ -26,6 +26,9 @@ MIN_TITLE_CHARS = 20
 MIN_BODY_CHARS = 20
 MAX_BODY_CHARS = 4096
 MIN_SCORE = 0
+SOURCE = "stackexchange"
+# The input tables, as their rows are counted (accounting.count_input_rows).
+POSTS_FILE, LINKS_FILE, ANSWER_ROWS = "Posts.xml", "PostLinks.xml", "answers"
 DUPLICATE_LINK_TYPE = "3"
 QUESTION, ANSWER = "1", "2"
 # Excerpt of a rule-rejected question kept in the dead-letter output (the record id and
@@ -67,11 +70,31 @@ LINK_FIELDS = ("Id", "PostId", "RelatedPostId", "LinkTypeId")
 
 
 def iter_rows(stream, fields: tuple[str, ...] | None = None,
-              where: tuple[str, frozenset] | None = None) -> Iterator[dict]:
+              where: tuple[str, frozenset] | None = None, passed: dict | None = None) -> Iterator[dict]:
     """Yield the attribute dict of every ``<row/>`` of a dump table (only ``fields`` when
-    given; only rows whose attribute ``where[0]`` is in ``where[1]`` when given), streaming
-    and safely (see :func:`pipelines.engine.formats.iter_xml_elements`)."""
-    return iter_xml_elements(stream, "row", fields, where)
+    given; only rows whose attribute ``where[0]`` is in ``where[1]`` when given, the others
+    counted in ``passed`` by that attribute's value), streaming and safely (see
+    :func:`pipelines.engine.formats.iter_xml_elements`)."""
+    return iter_xml_elements(stream, "row", fields, where, passed)
+
+
+# Input rows no dataset takes, by PostTypeId / LinkTypeId: the reason they are skipped with.
+_POST_TYPES = {"3": "orphaned_tag_wiki", "4": "tag_wiki_excerpt", "5": "tag_wiki", "6": "moderator_nomination",
+               "7": "wiki_placeholder", "8": "privilege_wiki"}
+_LINK_TYPES = {"1": "linked_not_duplicate"}
+
+
+def skipped_post(post_type: str | None, want_answers: bool) -> str:
+    """Why a ``Posts.xml`` row of this PostTypeId is no record: a tag wiki or another kind
+    of post, or an answer when stackexchange_title_answer is not built."""
+    if post_type == ANSWER and not want_answers:
+        return "answer_not_needed"
+    return _POST_TYPES.get(post_type, f"post_type_{post_type}")
+
+
+def skipped_link(link_type: str | None) -> str:
+    """Why a ``PostLinks.xml`` row of this LinkTypeId is no record (only duplicates are)."""
+    return _LINK_TYPES.get(link_type, f"link_type_{link_type}")
 
 
 def _int(value) -> int | None:
@@ -164,11 +187,12 @@ def pair_with_best_answers(tables: dict):
     Args:
         tables: ``{"questions": QUESTIONS, "answers": ANSWERS}``.
     """
-    questions = tables["questions"]
+    questions, answers = tables["questions"], tables["answers"]
+    _count_answers(questions, answers)
     if questions.num_rows == 0:
         return
     answer_fields = ["id", "body", "source_file", "licence", "licence_problem", "author"]
-    best = best_answers(tables["answers"]).select(["site", "parent", *answer_fields])
+    best = best_answers(answers).select(["site", "parent", *answer_fields])
     best = best.rename_columns(["site", "qid", *(f"answer_{name}" for name in answer_fields)])
     joined = questions.join(best, keys=["site", "qid"], join_type="left outer", use_threads=False)
     found = pc.is_valid(joined["answer_id"])
@@ -190,6 +214,21 @@ def pair_with_best_answers(tables: dict):
             rows.append(title_answer_pair({"site": row["site"], "id": row["id"], "title": row["title"]}, answer))
     if rows:
         yield records_table(rows, row_arrow_schema())
+
+
+def _count_answers(questions: pa.Table, answers: pa.Table) -> None:
+    """Count a join task's answers as input rows: each qualifying question's best answer
+    is taken; the others are ``not_best_answer``, or ``no_qualifying_question`` when their
+    question is absent from the dump or did not qualify (its own record says why)."""
+    if answers.num_rows == 0:
+        return
+    asked = questions.select(["site", "qid"]).rename_columns(["site", "parent"])
+    answered = answers.join(asked, keys=["site", "parent"], join_type="left semi", use_threads=False)
+    taken = answered.group_by(["site", "parent"]).aggregate([]).num_rows
+    for skipped, n in ((None, taken), ("not_best_answer", answered.num_rows - taken),
+                       ("no_qualifying_question", answers.num_rows - answered.num_rows)):
+        if n:
+            accounting.count_input_rows(SOURCE, ANSWER_ROWS, skipped, n)
 
 
 def answerable_question(question: dict):

@@ -1,5 +1,6 @@
 """The benchmark's floor writes the same rows as the build, on each benchmark's inputs; how
 the benchmark turns its measurements into figures."""
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -52,3 +53,28 @@ def test_marginal_rates_are_the_extra_rows_over_the_extra_seconds():
     assert rates["marginal_throughput_ratio"] == pytest.approx(0.5)
     assert run.marginal_rates({k: v for k, v in results.items() if k != "floor 1x"}) == {}
     assert run.marginal_rates(results | {"1 worker 4x": m(400, 3.0)}) == {}
+
+
+def test_stress_checks_each_build_against_its_accounting_and_the_reference_bytes(tmp_path):
+    from benchmarks import stress
+
+    out = tmp_path / "out"
+    (out / "d").mkdir(parents=True)
+    (out / "d" / "d-00000-of-00001.parquet").write_bytes(b"rows")
+    accounting = {"records": {"read": 5, "paired": 3, "rejected": 0, "skipped": {"cap": 1}, "holds": False},
+                  "rows": {"from_rules": 3, "written": 3, "dropped": 0, "holds": True}}
+    (out / "manifest.json").write_text(json.dumps(
+        {"datasets": {"d": {"rows": 3, "accounting": accounting}, "e": {"verdict": "no input"}}}))
+    reference = stress.output_hashes(out)
+    assert stress.check_build(out, reference) == (
+        ["d: records read 5 != paired 3 + rejected 0 + skipped 1 (off by +1)"], 3, 1)
+    (out / "d" / "d-00000-of-00001.parquet").write_bytes(b"other rows")
+    assert "1 file(s) differs: d/d-00000-of-00001.parquet" in stress.check_build(out, reference)[0]
+    assert stress.check_build(tmp_path / "nothing", reference)[0] == ["no manifest.json"]
+    # The reference reads files whole with one worker; the stressed builds in ranges and blocks.
+    one = stress.build_command("msmarco", tmp_path, out, 1, 1.0, 1024)
+    two = stress.build_command("msmarco", tmp_path, out, 2, 1.0, 1024)
+    assert "--direct_num_workers=1" in one and f"msmarco.split_mb={stress.WHOLE_FILES_MB}" in one
+    assert {"--direct_num_workers=2", "msmarco.split_mb=1.0", "--block_bytes=1048576"} <= set(two)
+    with pytest.raises(SystemExit):
+        stress.main(["--sources", "nosuchsource"])

@@ -122,8 +122,11 @@ class _ReadOneFile(beam.DoFn):
 
     def _read_block(self, block: "FileBlock"):
         path, context = _unpack(block.item)
+        # A block that cannot be opened is the build's failure, not the input's: its lines
+        # would be lost uncounted. The bundle fails (a runner that retries, retries it).
+        raw = files.open_raw(block.path)
         try:
-            with files.open_raw(block.path) as raw, progress.reading_block(path):
+            with raw, progress.reading_block(path):
                 yield from self._parse_block(raw, block.source_file, block.first_line, block.whole, context)
         except Exception as exc:
             yield self.opener.failed(exc, self.opener.relative(path))

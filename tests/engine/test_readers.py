@@ -554,3 +554,19 @@ def test_files_of_several_kinds_read_in_one_step_each_reach_the_output_of_their_
     assert load("untagged.json") == []
     # With two workers the compressed file was cut into blocks, whose lines kept their kind.
     assert (tmp_path / "scratch" / "blocks").exists() == bool(flags)
+
+
+def test_a_block_missing_from_the_scratch_folder_fails_the_bundle_not_the_input(tmp_path):
+    """A block's lines are counted only when it is parsed: a block that cannot be opened
+    (removed by another build sharing the scratch folder) must fail loudly, never become
+    the input file's reject while its lines go uncounted."""
+    from pipelines.engine.read import FileBlock, _FileStreams, _ReadOneFile
+
+    source = tmp_path / "in" / "data.txt"
+    source.parent.mkdir()
+    source.write_text("a\nb\n")
+    opener = _FileStreams(str(tmp_path / "in"), "some_dataset", strict=False, decompress=True, members=None)
+    reader = _ReadOneFile(lambda stream, name: iter(()), opener, options.ReadSettings())
+    block = FileBlock(str(source), str(tmp_path / "scratch" / "block-gone"), "data.txt", 1, whole=False)
+    with pytest.raises(Exception, match="block-gone"):
+        list(reader.process(block))

@@ -156,10 +156,36 @@ def apply_policy(row: dict, policy: TextPolicy, normalized: bool = False) -> tup
 TEXT_FIELDS = ("anchor", "positive", "negative")
 
 
-def normalize_column(column) -> pa.Array:
-    """:func:`normalize_text` of every value of a string column (nulls stay null)."""
-    return pa.array([None if value is None else normalize_text(value) for value in column.to_pylist()],
-                    pa.string())
+# A text that may change under normalize_text: a character outside printable ASCII (a
+# control, whitespace other than a space, anything NFC might compose), two spaces in a row,
+# or a space at either end. Every other text is its own normal form.
+_MAY_CHANGE = r"[^\x20-\x7e]|  |^ | $"
+
+
+def normalize_column(column, prepare=None) -> pa.Array:
+    """:func:`normalize_text` of every value of a string column (nulls stay null).
+
+    The texts that cannot change (printable ASCII without a space at an end or two in a
+    row, :data:`_MAY_CHANGE`) are found by Arrow; only the others are normalised one by
+    one in Python.
+
+    Args:
+        column: a string array or chunked array.
+        prepare: a function applied to each text before :func:`normalize_text` (MS MARCO's
+            mojibake repair); it must give printable ASCII back unchanged.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    normalize = normalize_text if prepare is None else (lambda text: normalize_text(prepare(text)))
+    may_change = pc.fill_null(pc.match_substring_regex(column, _MAY_CHANGE), False)
+    changing = pc.sum(may_change).as_py() or 0
+    if changing == 0:
+        return column.cast(pa.string())
+    if changing == len(column) - column.null_count:
+        return pa.array([None if value is None else normalize(value) for value in column.to_pylist()],
+                        pa.string())
+    fixed = pa.array([normalize(value) for value in column.filter(may_change).to_pylist()], pa.string())
+    return pc.replace_with_mask(column.cast(pa.string()), may_change, fixed)
 
 
 def _surely_kept(table: pa.Table, policy: TextPolicy, not_null: tuple[str, ...],

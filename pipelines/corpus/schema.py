@@ -204,3 +204,42 @@ def gather_tables(items, schema: pa.Schema | None = None, rows_per_table: int = 
     table = gathered.flush()
     if table is not None:
         yield table
+
+
+# Records of a full table gathered by :func:`gather_columns`'s readers.
+ROWS_PER_TABLE = 1 << 14
+
+
+def gather_columns(items, columns: tuple[list, ...], to_table):
+    """Tables of the records a reader appends to ``columns`` itself, a list per column
+    (no dict or tuple per record, see :func:`gather_tables`).
+
+    Args:
+        items: the reader: it appends each record's values to ``columns`` and yields its
+            rejects, and ``None`` once ``columns`` hold a full table's records
+            (:data:`ROWS_PER_TABLE`, or more).
+        columns: the lists the reader fills (the first one has a value per record).
+        to_table: ``to_table(*lists) -> pa.Table``, given a copy of each list.
+    Yields:
+        The rejects, and a table whenever the reader says the columns are full, and at
+        the end. When ``items`` raises (a file breaks off), the records gathered so far
+        are handed on first.
+    """
+    def flush():
+        lists = [list(column) for column in columns]
+        for column in columns:
+            column.clear()
+        return to_table(*lists)
+
+    try:
+        for item in items:
+            if item is not None:
+                yield item
+            elif columns[0]:
+                yield flush()
+    except Exception:
+        if columns[0]:
+            yield flush()
+        raise
+    if columns[0]:
+        yield flush()

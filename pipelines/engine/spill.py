@@ -181,12 +181,11 @@ class SpillRuns(beam.DoFn):
         self.start_bundle()
         table = table.append_column(KEY, row_keys(table, self.group_field))
         subset_column = self.subset_field if self.subset_field else None
-        order = [(KEY, "ascending")] if subset_column is None else [(subset_column, "ascending"), (KEY, "ascending")]
         # Encoded before the sort, which then moves their indices, not their texts (a
-        # sort key is encoded after it: Arrow does not sort by dictionary columns).
+        # sort key is encoded after it: its ranks are taken from its texts).
         few_values = self.format.few_values
         table = dictionary_encoded(table, [name for name in few_values if name != subset_column])
-        table = table.sort_by(order)
+        table = table.take(sort_order(table, subset_column))
         rows_per_group = max(1, self.config.spill_row_group_bytes // avg)
         # Row groups never span two subsets, so a shard reads only its group's.
         subsets, slices = [], []
@@ -245,6 +244,19 @@ class SpillByDataset(beam.DoFn):
         for dataset, spill in sorted(self._spills.items()):
             if spill._rows:
                 yield GlobalWindows.windowed_value((dataset, spill._spill()))
+
+
+def sort_order(table: pa.Table, subset_column: str | None) -> np.ndarray:
+    """The positions of a table's rows sorted by (subset, key), as Arrow's stable
+    ``sort_by`` orders them: keys compared as their two big-endian 64-bit halves (numpy
+    sorts those several times faster than Arrow sorts 16-byte binary values), subsets by
+    their rank."""
+    first, second = key_halves(table[KEY])
+    keys = [second, first]
+    if subset_column is not None:
+        ranks = pc.rank(table[subset_column].combine_chunks(), sort_keys="ascending", tiebreaker="dense")
+        keys.append(ranks.to_numpy())
+    return np.lexsort(keys)
 
 
 def _subset_slices(table: pa.Table, subset_column: str | None):

@@ -191,3 +191,20 @@ def test_a_retried_spill_writes_new_runs_and_leaves_the_first_attempts_alone(tmp
         tasks = plan_tasks({"side": runs}, task_bytes=1 << 40, min_tasks=5)
         ids = [i for t in tasks for i in read_range(t["reads"]["side"], SCHEMA, t["low"], t["high"])["id"].to_pylist()]
         assert sorted(ids) == list(range(1000))
+
+
+def test_a_run_batch_whose_columns_have_several_chunks_is_one_batch_of_the_file(tmp_path):
+    """Readers find a run's batches by their index in its description: a described batch
+    must be one record batch of the file even when its columns come in several chunks."""
+    import pyarrow as pa
+
+    from pipelines.engine.join import read_runs, write_run
+
+    table = pa.concat_tables([pa.table({"h": pa.array([1, 2, 3], pa.uint64()), "v": ["a", "b", "c"]}),
+                              pa.table({"h": pa.array([4, 5, 6], pa.uint64()), "v": ["d", "e", "f"]})])
+    assert table["h"].num_chunks == 2
+    path, batches = write_run(str(tmp_path), table, "h", [(0, 4), (4, 2)])  # the first crosses the chunks
+    assert [chunk.num_rows for _first, _last, chunk in batches] == [4, 2]
+    reads = [(path, index, True) for index in range(len(batches))]
+    assert [t.num_rows for t in read_runs(reads, "h", 0, None)] == [4, 2]
+    assert pa.ipc.open_file(path).num_record_batches == 2

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipelines.corpus import accounting
-from pipelines.corpus.normalize import normalize_text
+from pipelines.corpus.normalize import normalize_column
 from pipelines.corpus.rejects import rejected
 from pipelines.corpus.schema import gather_tables
 from pipelines.engine import (
@@ -121,7 +121,7 @@ def read_collection(stream, source_file: str):
         if _is_reject(item):
             yield item
             continue
-        yield _with_texts(item, [normalize_text(repair_mojibake(t)) for t in item["text"].to_pylist()])
+        yield _with_texts(item, normalize_column(item["text"], prepare=repair_mojibake))
 
 
 def read_queries(stream, source_file: str):
@@ -131,7 +131,7 @@ def read_queries(stream, source_file: str):
         if _is_reject(item):
             yield item
             continue
-        yield _with_texts(item, [normalize_text(t) for t in item["text"].to_pylist()])
+        yield _with_texts(item, normalize_column(item["text"]))
 
 
 def read_qrels(stream, source_file: str):

@@ -48,8 +48,9 @@ Pair rules, one function each:
                                          (option ``passages``)
     :func:`rules.question_passage_pair`  paq: (question, passage text)
 
-Joins: the inputs are read into Arrow tables, each row keyed by the 64-bit key of the
-text it is joined on (:func:`pipelines.engine.join.text_key`), and joined with
+Joins: the inputs are read into Arrow tables, each row keyed by a 64-bit key of what it
+is joined on (:func:`pipelines.engine.join.text_key` of a question, :func:`parse.passage_key`
+of a passage id: the id itself), and joined with
 partitioned hash joins (:class:`pipelines.engine.join.HashJoin`): the filtered list
 restricts the metadata by question (:func:`rules.select_candidates`), then questions meet
 their passages by passage id (:func:`rules.pair_with_passages`). Every side is spilled in

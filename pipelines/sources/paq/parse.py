@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.pvalue import TaggedOutput
 
 from pipelines.corpus import accounting
-from pipelines.corpus.normalize import normalize_text
+from pipelines.corpus.normalize import normalize_column
 from pipelines.corpus.rejects import rejected
-from pipelines.corpus.schema import gather_tables
+from pipelines.corpus.schema import ROWS_PER_TABLE, gather_columns
 from pipelines.engine import json_lines, tagged_records, text_key, text_records
 
 DATASET = "paq"
@@ -32,9 +34,9 @@ _INPUT_NAMES = (
 PASSAGE_COLUMNS = ("id", "text", "title")  # DPR's order, used when there is no header
 EXCERPT_CHARS = 500
 
-# What the inputs become: Arrow tables keyed by ``key``, the 64-bit key of the text they
-# are joined on (:func:`pipelines.engine.join.text_key` of the question, or of the
-# canonical passage id).
+# What the inputs become: Arrow tables keyed by ``key``, the 64-bit key of what they are
+# joined on: :func:`pipelines.engine.join.text_key` of the question, or
+# :func:`passage_key` of the canonical passage id.
 LISTED = pa.schema([("key", pa.int64()), ("question", pa.string()), ("source_file", pa.string()),
                     ("line", pa.int64())])
 METADATA_RECORDS = pa.schema([
@@ -185,6 +187,27 @@ def parse_passage_line(text: str, columns: dict) -> tuple[tuple[str, str] | None
     return (passage_id, fields[columns["text"]]), ""
 
 
+# Digits of a passage id that always fit an int64.
+_ID_DIGITS = 18
+
+
+def passage_key(passage_id: str) -> int:
+    """The join key of a canonical passage id: the id itself when it has at most 18
+    digits (every DPR id has), else :func:`~pipelines.engine.join.text_key` of its text.
+    A join compares the ids themselves, so a key shared by two ids only shares a task."""
+    return int(passage_id) if len(passage_id) <= _ID_DIGITS else text_key(passage_id)
+
+
+def passage_keys(passage_ids) -> pa.Array:
+    """:func:`passage_key` of every id of a string column (no nulls), converted by Arrow
+    when every id is short enough."""
+    if isinstance(passage_ids, pa.ChunkedArray):
+        passage_ids = passage_ids.combine_chunks()
+    if len(passage_ids) and pc.all(pc.less_equal(pc.binary_length(passage_ids), _ID_DIGITS)).as_py():
+        return pc.cast(passage_ids, pa.int64())
+    return pa.array([passage_key(p) for p in passage_ids.to_pylist()], pa.int64())
+
+
 # -- reading ----------------------------------------------------------------------------
 
 def _is_reject(item) -> bool:
@@ -198,24 +221,33 @@ def _line_reject(reason: str, source_file: str, number: int, detail: str, excerp
                     detail=detail, excerpt=excerpt)
 
 
-def _counted_line_readers(items):
-    """Pass on what a line reader yields; each reject it makes (``bad_encoding``,
-    ``bad_json``, ``not_an_object``) counts as one record read."""
-    for item in items:
-        if _is_reject(item):
-            accounting.count_read(DATASET)
-        yield item
+def _counted(reject):
+    """A reject a line reader made (``bad_encoding``, ``bad_json``, ``not_an_object``),
+    counted as one record read."""
+    accounting.count_read(DATASET)
+    return reject
 
+
+# Each reader appends a line's values to a list per column (no dict per line) and yields
+# its rejects, and None when they hold a table's lines; :func:`gather_columns` makes the
+# tables.
 
 def read_filtered(stream, source_file: str):
     """Questions of ``PAQ.filtered.jsonl`` as :data:`LISTED` tables."""
-    yield from gather_tables(_filtered_records(stream, source_file), LISTED)
+    columns = ([], [], [])  # key, question, line
+
+    def table(keys, questions, lines) -> pa.Table:
+        return pa.table({"key": keys, "question": questions, "source_file": [source_file] * len(keys),
+                         "line": lines}, schema=LISTED)
+
+    return gather_columns(_filtered_records(stream, source_file, columns), columns, table)
 
 
-def _filtered_records(stream, source_file: str):
-    for item in _counted_line_readers(json_lines(stream, DATASET, source_file)):
-        if _is_reject(item):
-            yield item
+def _filtered_records(stream, source_file: str, columns: tuple):
+    keys, questions, lines = columns
+    for item in json_lines(stream, DATASET, source_file):
+        if isinstance(item, TaggedOutput):
+            yield _counted(item)
             continue
         number, record = item
         question, problem = parse_filtered_line(record)
@@ -223,7 +255,11 @@ def _filtered_records(stream, source_file: str):
             yield _line_reject("malformed_question", source_file, number,
                                f"filtered question list: {problem}", record)
             continue
-        yield {"key": text_key(question), "question": question, "source_file": source_file, "line": number}
+        keys.append(text_key(question))
+        questions.append(question)
+        lines.append(number)
+        if len(lines) >= ROWS_PER_TABLE:
+            yield None
 
 
 def read_metadata(stream, source_file: str):
@@ -234,13 +270,21 @@ def read_metadata(stream, source_file: str):
     question is a candidate (see :func:`rules.candidate_outcomes`). Lines without a
     question cannot be matched to the list and are rejected here.
     """
-    yield from gather_tables(_metadata_records(stream, source_file), METADATA_RECORDS)
+    columns = ([], [], [], [], [], [], [])  # key, question, passage_ids, reason, detail, excerpt, line
+
+    def table(keys, questions, passage_ids, reasons, details, excerpts, lines) -> pa.Table:
+        return pa.table({"key": keys, "question": questions, "passage_ids": passage_ids, "reason": reasons,
+                         "detail": details, "excerpt": excerpts, "source_file": [source_file] * len(keys),
+                         "line": lines}, schema=METADATA_RECORDS)
+
+    return gather_columns(_metadata_records(stream, source_file, columns), columns, table)
 
 
-def _metadata_records(stream, source_file: str):
-    for item in _counted_line_readers(json_lines(stream, DATASET, source_file)):
-        if _is_reject(item):
-            yield item
+def _metadata_records(stream, source_file: str, columns: tuple):
+    keys, questions, passage_ids, reasons, details, excerpts, lines = columns
+    for item in json_lines(stream, DATASET, source_file):
+        if isinstance(item, TaggedOutput):
+            yield _counted(item)
             continue
         number, record = item
         parsed, reason, detail = parse_metadata_line(record)
@@ -248,11 +292,15 @@ def _metadata_records(stream, source_file: str):
             yield _line_reject(reason, source_file, number, f"metadata: {detail}", record)
             continue
         question = record["question"]
-        yield {"key": text_key(question), "question": question,
-               "passage_ids": parsed["passage_ids"] if parsed else None,
-               "reason": reason or None, "detail": detail or None,
-               "excerpt": None if parsed else _excerpt(record),
-               "source_file": source_file, "line": number}
+        keys.append(text_key(question))
+        questions.append(question)
+        passage_ids.append(parsed["passage_ids"] if parsed else None)
+        reasons.append(reason or None)
+        details.append(detail or None)
+        excerpts.append(None if parsed else _excerpt(record))
+        lines.append(number)
+        if len(lines) >= ROWS_PER_TABLE:
+            yield None
 
 
 def _excerpt(record: dict) -> str:
@@ -260,30 +308,43 @@ def _excerpt(record: dict) -> str:
 
 
 def read_passages(stream, source_file: str):
-    """Passages as :data:`PASSAGE_TEXTS` tables; the header line is skipped."""
-    yield from gather_tables(_passage_records(stream, source_file), PASSAGE_TEXTS)
+    """Passages as :data:`PASSAGE_TEXTS` tables; the header line is skipped. The texts are
+    normalised here, a table at a time (once per passage, not once per question that
+    uses it)."""
+    columns = ([], [], [])  # passage_id, text, line
+
+    def table(passage_ids, texts, lines) -> pa.Table:
+        passage_ids = pa.array(passage_ids, pa.string())
+        return pa.table({"key": passage_keys(passage_ids), "passage_id": passage_ids,
+                         "text": normalize_column(pa.array(texts, pa.string())), "line": lines},
+                        schema=PASSAGE_TEXTS)
+
+    return gather_columns(_passage_records(stream, source_file, columns), columns, table)
 
 
-def _passage_records(stream, source_file: str):
-    columns = dict(zip(PASSAGE_COLUMNS, range(len(PASSAGE_COLUMNS))))
-    for item in _counted_line_readers(text_records(stream, DATASET, source_file)):
-        if _is_reject(item):
-            yield item
+def _passage_records(stream, source_file: str, columns: tuple):
+    passage_ids, texts, lines = columns
+    header = dict(zip(PASSAGE_COLUMNS, range(len(PASSAGE_COLUMNS))))
+    for item in text_records(stream, DATASET, source_file):
+        if isinstance(item, TaggedOutput):
+            yield _counted(item)
             continue
         number, text = item
         if number == 1:
-            header = passage_header(text.split("\t"))
-            if header is not None:
-                columns = header
+            found = passage_header(text.split("\t"))
+            if found is not None:
+                header = found
                 continue
-        parsed, problem = parse_passage_line(text, columns)
+        parsed, problem = parse_passage_line(text, header)
         if parsed is None:
             yield _line_reject("malformed_passage", source_file, number, problem, text[:EXCERPT_CHARS])
             continue
         passage_id, passage_text = parsed
-        # Normalised once here, not once per question that uses the passage.
-        yield {"key": text_key(passage_id), "passage_id": passage_id, "text": normalize_text(passage_text),
-               "line": number}
+        passage_ids.append(passage_id)
+        texts.append(passage_text)
+        lines.append(number)
+        if len(lines) >= ROWS_PER_TABLE:
+            yield None
 
 
 def read_input(stream, source_file: str, kind: str):

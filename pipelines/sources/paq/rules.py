@@ -9,9 +9,8 @@ from pipelines.corpus import accounting
 from pipelines.corpus.normalize import normalize_column
 from pipelines.corpus.rejects import rejected
 from pipelines.corpus.schema import gather_tables, make_row, make_rows
-from pipelines.engine import text_key
 
-from .parse import DATASET, EXCERPT_CHARS, QUESTIONS, _is_reject
+from .parse import DATASET, EXCERPT_CHARS, QUESTIONS, _is_reject, passage_key, passage_keys
 
 PASSAGE_RULES = ("first", "all")
 
@@ -107,7 +106,7 @@ def select_candidates(tables: dict, filtered_only: bool, rule: str):
     if chosen.num_rows:
         accounting.count_read(DATASET, chosen.num_rows)  # one record per (question, passage)
         first = pc.list_element(chosen["passage_ids"], 0)
-        yield pa.table({"key": pa.array([text_key(p) for p in first.to_pylist()], pa.int64()),
+        yield pa.table({"key": passage_keys(first),
                         "passage_id": first, "question": chosen["question"],
                         "source_file": chosen["source_file"], "line": chosen["line"]}, schema=QUESTIONS)
 
@@ -141,7 +140,7 @@ def _by_passage(record: dict, rule: str):
     chosen = choose_passages(record["passage_ids"], rule)
     accounting.count_read(DATASET, len(chosen))  # one record per (question, passage)
     for passage_id in chosen:
-        yield {"key": text_key(passage_id), "passage_id": passage_id, "question": record["question"],
+        yield {"key": passage_key(passage_id), "passage_id": passage_id, "question": record["question"],
                "source_file": record["source_file"], "line": record["line"]}
 
 

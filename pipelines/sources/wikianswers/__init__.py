@@ -76,7 +76,7 @@ from apache_beam.metrics import Metrics
 from pipelines.corpus import accounting
 from pipelines.corpus.normalize import normalize_text
 from pipelines.corpus.rejects import REJECTED, rejected
-from pipelines.corpus.schema import gather_tables, make_row
+from pipelines.corpus.schema import ROWS_PER_TABLE, gather_columns, make_rows
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, positive_int
 from pipelines.engine import ReadFiles, files, text_records
 
@@ -162,7 +162,9 @@ def cluster_pairs(distinct: list[tuple[str, str]], pairs_per_cluster: int = DEFA
 
 class ReadClusters:
     """Read one part file: yield its rows in Arrow tables, and the rejects. Records are
-    counted once per file (a counter call per line costs as much as the line's parse)."""
+    counted once per file (a counter call per line costs as much as the line's parse).
+    A row's texts and record id go straight into the columns of its table (no dict per
+    row); the other fields are the same for every row of a file."""
 
     def __init__(self, pairs_per_cluster: int, seed: str):
         self.pairs_per_cluster = pairs_per_cluster
@@ -170,24 +172,39 @@ class ReadClusters:
 
     def __call__(self, stream, source_file: str):
         counts = {"read": 0, "paired": 0, "removed": 0}
+        columns = ([], [], [])  # anchor, positive, record_id
+
+        def table(anchors, positives, record_ids) -> pa.Table:
+            return make_rows(DATASET, anchors, positives, source_file=pa.array([source_file] * len(anchors)),
+                             record_id=record_ids)
+
         try:
-            yield from gather_tables(self._lines(stream, source_file, counts), rows_per_table=8192)
+            yield from gather_columns(self._lines(stream, source_file, counts, columns), columns, table)
         finally:
             accounting.count_read(DATASET, counts["read"])
             accounting.count_paired(DATASET, counts["paired"])
             Metrics.counter(DATASET, "duplicate_questions_removed").inc(counts["removed"])
 
-    def _lines(self, stream, source_file: str, counts: dict):
+    def _lines(self, stream, source_file: str, counts: dict, columns: tuple):
+        """Append each cluster's rows to ``columns``; yield the rejects, and ``None`` when the
+        columns hold a table's rows (see :func:`~pipelines.corpus.schema.gather_columns`)."""
+        anchors, positives, record_ids = columns
         for item in text_records(stream, DATASET, source_file):
             if isinstance(item, beam.pvalue.TaggedOutput):
                 counts["read"] += 1  # a line that is not UTF-8
                 yield item
                 continue
             number, text = item
-            yield from self._cluster(text, f"line {number}", source_file, counts)
+            pairs = yield from self._cluster(text, f"line {number}", source_file, counts)
+            for index, (anchor, positive) in enumerate(pairs, start=1):
+                anchors.append(anchor)
+                positives.append(positive)
+                record_ids.append(f"line {number} pair {index}")
+            if len(anchors) >= ROWS_PER_TABLE:
+                yield None
 
     def _cluster(self, text: str, record: str, source_file: str, counts: dict):
-        """Rows and rejects of one cluster line."""
+        """Yield the rejects of one cluster line; return its pairs."""
         questions, _answers, malformed = parse_cluster(text)
         counts["read"] += 1 + len(malformed)  # the cluster and each bad item
         for item_number, item in malformed:
@@ -200,12 +217,9 @@ class ReadClusters:
             yield rejected(DATASET, "too_few_questions", source_file=source_file, record_id=record,
                            excerpt=text, detail=f"cluster has {len(distinct)} distinct question(s); "
                                                 "a pair needs 2")
-            return
+            return ()
         counts["paired"] += 1
-        for index, (anchor, positive) in enumerate(
-                cluster_pairs(distinct, self.pairs_per_cluster, self.seed), start=1):
-            yield make_row(DATASET, anchor, positive, source_file=source_file,
-                           record_id=f"{record} pair {index}")
+        return cluster_pairs(distinct, self.pairs_per_cluster, self.seed)
 
 
 class WikiAnswers(Source):

@@ -32,9 +32,7 @@ import argparse
 import functools
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from benchmarks import synthetic
+from benchmarks.run import work_folder
 from pipelines.corpus.overlap import FUNCTION_WORDS, EvalIndex
 from pipelines.corpus.schema import make_rows
 
@@ -202,9 +201,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from pipelines.corpus.evalsets import read_evalsets
 
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="corpus-decontaminate-"))
     language = Language(7)
-    try:
+    with work_folder(args.keep, "corpus-decontaminate-") as work:
         evalset = work / "evalset"
         queries = write_evalset(evalset, args.queries, language)
         started = time.perf_counter()
@@ -222,9 +220,6 @@ def main(argv=None) -> int:
         if args.builds:
             results["builds"] = measure_builds([s.strip() for s in args.builds.split(",") if s.strip()],
                                                work, args.scale, evalset, max(1, args.repeat))
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -25,7 +25,6 @@ import json
 import random
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from benchmarks import run, synthetic
@@ -115,17 +114,13 @@ def main(argv=None) -> int:
     unknown = [o for o in options if o not in OPTIONS]
     if unknown:
         parser.error(f"unknown option {', '.join(unknown)}")
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="corpus-options-"))
-    evalset = work / "evalset"
-    write_evalset(evalset, args.queries)
-    print(f"evaluation set: {args.queries:,} queries (BEIR layout) in {evalset}")
     results = {}
-    try:
+    with run.work_folder(args.keep, "corpus-options-") as work:
+        evalset = work / "evalset"
+        write_evalset(evalset, args.queries)
+        print(f"evaluation set: {args.queries:,} queries (BEIR layout) in {evalset}")
         for name in [s.strip() for s in args.sources.split(",") if s.strip()]:
             results[name] = benchmark(run.BENCHES[name], work, args.scale, evalset, options, max(1, args.repeat))
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -40,6 +40,7 @@ this machine measured in this run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -373,6 +374,19 @@ def measure_startup(bench: Bench, work: Path, repeat: int) -> dict:
         return {}
 
 
+@contextlib.contextmanager
+def work_folder(keep: str | Path | None, prefix: str):
+    """A benchmark's work folder: ``keep`` (made if absent, left in place), or a temporary
+    folder removed when the benchmark ends, however it ends."""
+    work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="input size multiplier")
@@ -384,17 +398,12 @@ def main(argv=None) -> int:
                         help="run each measurement this many times and keep the fastest")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="corpus-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; work folder {work}")
     results = {}
-    try:
+    with work_folder(args.keep, "corpus-bench-") as work:
+        print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; work folder {work}")
         for name in [s.strip() for s in args.sources.split(",") if s.strip()]:
             results[name] = benchmark(BENCHES[name], work, args.scale, memory=not args.no_memory,
                                       parallel=not args.no_parallel, repeat=max(1, args.repeat))
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -27,12 +27,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from benchmarks import synthetic
-from benchmarks.run import Bench, measure, run_floor, run_pipeline
+from benchmarks.run import Bench, measure, run_floor, run_pipeline, work_folder
 
 SITE = "big.stackexchange.com"
 # Questions of write_stackexchange_posts per GB of Posts.xml (with 1.5 answers each).
@@ -125,14 +124,9 @@ def main(argv=None) -> int:
     kinds = [k for k in args.kinds.split(",") if k]
     if not kinds or set(kinds) - {"unpacked", "7z"}:
         parser.error("--kinds takes unpacked, 7z or both")
-    work = args.keep or Path(tempfile.mkdtemp(prefix="single-file-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.keep, "single-file-") as work:
         for kind in kinds:
             benchmark(kind, args.gb, work)
-    finally:
-        if args.keep is None:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -48,14 +48,13 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from benchmarks.run import BENCHES, REPO, SHARD_MB
+from benchmarks.run import BENCHES, REPO, SHARD_MB, work_folder
 
 SAMPLE = "sample"
 SOURCES = (*BENCHES, SAMPLE)
@@ -425,67 +424,64 @@ def main(argv=None) -> int:
     unknown = [s for s in sources if s not in SOURCES]
     if unknown or args.rounds < 1 or args.load < 0:
         parser.error(f"unknown source(s) {', '.join(unknown)}" if unknown else "--rounds >= 1, --load >= 0")
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="corpus-stress-"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {os.cpu_count()} cores; work folder {work}; sources {', '.join(sources)}; "
-          f"scale {args.scale:g}; rounds {args.rounds}; load {args.load}; kill {args.kill}; "
-          f"ranges {args.split_mb:g} MB, blocks {args.block_kb} KB", flush=True)
-    rng = random.Random(args.seed)
-    outcomes: list[Outcome] = []
-    references: dict[str, dict[str, str]] = {}
-    last_time: dict[str, float] = {}
-    load: list[subprocess.Popen] = []
-    portable: PortableService | None = None
+    with work_folder(args.keep, "corpus-stress-") as work:
+        print(f"machine: {os.cpu_count()} cores; work folder {work}; sources {', '.join(sources)}; "
+              f"scale {args.scale:g}; rounds {args.rounds}; load {args.load}; kill {args.kill}; "
+              f"ranges {args.split_mb:g} MB, blocks {args.block_kb} KB", flush=True)
+        rng = random.Random(args.seed)
+        outcomes: list[Outcome] = []
+        references: dict[str, dict[str, str]] = {}
+        last_time: dict[str, float] = {}
+        load: list[subprocess.Popen] = []
+        portable: PortableService | None = None
 
-    def record(outcome: Outcome, round_label: str) -> None:
-        outcomes.append(outcome)
-        print(_line(outcome, round_label), flush=True)
+        def record(outcome: Outcome, round_label: str) -> None:
+            outcomes.append(outcome)
+            print(_line(outcome, round_label), flush=True)
 
-    def command(source: str, out: Path, workers: int, runner: list[str] | None = None) -> list[str]:
-        return build_command(source, work / f"{source}-in", out, workers, args.split_mb, args.block_kb, runner)
+        def command(source: str, out: Path, workers: int, runner: list[str] | None = None) -> list[str]:
+            return build_command(source, work / f"{source}-in", out, workers, args.split_mb, args.block_kb, runner)
 
-    try:
-        for source in sources:
-            if source != SAMPLE:
-                BENCHES[source].generate(work / f"{source}-in", args.scale)
-            out = work / f"{source}-reference"
-            shutil.rmtree(out, ignore_errors=True)
-            outcome = run_build(source, command(source, out, 1), out, work / f"{source}-reference.log",
-                                "reference, 1 worker", args.timeout, None)
-            record(outcome, "")
-            if outcome.ok:
-                references[source] = output_hashes(out)
-                last_time[source] = outcome.seconds
-        load = start_load(args.load)
-        for round_number in range(1, args.rounds + 1):
-            round_label = f"round {round_number}/{args.rounds}"
-            for source, reference in references.items():
-                out = work / f"{source}-2workers"
+        try:
+            for source in sources:
+                if source != SAMPLE:
+                    BENCHES[source].generate(work / f"{source}-in", args.scale)
+                out = work / f"{source}-reference"
                 shutil.rmtree(out, ignore_errors=True)
-                outcome = run_build(source, command(source, out, 2), out, work / f"{source}-2workers.log",
-                                    "2 workers", args.timeout, reference)
-                record(outcome, round_label)
+                outcome = run_build(source, command(source, out, 1), out, work / f"{source}-reference.log",
+                                    "reference, 1 worker", args.timeout, None)
+                record(outcome, "")
                 if outcome.ok:
+                    references[source] = output_hashes(out)
                     last_time[source] = outcome.seconds
-                for mode in KILL_MODES[args.kill]:
-                    out = work / f"{source}-killed-{mode}"
+            load = start_load(args.load)
+            for round_number in range(1, args.rounds + 1):
+                round_label = f"round {round_number}/{args.rounds}"
+                for source, reference in references.items():
+                    out = work / f"{source}-2workers"
                     shutil.rmtree(out, ignore_errors=True)
-                    if mode == "portable" and portable is None:
-                        portable = PortableService(work)
-                    runner = portable.flags() if mode == "portable" else None
-                    record(kill_mid_bundle(mode, source, command(source, out, 2, runner), out,
-                                           work / f"{source}-killed-{mode}.log", last_time[source],
-                                           rng.uniform(0.05, 0.35), args.stall_seconds, args.timeout,
-                                           reference, portable), round_label)
-                    record(run_build(source, command(source, out, 2, runner), out,
-                                     work / f"{source}-rerun-{mode}.log", "rerun after kill", args.timeout,
-                                     reference), round_label)
-    finally:
-        stop_load(load)
-        if portable is not None:
-            portable.stop()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+                    outcome = run_build(source, command(source, out, 2), out, work / f"{source}-2workers.log",
+                                        "2 workers", args.timeout, reference)
+                    record(outcome, round_label)
+                    if outcome.ok:
+                        last_time[source] = outcome.seconds
+                    for mode in KILL_MODES[args.kill]:
+                        out = work / f"{source}-killed-{mode}"
+                        shutil.rmtree(out, ignore_errors=True)
+                        if mode == "portable" and portable is None:
+                            portable = PortableService(work)
+                        runner = portable.flags() if mode == "portable" else None
+                        record(kill_mid_bundle(mode, source, command(source, out, 2, runner), out,
+                                               work / f"{source}-killed-{mode}.log", last_time[source],
+                                               rng.uniform(0.05, 0.35), args.stall_seconds, args.timeout,
+                                               reference, portable), round_label)
+                        record(run_build(source, command(source, out, 2, runner), out,
+                                         work / f"{source}-rerun-{mode}.log", "rerun after kill", args.timeout,
+                                         reference), round_label)
+        finally:
+            stop_load(load)
+            if portable is not None:
+                portable.stop()
     print("summary:")
     for line in summary(outcomes):
         print(f"  {line}")

@@ -156,23 +156,21 @@ class ReadDump:
 
     def _read_table(self, site, table, stream, source_file, batches):
         if table == "posts":
-            # Only the post types _post reads: other rows are skipped without a copy.
+            # Only the post types _post reads: other rows are skipped without a copy, counted.
             kinds = frozenset((QUESTION, ANSWER) if self.want_answers else (QUESTION,))
-            passed: dict = {}
-            try:
-                for attrs in iter_rows(stream, POST_FIELDS, ("PostTypeId", kinds), passed):
-                    yield from self._post(site, attrs, source_file, batches)
-            finally:
-                for post_type, n in passed.items():
-                    batches.count_row(POSTS_FILE, skipped_post(post_type, self.want_answers), n)
+            fields, where, handle, name = POST_FIELDS, ("PostTypeId", kinds), self._post, POSTS_FILE
+            def skipped(post_type):
+                return skipped_post(post_type, self.want_answers)
         else:
-            passed = {}
-            try:
-                for attrs in iter_rows(stream, LINK_FIELDS, ("LinkTypeId", frozenset((DUPLICATE_LINK_TYPE,))), passed):
-                    yield from self._link(site, attrs, source_file, batches)
-            finally:
-                for link_type, n in passed.items():
-                    batches.count_row(LINKS_FILE, skipped_link(link_type), n)
+            fields, where, handle, name = LINK_FIELDS, ("LinkTypeId", frozenset((DUPLICATE_LINK_TYPE,))), self._link, LINKS_FILE
+            skipped = skipped_link
+        passed: dict = {}
+        try:
+            for attrs in iter_rows(stream, fields, where, passed):
+                yield from handle(site, attrs, source_file, batches)
+        finally:
+            for value, n in passed.items():
+                batches.count_row(name, skipped(value), n)
 
     def _post(self, site, attrs, source_file, batches):
         post_type = attrs.get("PostTypeId")

@@ -157,9 +157,10 @@ def records_table(records: list[dict], schema: pa.Schema) -> pa.Table:
 
 
 class RowTables:
-    """Gather dict records (rows from :func:`make_row`, by default) into Arrow tables, so
-    that a source can hand them on in batches: one Beam element per table instead of per
-    record.
+    """Gather records (rows from :func:`make_row`, by default) into Arrow tables, so that a
+    source can hand them on in batches: one Beam element per table instead of per record.
+    A record is a dict, or a tuple of its values in the schema's order (no dict to build
+    per record; the tuples are turned into columns in one step).
 
     Args:
         rows_per_table: records of a full table.
@@ -169,9 +170,9 @@ class RowTables:
     def __init__(self, rows_per_table: int = 8192, schema: pa.Schema | None = None):
         self.rows_per_table = rows_per_table
         self._schema = schema if schema is not None else row_arrow_schema()
-        self._rows: list[dict] = []
+        self._rows: list = []
 
-    def add(self, row: dict) -> pa.Table | None:
+    def add(self, row: dict | tuple) -> pa.Table | None:
         """Add one record; return a table when ``rows_per_table`` records are gathered."""
         self._rows.append(row)
         if len(self._rows) >= self.rows_per_table:
@@ -183,6 +184,10 @@ class RowTables:
         if not self._rows:
             return None
         rows, self._rows = self._rows, []
+        if isinstance(rows[0], tuple):
+            columns = zip(*rows)
+            return pa.Table.from_arrays([pa.array(column, field.type) for column, field in zip(columns, self._schema)],
+                                        schema=self._schema)
         return records_table(rows, self._schema)
 
 

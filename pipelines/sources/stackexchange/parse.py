@@ -206,10 +206,11 @@ class ReadDump:
                                             excerpt=_question_excerpt(question), post=f"question {post_id}")
                 if reject is not None:
                     yield reject
-                else:
-                    table = batches.title_body_rows.add(title_body_pair(question))
-                    if table is not None:
-                        yield self._title_body_table(table)
+                    return
+                # The row's values (make_row keeps the schema's order): no dict per row to gather.
+                table = batches.title_body_rows.add(tuple(title_body_pair(question).values()))
+                if table is not None:
+                    yield self._title_body_table(table)
         else:
             parent = attrs.get("ParentId")
             if _int(post_id) is None or score is None or _int(parent) is None:
@@ -221,11 +222,10 @@ class ReadDump:
                 return
             parent = int(parent)
             licence, licence_problem = post_licence(attrs)
-            table = batches.answers.add({
-                "key": post_key(site, parent), "site": site, "parent": parent, "id": post_id,
-                "id_number": int(post_id), "score": score, "body": attrs.get("Body") or "",
-                "source_file": source_file, "licence": licence, "licence_problem": licence_problem,
-                "author": post_author(attrs)})
+            # In the order of rules.ANSWERS.
+            table = batches.answers.add((
+                post_key(site, parent), site, parent, post_id, int(post_id), score, attrs.get("Body") or "",
+                source_file, licence, licence_problem, post_author(attrs)))
             if table is not None:
                 yield beam.pvalue.TaggedOutput("answers", table)
 

@@ -18,6 +18,8 @@ stopped); with ``strict`` the run stops instead, naming the file.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import functools
 import io
 import uuid
@@ -173,6 +175,10 @@ class FileBlock:
     whole: bool
 
 
+# Blocks cut ahead of their writing (each up to --block_bytes in memory).
+WRITES_AHEAD = 2
+
+
 class _CutIntoBlocks(beam.DoFn):
     """Cut every file (or wanted archive member) into :class:`FileBlock` s; byte ranges of
     plain files pass through as they are."""
@@ -198,8 +204,20 @@ class _CutIntoBlocks(beam.DoFn):
                                     context)
 
     def _cut(self, item, source_file: str, stream):
-        for _index, first_line, data, whole in file_blocks(stream, self.cut_bytes, self.starts_record):
-            yield self._write(item, source_file, first_line, data, whole)
+        # Writing a block (an upload, on an object store) overlaps inflating the next ones:
+        # one thread writes, in order, and at most WRITES_AHEAD blocks wait in memory. The
+        # blocks cut before a problem of the stream are handed on, as when reading whole.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as writer:
+            pending: collections.deque = collections.deque()
+            try:
+                for _index, first_line, data, whole in file_blocks(stream, self.cut_bytes, self.starts_record):
+                    pending.append(writer.submit(self._write, item, source_file, first_line, data, whole))
+                    if len(pending) > WRITES_AHEAD:
+                        yield pending.popleft().result()
+            except Exception:
+                yield from (future.result() for future in pending)
+                raise
+            yield from (future.result() for future in pending)
 
     def _write(self, item, source_file: str, first_line: int, data: bytes, whole: bool) -> FileBlock:
         path = files.join(self.cut_dir, f"block-{uuid.uuid4().hex}")

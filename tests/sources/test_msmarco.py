@@ -290,6 +290,15 @@ def test_sample_with_qidpidtriples(tmp_path):
         "100/0/3", "100/0/6", "100/1/2", "100/1/3", "101/2/4", "102/4/5"}
     assert result.reasons(DATASET) == {"bad_encoding": 1, "malformed_line": 4,
                                        "negative_is_positive": 1, "query_missing": 1}
+    # Queries are named by every triple of the file, passages by the triplets reaching their join.
+    with gzip.open(f"{SOURCE.sample_root()}/msmarco/qidpidtriples.train.full.2.tsv.gz") as stream:
+        triple_qids = {int(q) for q, *_ids in (line.split(b"\t") for line in stream.read().splitlines())
+                       if q.isdigit()}
+    _qids, pids = _named_ids(result)
+    assert result.manifest["input_rows"]["msmarco"] == {
+        "collection.tsv": _lookup_rows_by_hand(_sample_lines("collection.tsv"), pids),
+        "queries.train.tsv": _lookup_rows_by_hand(_sample_lines("queries.train.tsv"), triple_qids)}
+    assert result.manifest["input_rows"]["msmarco"]["queries.train.tsv"] == {"taken": 3, "skipped": {"not_used": 2}}
 
 
 def _unpacked_sample(root):
@@ -320,6 +329,7 @@ def test_byte_ranges_give_the_same_triplets_and_rejects(tmp_path):
     assert split.rows[DATASET] == whole.rows[DATASET]
     assert split.reasons(DATASET) == whole.reasons(DATASET)
     assert split.manifest["datasets"][DATASET]["accounting"] == whole.manifest["datasets"][DATASET]["accounting"]
+    assert split.manifest["input_rows"] == whole.manifest["input_rows"]
     ranged = [r["record_id"] for r in split.rejects[DATASET] if r["reason"] == "malformed_line"]
     assert ranged and any(" after byte " in record_id for record_id in ranged)
 
@@ -349,6 +359,86 @@ def test_sample_with_text_triples(tmp_path):
     assert result.reasons(DATASET) == {"malformed_line": 1}
 
 
+# -- input rows of the lookup tables -----------------------------------------------------------------
+
+# Rejects of the triplets that reached the passage joins (the others are rows), and of
+# those that reached the query join of the hard-negatives input.
+_PASSAGE_JOIN_REJECTS = {"negative_missing", "positive_missing", "duplicate_passage_id"}
+_QUERY_JOIN_REJECTS = _PASSAGE_JOIN_REJECTS | {"query_missing", "duplicate_query_id"}
+
+
+def _named_ids(result) -> tuple[set, set]:
+    """``(qids, pids)`` named by the triplets that reached the query join (hard negatives)
+    and the passage joins: those of the rows and of the rejects of those joins (record id
+    ``qid/pos/neg``)."""
+    def triplets(reasons):
+        record_ids = [r["record_id"] for r in result.rows[DATASET]] + [
+            r["record_id"] for r in result.rejects[DATASET] if r["reason"] in reasons]
+        return [tuple(int(i) for i in record_id.split("/")) for record_id in record_ids]
+    return ({q for q, _p, _n in triplets(_QUERY_JOIN_REJECTS)},
+            {pid for _q, p, n in triplets(_PASSAGE_JOIN_REJECTS) for pid in (p, n)})
+
+
+def _lookup_rows_by_hand(lines: list[bytes], named: set) -> dict:
+    """The input rows of ``collection.tsv`` or ``queries.train.tsv``, worked out from its
+    lines: a line whose id is ``named`` is taken, another sound line is ``not_used``, and
+    a line rejected where it is read (no TAB, an id that is no integer, not UTF-8) is taken
+    (a record, rejected). Blank lines are no rows."""
+    taken = not_used = 0
+    for line in lines:
+        if not line.strip():
+            continue
+        first, tab, _text = line.partition(b"\t")
+        try:
+            sound = bool(tab) and first.isdigit() and bool(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            sound = False
+        if not sound or int(first) in named:
+            taken += 1
+        else:
+            not_used += 1
+    return {"taken": taken, "skipped": {"not_used": not_used} if not_used else {}}
+
+
+def _assert_every_row_counted(counted: dict, lines_of: dict) -> None:
+    for table, lines in lines_of.items():
+        rows = sum(1 for line in lines if line.strip())
+        assert counted[table]["taken"] + sum(counted[table]["skipped"].values()) == rows, table
+
+
+def _sample_lines(member: str) -> list[bytes]:
+    archive = "collection.tar.gz" if member == "collection.tsv" else "queries.tar.gz"
+    with tarfile.open(f"{SOURCE.sample_root()}/msmarco/{archive}") as tar:
+        return tar.extractfile(member).read().splitlines()
+
+
+def test_real_excerpts_count_every_collection_and_query_row_once(tmp_path, upstream_samples):
+    """Every row of the real collection and queries is counted once: taken when a triplet
+    that reaches its join names the id (as query, positive or negative), else not_used."""
+    folder = tmp_path / "in" / "msmarco"
+    folder.mkdir(parents=True)
+    for name in ("collection.tsv", "queries.train.tsv", "qrels.train.tsv"):
+        shutil.copy(upstream_samples / "msmarco" / name, folder / name)
+    with gzip.open(folder / "msmarco-hard-negatives.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write('{"qid": 121352, "pos": [99], "neg": {"bm25": [100, 99, 3], "tas-b": [3]}}\n')
+        f.write('{"qid": 634306, "pos": [10, 11], "neg": {"bm25": [12, 10, 200]}}\n')  # 200: negative_missing
+        f.write('{"qid": 920825, "pos": [20], "neg": {"bm25": [300]}}\n')  # 20 named only by a reject
+        f.write('{"qid": 510633, "pos": [30], "neg": {"bm25": [30]}}\n')   # no_negative: names nothing
+        f.write('{"qid": 999, "pos": [40], "neg": {"bm25": [41]}}\n')      # query_missing: stops there
+        f.write('{"qid": 737889, "pos": [500], "neg": {"bm25": [50]}}\n')  # positive_missing
+    result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
+    assert result.reasons(DATASET) == {"negative_missing": 3, "no_negative": 1, "positive_missing": 1,
+                                       "query_missing": 1}
+    qids, pids = _named_ids(result)
+    lines = {name: (folder / name).read_bytes().splitlines() for name in ("collection.tsv", "queries.train.tsv")}
+    counted = result.manifest["input_rows"]["msmarco"]
+    assert counted == {"collection.tsv": _lookup_rows_by_hand(lines["collection.tsv"], pids),
+                       "queries.train.tsv": _lookup_rows_by_hand(lines["queries.train.tsv"], qids)}
+    assert counted == {"collection.tsv": {"taken": 8, "skipped": {"not_used": 93}},
+                       "queries.train.tsv": {"taken": 4, "skipped": {"not_used": 6}}}
+    _assert_every_row_counted(counted, lines)
+
+
 # -- builds: the real excerpts ------------------------------------------------------------------------
 
 def test_real_excerpts_default_reads_qidpidtriples(tmp_path, upstream_samples):
@@ -359,6 +449,10 @@ def test_real_excerpts_default_reads_qidpidtriples(tmp_path, upstream_samples):
     assert result.reasons(DATASET) == {"query_missing": 3}
     assert {r["record_id"] for r in result.rejects[DATASET]} == {
         "662731/193249/2975302", "527862/1505983/2975302", "984152/2304924/3372067"}
+    # No triple names a train query, so no triplet reaches a join: every row is not_used.
+    assert result.manifest["input_rows"]["msmarco"] == {
+        "collection.tsv": {"taken": 0, "skipped": {"not_used": 101}},
+        "queries.train.tsv": {"taken": 0, "skipped": {"not_used": 10}}}
 
 
 def test_real_excerpts_text_triples(tmp_path, upstream_samples):
@@ -466,3 +560,15 @@ def test_selection_key_of_one_candidate_equals_the_vectorised_keys():
 class TestMsmarcoSample(SourceCase):
     SOURCE = "msmarco"
     ROWS = {"msmarco_triplets": 9}
+
+    def test_every_collection_and_query_row_is_counted_once(self, build):
+        # Passages 0..6 are all named; the 3 bad lines are rejected records (taken); query
+        # 103 gives no triplet (no_negative) and 105 is no train query.
+        qids, pids = _named_ids(build)
+        lines = {name: _sample_lines(name) for name in ("collection.tsv", "queries.train.tsv")}
+        counted = build.manifest["input_rows"]["msmarco"]
+        assert counted == {"collection.tsv": _lookup_rows_by_hand(lines["collection.tsv"], pids),
+                           "queries.train.tsv": _lookup_rows_by_hand(lines["queries.train.tsv"], qids)}
+        assert counted == {"collection.tsv": {"taken": 10, "skipped": {}},
+                           "queries.train.tsv": {"taken": 4, "skipped": {"not_used": 1}}}
+        _assert_every_row_counted(counted, lines)

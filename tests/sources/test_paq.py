@@ -1,5 +1,6 @@
 """PAQ: rule functions, the filtered-line parser on real NQ-open lines, the bundled
 sample, options, and bad input."""
+import csv
 import gzip
 import io
 import json
@@ -151,6 +152,53 @@ def test_sample_build_with_options(tmp_path):
     assert result.reasons("paq") == {
         "bad_encoding": 1, "bad_json": 1, "bad_passage_id": 1, "duplicate_passage_id": 1,
         "malformed_passage": 3, "malformed_question": 1, "no_passage": 1, "passage_missing": 1}
+    # The list is not read; the passages named are those of the defaults (and 104 again).
+    assert result.manifest["input_rows"] == {"paq": {
+        "psgs_w100.tsv": _passage_rows_by_hand(_sample_member("psgs_w100.tsv"), _named_passages(result))}}
+    assert result.manifest["input_rows"]["paq"]["psgs_w100.tsv"] == {"taken": 10, "skipped": {"not_used": 1}}
+
+
+# -- input rows of the lookup tables ----------------------------------------------------
+
+def _sample_member(name: str) -> bytes:
+    sample = f"{paq.SOURCE.sample_root()}/paq"
+    if name == "psgs_w100.tsv":
+        with gzip.open(f"{sample}/psgs_w100.tsv.gz") as stream:
+            return stream.read()
+    with tarfile.open(f"{sample}/PAQ.tar.gz") as tar:
+        return tar.extractfile(f"PAQ/{name}").read()
+
+
+def _named_passages(result) -> set:
+    """The passage ids named by the questions that reached the passage join: those of the
+    rows and of the ``passage_missing`` rejects (record id ``line N, passage P``)."""
+    record_ids = [r["record_id"] for r in result.rows["paq"]] + [
+        r["record_id"] for r in result.rejects["paq"] if r["reason"] == "passage_missing"]
+    return {re.fullmatch(r"line \d+, passage (\d+)", record_id).group(1) for record_id in record_ids}
+
+
+def _passage_rows_by_hand(tsv: bytes, named: set) -> dict:
+    """The input rows of psgs_w100.tsv, worked out from its lines (the header is no row):
+    the first line of an id is taken when a question names the id, else ``not_used``; a
+    line repeating an id (``duplicate_passage_id``) and a line rejected where it is read
+    (not UTF-8, bad quoting, not 3 fields, an id that is no integer) are taken, as records."""
+    taken, not_used, seen = 0, 0, set()
+    for number, line in enumerate(tsv.splitlines(), 1):
+        if (number == 1 and line.startswith(b"id\t")) or not line.strip():
+            continue
+        try:
+            fields = next(csv.reader([line.decode("utf-8")], delimiter="\t", strict=True))
+        except (UnicodeDecodeError, csv.Error):
+            fields = []
+        if len(fields) != 3 or not fields[0].isdigit() or fields[0] in seen:
+            taken += 1
+            continue
+        seen.add(fields[0])
+        if fields[0] in named:
+            taken += 1
+        else:
+            not_used += 1
+    return {"taken": taken, "skipped": {"not_used": not_used} if not_used else {}}
 
 
 def _gzip(data: bytes) -> bytes:
@@ -288,3 +336,17 @@ def test_selection_task_gives_what_the_per_question_rule_gives(filtered_only, ru
 class TestPaqSample(SourceCase):
     SOURCE = "paq"
     ROWS = {"paq": 5}
+
+    def test_every_passage_and_list_row_is_counted_once(self, build):
+        # Passage 108 alone is named by no question; the 4 lines rejected where they are read
+        # and the repeated 104 are taken. Every line of the list is taken: it selects its
+        # metadata record, or is a record itself (no_metadata, or rejected where it is read).
+        passages, listed = _sample_member("psgs_w100.tsv"), _sample_member("PAQ.filtered.jsonl")
+        counted = build.manifest["input_rows"]["paq"]
+        listed_rows = sum(1 for line in listed.splitlines() if line.strip())
+        assert counted == {"PAQ.filtered.jsonl": {"taken": listed_rows, "skipped": {}},
+                           "psgs_w100.tsv": _passage_rows_by_hand(passages, _named_passages(build))}
+        assert counted["psgs_w100.tsv"] == {"taken": 10, "skipped": {"not_used": 1}}
+        passage_rows = sum(1 for line in passages.splitlines()[1:] if line.strip())  # after the header
+        for table, rows in (("PAQ.filtered.jsonl", listed_rows), ("psgs_w100.tsv", passage_rows)):
+            assert counted[table]["taken"] + sum(counted[table]["skipped"].values()) == rows, table

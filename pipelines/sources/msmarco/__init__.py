@@ -112,6 +112,15 @@ A kept candidate ends as a row or one reject (``negative_is_positive``, ``*_miss
 ``duplicate_*_id``). Lines of collection, queries and qrels are not records, except a
 line rejected where it is read, which is one record read and rejected.
 
+Input rows (``accounting.count_input_rows``, manifest ``input_rows``): each row of the
+lookup tables ``collection.tsv`` and ``queries.train.tsv`` is counted once, in the join
+that first meets it (:func:`joins.count_lookup_rows`): taken when a triplet reaching that
+join names its id, else ``not_used``. Queries are named by the triples of the file, or by
+the triplets chosen from the hard-negatives lines; passages by the positive or negative of
+a triplet not rejected for its query or by the qrels (the negative join counts them, the
+triplets' positives being a side of it). A line rejected where it is read is taken, as a
+record. The qrels are not counted; ``triples_small`` reads neither table.
+
 Source options (``--source-option msmarco.<key>=<value>``):
     ``negatives``               ``auto`` | ``hard_negatives`` | ``qidpidtriples`` |
                                 ``triples_small`` (default ``auto``)
@@ -155,7 +164,7 @@ from pipelines.corpus.source import (
 )
 from pipelines.engine import GatherTables, HashJoin, ReadFiles, files, tables
 
-from .joins import _JOINS, _hard_negative_triplets, attach_text, select_triples, triplet_rows
+from .joins import _JOINS, _hard_negative_triplets, join_text, select_triples, triplet_rows
 from .parse import (
     _ARCHIVE_SUFFIXES,
     _FILE_NAMES,
@@ -168,6 +177,7 @@ from .parse import (
     JUDGED,
     NEGATIVE_INPUTS,
     PASSAGES,
+    POSITIVE_IDS,
     QIDPIDTRIPLES,
     QRELS,
     QUERIES,
@@ -305,14 +315,18 @@ class MsMarco(Source):
             label = step.capitalize()
             texts, text_key, text_schema = texts_of["query" if step == "query" else "passage"]
             reuse = step != "query" and spilled_passages is not None
+            sides = {"triplets": triplets, "texts": spilled_passages if reuse else texts}
+            keys = {"triplets": id_field, "texts": text_key}
+            schemas = {"triplets": schema, "texts": text_schema}
+            if step == "negative":
+                # The collection's rows are counted in this join (join_text): a passage named
+                # only as a positive must meet its triplets here too, by pid.
+                sides["positives"], keys["positives"], schemas["positives"] = triplets, "pos", POSITIVE_IDS
             joined = (
-                {"triplets": triplets, "texts": spilled_passages if reuse else texts}
+                sides
                 | f"msmarco/Join{label}" >> HashJoin(
-                    functools.partial(attach_text, step=step),
-                    keys={"triplets": id_field, "texts": text_key},
-                    schemas={"triplets": schema, "texts": text_schema},
-                    passed_on=("triplets",),
-                    spilled=("texts",) if reuse else ())
+                    functools.partial(join_text, step=step), keys=keys, schemas=schemas,
+                    passed_on=("triplets",), spilled=("texts",) if reuse else ())
             )
             if step != "query":
                 spilled_passages = joined.spilled["texts"]

@@ -46,6 +46,12 @@ _MEMBER_NAMES = {
     QIDPIDTRIPLES: "qidpidtriples.train.full.2.tsv",
     TRIPLES_SMALL: "triples.train.small.tsv",
 }
+# The lookup tables whose rows are counted as input rows (accounting.count_input_rows):
+# taken when a triplet names their id, else NOT_USED (see joins.count_lookup_rows).
+SOURCE_NAME = "msmarco"
+COLLECTION_TABLE, QUERIES_TABLE = _MEMBER_NAMES[COLLECTION], _MEMBER_NAMES[QUERIES]
+NOT_USED = "not_used"
+_LOOKUP_TABLES = {COLLECTION: COLLECTION_TABLE, QUERIES: QUERIES_TABLE}
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".7z")
 _EXCERPT_CHARS = 300
 
@@ -104,6 +110,9 @@ JUDGED = pa.schema([("qid", pa.int64()), ("pid", pa.int64())])
 SOURCE_FILE = pa.dictionary(pa.int16(), pa.string())
 ID_TRIPLES = pa.schema([("qid", pa.int64()), ("pos", pa.int64()), ("neg", pa.int64()),
                         ("source_file", SOURCE_FILE)])
+# The positives of the triplets, a side of the negative-passage join (which counts the
+# collection's rows, see MsMarco.expand).
+POSITIVE_IDS = pa.schema([("pos", pa.int64())])
 
 
 def _source_file_column(source_file: str, rows: int) -> pa.DictionaryArray:
@@ -238,8 +247,8 @@ def read_input(stream, source_file: str, kind: str):
     """``read_file`` for :class:`~pipelines.engine.ReadFiles`: one input (or archive member)
     read by the reader of its ``kind``; a file of blank lines only is a ``blank_file``
     reject."""
-    return unless_blank(_counting_rejects(_READERS[kind](stream, source_file)), stream, DATASET,
-                        source_file)
+    return unless_blank(_counting_rejects(_READERS[kind](stream, source_file), _LOOKUP_TABLES.get(kind)),
+                        stream, DATASET, source_file)
 
 
 def read_id_file(stream, source_file: str, kind: str):
@@ -248,11 +257,15 @@ def read_id_file(stream, source_file: str, kind: str):
     return tagged_records(read_input(stream, source_file, kind), kind)
 
 
-def _counting_rejects(items):
-    """Pass on what a reader yields; each line it rejects counts as one record read."""
+def _counting_rejects(items, lookup_table: str | None = None):
+    """Pass on what a reader yields; each line it rejects counts as one record read and, in
+    a lookup table, as a row taken (into that record, rejected: as StackExchange counts
+    its malformed rows). Rejects are rare, so they are counted one by one."""
     for item in items:
         if _is_reject(item):
             accounting.count_read(DATASET)
+            if lookup_table is not None:
+                accounting.count_input_rows(SOURCE_NAME, lookup_table)
         yield item
 
 

@@ -82,6 +82,15 @@ list. Lines of the filtered list and of psgs_w100.tsv are not records, except th
 rejected where they are read, which count as one record read and rejected each (as do
 ``duplicate_passage_id`` lines and the layout rejects).
 
+Input rows (``accounting.count_input_rows``, manifest ``input_rows``): each row of the
+lookup tables is counted once, in the join that meets it with its records. A passage of
+``psgs_w100.tsv`` (:func:`rules.pair_with_passages`) is taken when a candidate question
+names its id, else ``not_used``; a line repeating an id is taken, as its
+``duplicate_passage_id`` record. Every line of ``PAQ.filtered.jsonl``
+(:func:`rules.select_candidates`) is taken: it selects its question's metadata records, or
+is a ``no_metadata`` record itself. A line rejected where it is read is taken, as a
+record; the header of psgs_w100.tsv is no row.
+
 Whole files are judged by the core's reader: ``no_member`` (a ``PAQ.tar.gz`` without
 ``PAQ.filtered.jsonl``), ``empty_file`` (no byte at all), ``unreadable_file``.
 

@@ -31,6 +31,11 @@ _INPUT_NAMES = (
     (re.compile(rf"^PAQ\.metadata\.jsonl{_COMPRESSION_SUFFIX}$"), METADATA),
     (re.compile(rf"^psgs_w100\.tsv{_COMPRESSION_SUFFIX}$"), PASSAGES),
 )
+# The lookup tables whose rows are counted as input rows (accounting.count_input_rows):
+# the passages, looked up by the questions, and the list, looked up by the metadata.
+SOURCE_NAME = "paq"
+PASSAGES_TABLE, LIST_TABLE = "psgs_w100.tsv", FILTERED_MEMBER
+NOT_USED = "not_used"
 PASSAGE_COLUMNS = ("id", "text", "title")  # DPR's order, used when there is no header
 EXCERPT_CHARS = 500
 
@@ -352,7 +357,20 @@ def read_input(stream, source_file: str, kind: str):
     (:func:`read_metadata`, :func:`read_passages`, :func:`read_filtered`), each tagged
     with it (rejects keep their own tag)."""
     reader = {METADATA: read_metadata, PASSAGES: read_passages}.get(kind, read_filtered)
-    return tagged_records(reader(stream, source_file), kind)
+    items = reader(stream, source_file)
+    if kind != METADATA:
+        items = _counting_rejected_lines(items, PASSAGES_TABLE if kind == PASSAGES else LIST_TABLE)
+    return tagged_records(items, kind)
+
+
+def _counting_rejected_lines(items, table: str):
+    """Pass on what the reader of a lookup table yields; a line it rejects is a record
+    (rejected), so its row counts as taken, as StackExchange counts its malformed rows.
+    Rejects are rare, so they are counted one by one."""
+    for item in items:
+        if _is_reject(item):
+            accounting.count_input_rows(SOURCE_NAME, table)
+        yield item
 
 
 def is_filtered_member(member: str) -> bool:

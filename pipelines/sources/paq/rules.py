@@ -10,7 +10,8 @@ from pipelines.corpus.normalize import normalize_column
 from pipelines.corpus.rejects import rejected
 from pipelines.corpus.schema import gather_tables, make_row, make_rows
 
-from .parse import DATASET, EXCERPT_CHARS, QUESTIONS, _is_reject, passage_key, passage_keys
+from .parse import (DATASET, EXCERPT_CHARS, LIST_TABLE, NOT_USED, PASSAGES_TABLE, QUESTIONS, SOURCE_NAME,
+                    _is_reject, passage_key, passage_keys)
 
 PASSAGE_RULES = ("first", "all")
 
@@ -82,6 +83,10 @@ def select_candidates(tables: dict, filtered_only: bool, rule: str):
         rule: option ``passages`` (see :func:`choose_passages`).
     """
     listed, metadata = tables["listed"], tables["metadata"]
+    if listed.num_rows:
+        # Every line of the list is taken: it selects its question's metadata records, or
+        # is itself a record (no_metadata).
+        accounting.count_input_rows(SOURCE_NAME, LIST_TABLE, None, listed.num_rows)
     unanswered = pc.invert(pc.is_in(listed["question"], metadata["question"]))
     in_list = pc.is_in(metadata["question"], listed["question"])
     candidate = in_list if filtered_only else pa.array([True] * metadata.num_rows, pa.bool_())
@@ -156,6 +161,7 @@ def pair_with_passages(tables: dict, passage_file: str):
     """
     passages, questions = tables["passages"], tables["questions"]
     counts = passages.group_by("passage_id", use_threads=False).aggregate([([], "count_all")])
+    _count_passage_rows(counts, questions)
     repeated = counts.filter(pc.greater(counts["count_all"], 1))["passage_id"]
     if len(repeated):
         # Rare: the ids given more than once, and their questions, go one by one.
@@ -178,6 +184,26 @@ def pair_with_passages(tables: dict, passage_file: str):
         questions, position = questions.filter(found), position.filter(found)
     if questions.num_rows:
         yield question_passage_rows(questions, pc.take(passages["text"], position))
+
+
+def _count_passage_rows(counts: pa.Table, questions: pa.Table) -> None:
+    """Count one task's passage lines as input rows (once per task and reason: a counter
+    call per row costs): the first line of an id is taken when a question names the id,
+    else ``not_used``; a repeated line is taken, being a record (``duplicate_passage_id``).
+
+    Args:
+        counts: per distinct passage id of the task, its lines (``count_all``).
+        questions: the task's :data:`QUESTIONS`.
+    """
+    if not counts.num_rows:
+        return
+    lines = pc.sum(counts["count_all"]).as_py()
+    asked = pc.is_in(counts["passage_id"], value_set=questions["passage_id"].combine_chunks())
+    named = pc.sum(asked).as_py() or 0
+    not_used = counts.num_rows - named
+    for skipped, n in ((None, lines - not_used), (NOT_USED, not_used)):
+        if n:
+            accounting.count_input_rows(SOURCE_NAME, PASSAGES_TABLE, skipped, n)
 
 
 def question_passage_rows(questions: pa.Table, texts) -> pa.Table:

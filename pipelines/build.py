@@ -303,6 +303,15 @@ def build_fingerprint(request: BuildRequest, planned: list[_PlannedSource], eval
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
 
 
+def scratch_folder(output: str, scratch_dir: str = "") -> str:
+    """The build's folder for the engine's temporary files: ``OUT/_work/scratch``, or a
+    folder of its own below a given ``--scratch_dir``, named after the output, so that
+    builds of other outputs sharing that folder neither read nor remove each other's files."""
+    if not scratch_dir:
+        return files.join(output, WORK_DIR, SCRATCH_DIR)
+    return files.join(scratch_dir, "build-" + hashlib.sha256(output.encode()).hexdigest()[:16])
+
+
 def _clear_scratch(scratch: str) -> None:
     """Remove the engine's temporary files (``--scratch_dir``, by default ``OUT/_work/scratch``):
     the blocks and join runs it writes there, nothing else."""
@@ -369,7 +378,7 @@ def run_build(request: BuildRequest, beam_args: list[str] | None = None, engine_
         engine = options.view_as(engine_options.CorpusOptions)
         engine.progress_dir = reporter.spool
         # The engine's temporary files (blocks of shared-out files, join runs), removed below.
-        engine.scratch_dir = engine.scratch_dir or files.join(output, WORK_DIR, SCRATCH_DIR)
+        engine.scratch_dir = scratch_folder(output, engine.scratch_dir)
         engine_options.use(engine_options.settings_of(options))  # for steps run in this process
         if evaluation:
             with FileSystems.create(files.join(output, WORK_DIR, EVAL_INDEX)) as stream:

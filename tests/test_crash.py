@@ -44,3 +44,21 @@ def test_killed_build_rerun_matches_a_clean_build(tmp_path):
     assert sorted(got) == sorted(expected)
     for name, data in expected.items():
         assert got[name] == data, f"{name} differs from the uninterrupted build"
+
+
+def test_builds_sharing_a_scratch_dir_keep_to_folders_of_their_own(tmp_path):
+    """What a killed run left is cleared at the start of the next: with a shared
+    ``--scratch_dir`` that must only ever be the same output's files."""
+    from pipelines import build
+
+    shared = str(tmp_path / "scratch")
+    one, other = build.scratch_folder("gs://b/one", shared), build.scratch_folder("gs://b/other", shared)
+    assert one != other and one.startswith(shared + "/build-") and other.startswith(shared + "/build-")
+    assert build.scratch_folder("gs://b/one", shared) == one  # a rerun finds what its killed run left
+    assert build.scratch_folder(str(tmp_path / "out")) == str(tmp_path / "out" / "_work" / "scratch")
+    for folder in (one, other):
+        Path(folder, "blocks").mkdir(parents=True)
+        Path(folder, "blocks", "block-0").write_bytes(b"<row />\n")
+    build._clear_scratch(one)
+    assert not Path(one, "blocks", "block-0").exists()
+    assert Path(other, "blocks", "block-0").read_bytes() == b"<row />\n"

@@ -28,8 +28,9 @@ sample: setup
 	$(BIN)/corpus build --sample --force --output $(SAMPLE_OUT)
 	$(BIN)/corpus verify $(SAMPLE_OUT)
 
+# A test file's tests run in one process (module fixtures are built once), the files on every core.
 test: setup-test
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n auto --dist loadfile tests
 
 # The install a user does: the wheel in a fresh environment with pip alone (.ci/install-check).
 install-check: setup-test

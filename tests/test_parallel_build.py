@@ -1,10 +1,10 @@
-"""A build on two worker processes writes the same bytes as a build in one process."""
+"""A build on two worker processes writes the same bytes as a build in one process.
+(Two worker threads, source by source: ``SourceCase.test_two_workers_write_the_same_bytes``.)"""
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import run_build
 from tests.sample_corpus import sample_corpus
 
 # Blocks of 1 KB: every sample file of more than a kilobyte that is read through (compressed
@@ -39,11 +39,3 @@ def test_two_worker_processes_of_the_command_write_the_same_shards_as_one_proces
     assert done.returncode == 0, done.stderr[-3000:]
     _assert_same_build(one, tmp_path / "out")
 
-
-def test_two_worker_threads_write_the_same_shards(tmp_path):
-    """Two workers in this process's threads, files cut into blocks as on every runner."""
-    one = sample_corpus()
-    two = run_build(tmp_path / "out", sample=True, beam_args=["--direct_running_mode=multi_threading",
-                                                              "--direct_num_workers=2",
-                                                              f"--block_bytes={SMALL_BLOCK_BYTES}"])
-    _assert_same_build(one, two.output)

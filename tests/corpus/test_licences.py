@@ -171,6 +171,9 @@ def test_a_commercial_build_holds_only_datasets_whose_terms_allow_it(commercial)
     built = {d for d, e in manifest["datasets"].items() if e["status"] == "built"}
     assert built and all(manifest["datasets"][d]["licence"]["commercial"] == "yes" for d in built)
     assert built == {spec.id for spec in registry.DATASETS if _licence(spec.id).allows_commercial}
+    for dataset in built:  # a row's own licence (a StackExchange post's) allows it too
+        assert {row["licence"] for row in commercial.rows[dataset]} <= {
+            lic.id for lic in licences.LICENCES if lic.allows_commercial}
     for dataset_id, reason in refused.items():
         entry = manifest["datasets"][dataset_id]
         assert (entry["status"], entry["verdict"], entry["reason"]) == ("not selected", "not selected", reason)

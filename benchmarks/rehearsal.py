@@ -318,7 +318,8 @@ def _cpu_times() -> tuple[float, float]:
     return (sum(fields[:8]) - idle) / ticks, idle / ticks
 
 
-def measure_build(root: Path, out: Path, label: str, datasets: list[str] | None = None) -> Build:
+def measure_build(root: Path, out: Path, label: str, datasets: list[str] | None = None,
+                  shard_mb: int | None = None) -> Build:
     """Run ``corpus build`` on ``root`` with two worker processes, as a user would; return
     its measurements. Dirty pages are written out first, so that the writeback of the
     generated input does not run during the build."""
@@ -328,6 +329,8 @@ def measure_build(root: Path, out: Path, label: str, datasets: list[str] | None 
                "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     if datasets:
         command += ["--datasets", ",".join(datasets)]
+    if shard_mb:
+        command += ["--target-shard-mb", str(shard_mb)]
     shutil.rmtree(out, ignore_errors=True)
     os.sync()
     log = out.parent / f"{out.name}.log"
@@ -589,6 +592,8 @@ def main(argv=None) -> int:
                         help="skip the builds of every source (with --per-source: only those)")
     parser.add_argument("--generate-only", action="store_true")
     parser.add_argument("--clean", action="store_true", help="remove inputs and outputs at the end")
+    parser.add_argument("--target-shard-mb", type=int,
+                        help="the builds' shard size (default: the build's); a shard is held in memory while written")
     parser.add_argument("--json", help="write every measurement to this file")
     args = parser.parse_args(argv)
     if args.from_json:
@@ -607,7 +612,8 @@ def main(argv=None) -> int:
     builds = {}
     for f in sorted(fractions) if not args.no_builds else ():
         report["generated"][f] = json.loads((roots[f] / ".generated.json").read_text())["bytes"]
-        builds[f] = measure_build(roots[f], work / f"out-{f:g}", f"all sources, F={f:g}")
+        builds[f] = measure_build(roots[f], work / f"out-{f:g}", f"all sources, F={f:g}",
+                                  shard_mb=args.target_shard_mb)
         print(describe(builds[f]), flush=True)
         print("\n".join(check(builds[f], f)), flush=True)
         report["builds"][f] = vars(builds[f])

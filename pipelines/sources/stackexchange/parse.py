@@ -4,6 +4,7 @@ archive members and tables are read, and :class:`ReadDump`, the parser of one
 from __future__ import annotations
 
 import posixpath
+import re
 
 import apache_beam as beam
 from lxml import etree
@@ -23,6 +24,12 @@ from .rules import (ANSWER, ANSWERS, DUPLICATE_LINK_TYPE, DUPLICATES, LINK_FIELD
 
 
 # -- reading the dump (through pipelines.engine.read.ReadFiles) ----------------------------
+
+# A row line's type, found without parsing the line (values are double-quoted in the dumps;
+# a quote inside a value is &quot;, so the pattern cannot match inside another attribute).
+_POST_TYPE = re.compile(rb'\sPostTypeId="([^"]*)"')
+_LINK_TYPE = re.compile(rb'\sLinkTypeId="([^"]*)"')
+_LINK_TYPES_TAKEN = frozenset({DUPLICATE_LINK_TYPE.encode()})
 
 _ARCHIVE_MEMBERS = frozenset({"Posts.xml"})
 _ARCHIVE_MEMBERS_WITH_LINKS = frozenset({"Posts.xml", "PostLinks.xml"})
@@ -93,6 +100,8 @@ class ReadDump:
         self.title_body = TITLE_BODY in ctx.datasets
         # Questions go on one by one only to the joins of the other two datasets.
         self.emit_questions = TITLE_ANSWER in ctx.datasets or DUPLICATES in ctx.datasets
+        # The PostTypeIds _post reads (as bytes, as a row's line holds them).
+        self._post_types = frozenset(t.encode() for t in ((QUESTION, ANSWER) if self.want_answers else (QUESTION,)))
 
     def __call__(self, stream, source_file: str, context: tuple[str, str]):
         site, kind = context
@@ -137,10 +146,19 @@ class ReadDump:
         write one row per line). A malformed line is named by where it lies in the file."""
         fields = POST_FIELDS if table == "posts" else LINK_FIELDS
         handle = self._post if table == "posts" else self._link
+        # As when a table is read whole: a row of a type no dataset takes is counted by its
+        # type and not parsed (most of Posts.xml is answers, when they are not wanted).
+        type_of, wanted, skipped, name = (
+            (_POST_TYPE, self._post_types, lambda t: skipped_post(t, self.want_answers), POSTS_FILE)
+            if table == "posts" else (_LINK_TYPE, _LINK_TYPES_TAKEN, skipped_link, LINKS_FILE))
         for where, line in located_lines(stream):
             text = line.strip().removeprefix(b"\xef\xbb\xbf")
             if not text.startswith(b"<row"):
                 continue  # the XML declaration and the root element's tags
+            kind = type_of.search(text)
+            if kind is not None and kind.group(1) not in wanted:
+                batches.count_row(name, skipped(kind.group(1).decode("ascii", "replace")))
+                continue
             try:
                 attrib = etree.fromstring(text, _ROW_LINE_PARSER).attrib
             except etree.XMLSyntaxError as exc:
@@ -157,7 +175,7 @@ class ReadDump:
     def _read_table(self, site, table, stream, source_file, batches):
         if table == "posts":
             # Only the post types _post reads: other rows are skipped without a copy, counted.
-            kinds = frozenset((QUESTION, ANSWER) if self.want_answers else (QUESTION,))
+            kinds = frozenset(t.decode() for t in self._post_types)
             fields, where, handle, name = POST_FIELDS, ("PostTypeId", kinds), self._post, POSTS_FILE
             def skipped(post_type):
                 return skipped_post(post_type, self.want_answers)

@@ -412,20 +412,29 @@ def _sample_lines(member: str) -> list[bytes]:
         return tar.extractfile(member).read().splitlines()
 
 
-def test_real_excerpts_count_every_collection_and_query_row_once(tmp_path, upstream_samples):
-    """Every row of the real collection and queries is counted once: taken when a triplet
-    that reaches its join names the id (as query, positive or negative), else not_used."""
+def _real_excerpts_with_hard_negatives(tmp_path, upstream_samples, lines: list[str]):
+    """``IN/msmarco``: the real collection, train queries and qrels, and a hard-negatives
+    file of ``lines`` (no real line of that file is public)."""
     folder = tmp_path / "in" / "msmarco"
     folder.mkdir(parents=True)
     for name in ("collection.tsv", "queries.train.tsv", "qrels.train.tsv"):
         shutil.copy(upstream_samples / "msmarco" / name, folder / name)
     with gzip.open(folder / "msmarco-hard-negatives.jsonl.gz", "wt", encoding="utf-8") as f:
-        f.write('{"qid": 121352, "pos": [99], "neg": {"bm25": [100, 99, 3], "tas-b": [3]}}\n')
-        f.write('{"qid": 634306, "pos": [10, 11], "neg": {"bm25": [12, 10, 200]}}\n')  # 200: negative_missing
-        f.write('{"qid": 920825, "pos": [20], "neg": {"bm25": [300]}}\n')  # 20 named only by a reject
-        f.write('{"qid": 510633, "pos": [30], "neg": {"bm25": [30]}}\n')   # no_negative: names nothing
-        f.write('{"qid": 999, "pos": [40], "neg": {"bm25": [41]}}\n')      # query_missing: stops there
-        f.write('{"qid": 737889, "pos": [500], "neg": {"bm25": [50]}}\n')  # positive_missing
+        f.write("".join(line + "\n" for line in lines))
+    return folder
+
+
+def test_real_excerpts_count_every_collection_and_query_row_once(tmp_path, upstream_samples):
+    """Every row of the real collection and queries is counted once: taken when a triplet
+    that reaches its join names the id (as query, positive or negative), else not_used."""
+    folder = _real_excerpts_with_hard_negatives(tmp_path, upstream_samples, [
+        '{"qid": 121352, "pos": [99], "neg": {"bm25": [100, 99, 3], "tas-b": [3]}}',
+        '{"qid": 634306, "pos": [10, 11], "neg": {"bm25": [12, 10, 200]}}',  # 200: negative_missing
+        '{"qid": 920825, "pos": [20], "neg": {"bm25": [300]}}',  # 20 named only by a reject
+        '{"qid": 510633, "pos": [30], "neg": {"bm25": [30]}}',   # no_negative: names nothing
+        '{"qid": 999, "pos": [40], "neg": {"bm25": [41]}}',      # query_missing: stops there
+        '{"qid": 737889, "pos": [500], "neg": {"bm25": [50]}}',  # positive_missing
+    ])
     result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     assert result.reasons(DATASET) == {"negative_missing": 3, "no_negative": 1, "positive_missing": 1,
                                        "query_missing": 1}
@@ -480,13 +489,9 @@ def test_real_excerpts_text_triples(tmp_path, upstream_samples):
 def test_real_collection_and_queries_joined_with_mined_negatives(tmp_path, upstream_samples):
     # The real collection, train queries and qrels, with a hard-negatives line in the
     # documented format that links real ids (no real line of that file is public).
-    folder = tmp_path / "in" / "msmarco"
-    folder.mkdir(parents=True)
-    for name in ("collection.tsv", "queries.train.tsv", "qrels.train.tsv"):
-        shutil.copy(upstream_samples / "msmarco" / name, folder / name)
-    with gzip.open(folder / "msmarco-hard-negatives.jsonl.gz", "wt", encoding="utf-8") as f:
-        f.write('{"qid": 121352, "pos": [99], "neg": {"bm25": [100, 99, 3], "msmarco-distilbert-base-v3": [3]}}\n')
-        f.write('{"qid": 1185868, "pos": [16], "neg": {"bm25": [0]}}\n')
+    _real_excerpts_with_hard_negatives(tmp_path, upstream_samples, [
+        '{"qid": 121352, "pos": [99], "neg": {"bm25": [100, 99, 3], "msmarco-distilbert-base-v3": [3]}}',
+        '{"qid": 1185868, "pos": [16], "neg": {"bm25": [0]}}'])
     result = run_conserved_build(tmp_path / "out", input_root=tmp_path / "in", datasets=[DATASET])
     rows = {r["record_id"]: r for r in result.rows[DATASET]}
     assert sorted(rows) == ["121352/99/100", "121352/99/3"]

@@ -86,6 +86,8 @@ def test_a_module_missing_from_the_install_is_one_line(tmp_path, monkeypatch, ca
 
 
 def test_the_training_stack_missing_names_the_train_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    # The package and any of its modules an earlier test of this process imported.
+    for name in [n for n in sys.modules if n.startswith("sentence_transformers.")] + ["sentence_transformers"]:
+        monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(extras.MissingExtra, match=re.escape("pip install 'multiqa-corpus-pipelines[train]'")):
         extras.require("sentence_transformers.base.sampler")

@@ -3,8 +3,10 @@ archive members and tables are read, and :class:`ReadDump`, the parser of one
 ``Posts.xml`` or ``PostLinks.xml`` (see the package)."""
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
+from typing import Callable, NamedTuple
 
 import apache_beam as beam
 from lxml import etree
@@ -25,11 +27,21 @@ from .rules import (ANSWER, ANSWERS, DUPLICATE_LINK_TYPE, DUPLICATES, LINK_FIELD
 
 # -- reading the dump (through pipelines.engine.read.ReadFiles) ----------------------------
 
-# A row line's type, found without parsing the line (values are double-quoted in the dumps;
-# a quote inside a value is &quot;, so the pattern cannot match inside another attribute).
-_POST_TYPE = re.compile(rb'\sPostTypeId="([^"]*)"')
-_LINK_TYPE = re.compile(rb'\sLinkTypeId="([^"]*)"')
-_LINK_TYPES_TAKEN = frozenset({DUPLICATE_LINK_TYPE.encode()})
+# A row line's type attribute, found without parsing the line (values are double-quoted in
+# the dumps; a quote inside a value is &quot;, so no match falls inside another attribute).
+_TYPE_IN_LINE = {name: re.compile(rb"\s" + name.encode() + rb'="([^"]*)"') for name in ("PostTypeId", "LinkTypeId")}
+
+
+class _TableRule(NamedTuple):
+    """How a table's rows are read, whole or in pieces: the attributes kept, the type
+    attribute and the types taken (other rows are counted as skipped without a copy),
+    the row handler, the skip reason of a type, and the table's name in the counts."""
+    fields: tuple
+    type_field: str
+    types_taken: frozenset
+    handle: Callable
+    skipped: Callable
+    file_name: str
 
 _ARCHIVE_MEMBERS = frozenset({"Posts.xml"})
 _ARCHIVE_MEMBERS_WITH_LINKS = frozenset({"Posts.xml", "PostLinks.xml"})
@@ -100,8 +112,6 @@ class ReadDump:
         self.title_body = TITLE_BODY in ctx.datasets
         # Questions go on one by one only to the joins of the other two datasets.
         self.emit_questions = TITLE_ANSWER in ctx.datasets or DUPLICATES in ctx.datasets
-        # The PostTypeIds _post reads (as bytes, as a row's line holds them).
-        self._post_types = frozenset(t.encode() for t in ((QUESTION, ANSWER) if self.want_answers else (QUESTION,)))
 
     def __call__(self, stream, source_file: str, context: tuple[str, str]):
         site, kind = context
@@ -144,51 +154,50 @@ class ReadDump:
         """One piece of a table shared out among workers (a byte range of an unpacked one,
         a block of one inflated once): its ``<row/>`` lines, parsed one by one (the dumps
         write one row per line). A malformed line is named by where it lies in the file."""
-        fields = POST_FIELDS if table == "posts" else LINK_FIELDS
-        handle = self._post if table == "posts" else self._link
-        # As when a table is read whole: a row of a type no dataset takes is counted by its
-        # type and not parsed (most of Posts.xml is answers, when they are not wanted).
-        type_of, wanted, skipped, name = (
-            (_POST_TYPE, self._post_types, lambda t: skipped_post(t, self.want_answers), POSTS_FILE)
-            if table == "posts" else (_LINK_TYPE, _LINK_TYPES_TAKEN, skipped_link, LINKS_FILE))
+        rule = self._rule(table)
+        type_in_line = _TYPE_IN_LINE[rule.type_field]
         for where, line in located_lines(stream):
             text = line.strip().removeprefix(b"\xef\xbb\xbf")
             if not text.startswith(b"<row"):
                 continue  # the XML declaration and the root element's tags
-            kind = type_of.search(text)
-            if kind is not None and kind.group(1) not in wanted:
-                batches.count_row(name, skipped(kind.group(1).decode("ascii", "replace")))
-                continue
+            # As when a table is read whole: a row of a type no dataset takes is counted by its
+            # type and not parsed (most of Posts.xml is answers, when they are not wanted).
+            found = type_in_line.search(text)
+            if found is not None:
+                row_type = found.group(1).decode("ascii", "replace")
+                if row_type not in rule.types_taken:
+                    batches.count_row(rule.file_name, rule.skipped(row_type))
+                    continue
             try:
                 attrib = etree.fromstring(text, _ROW_LINE_PARSER).attrib
             except etree.XMLSyntaxError as exc:
                 dataset = self.file_dataset if table == "posts" else self.link_dataset
-                batches.count_row(POSTS_FILE if table == "posts" else LINKS_FILE)  # a record, rejected
+                batches.count_row(rule.file_name)  # a record, rejected
                 yield rejected(dataset, "malformed_row", counts_as_read=True,
                                source_file=source_file,
                                record_id=where, excerpt=text,
                                detail=f"not a well-formed <row/> line: {exc}")
                 continue
-            yield from handle(site, {name: attrib[name] for name in fields if name in attrib},
-                              source_file, batches)
+            yield from rule.handle(site, {name: attrib[name] for name in rule.fields if name in attrib},
+                                   source_file, batches)
 
     def _read_table(self, site, table, stream, source_file, batches):
-        if table == "posts":
-            # Only the post types _post reads: other rows are skipped without a copy, counted.
-            kinds = frozenset(t.decode() for t in self._post_types)
-            fields, where, handle, name = POST_FIELDS, ("PostTypeId", kinds), self._post, POSTS_FILE
-            def skipped(post_type):
-                return skipped_post(post_type, self.want_answers)
-        else:
-            fields, where, handle, name = LINK_FIELDS, ("LinkTypeId", frozenset((DUPLICATE_LINK_TYPE,))), self._link, LINKS_FILE
-            skipped = skipped_link
+        rule = self._rule(table)
         passed: dict = {}
         try:
-            for attrs in iter_rows(stream, fields, where, passed):
-                yield from handle(site, attrs, source_file, batches)
+            for attrs in iter_rows(stream, rule.fields, (rule.type_field, rule.types_taken), passed):
+                yield from rule.handle(site, attrs, source_file, batches)
         finally:
             for value, n in passed.items():
-                batches.count_row(name, skipped(value), n)
+                batches.count_row(rule.file_name, rule.skipped(value), n)
+
+    def _rule(self, table: str) -> _TableRule:
+        if table == "posts":  # the post types _post reads
+            return _TableRule(POST_FIELDS, "PostTypeId",
+                              frozenset((QUESTION, ANSWER) if self.want_answers else (QUESTION,)), self._post,
+                              functools.partial(skipped_post, want_answers=self.want_answers), POSTS_FILE)
+        return _TableRule(LINK_FIELDS, "LinkTypeId", frozenset((DUPLICATE_LINK_TYPE,)), self._link, skipped_link,
+                          LINKS_FILE)
 
     def _post(self, site, attrs, source_file, batches):
         post_type = attrs.get("PostTypeId")

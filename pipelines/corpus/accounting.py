@@ -37,6 +37,8 @@ READ, PAIRED, ROWS_IN, ROWS_DROPPED = "read", "paired", "rows_in", "rows_dropped
 SKIPPED_PREFIX = "skipped:"
 # Input rows that are not records of any dataset (see count_input_rows).
 INPUT_NAMESPACE, TAKEN = "input.", "taken"
+# A lookup table's row (a passage, a query) that no record names (count_lookup_rows).
+NOT_USED = "not_used"
 
 
 @lru_cache(maxsize=None)
@@ -67,6 +69,43 @@ def count_input_rows(source: str, table: str, skipped: str | None = None, n: int
     dataset's records count: taken into a record (``skipped`` None), or left out with the
     reason ``skipped`` (a tag wiki, an answer whose question is absent)."""
     _input_counter(source, f"{table}:{TAKEN if skipped is None else SKIPPED_PREFIX + skipped}").inc(n)
+
+
+def count_lookup_rows(source: str, table: str, ids, named: list, rows: int | None = None) -> None:
+    """Count one join task's rows of a lookup table (MS MARCO's passages, PAQ's) as input
+    rows: a row is taken when its id is among the ``named`` ids (of the records meeting it in
+    the task), else :data:`NOT_USED`. Every row of an id lands in one task, so each row is
+    counted once however many records name it; counted once per task and reason, since a
+    counter call per row costs.
+
+    Args:
+        ids: the id of each row of the task (a table's column).
+        named: the columns of ids the task's records name (tables' columns).
+        rows: the task's rows when ``ids`` holds each id once and ``rows`` exceeds it; the
+            repeated rows are taken, each being a record of its own (rejected).
+    """
+    if not len(ids):
+        return
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    value_set = pa.chunked_array([chunk for column in named for chunk in column.chunks], ids.type).combine_chunks()
+    not_used = len(ids) - (pc.sum(pc.is_in(ids, value_set=value_set)).as_py() or 0)
+    for skipped, n in ((None, (len(ids) if rows is None else rows) - not_used), (NOT_USED, not_used)):
+        if n:
+            count_input_rows(source, table, skipped, n)
+
+
+def counting_rejected_rows(items, source: str, table: str):
+    """Pass on what the reader of a lookup table yields; a line it rejects (a tagged
+    output) is a record, rejected, so its row counts as taken, as StackExchange counts its
+    malformed rows. Rejects are rare, so they are counted one by one."""
+    from apache_beam.pvalue import TaggedOutput
+
+    for item in items:
+        if isinstance(item, TaggedOutput):
+            count_input_rows(source, table)
+        yield item
 
 
 @lru_cache(maxsize=None)

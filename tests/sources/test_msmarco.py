@@ -6,6 +6,7 @@ import io
 import random
 import shutil
 import tarfile
+from pathlib import Path
 
 import apache_beam as beam
 import pyarrow as pa
@@ -15,8 +16,18 @@ from pipelines.corpus.source import OptionError, SourceContext, SourceError
 from pipelines.sources import msmarco
 from pipelines.sources.msmarco import DATASET, SOURCE
 from pipelines.sources.msmarco.parse import (
-    hard_negative_problem, read_collection, read_qrels, read_queries, repair_mojibake)
-from pipelines.sources.msmarco.rules import keep_per_query, select_hard_negatives, selection_key, triplet_row
+    hard_negative_problem,
+    read_collection,
+    read_qrels,
+    read_queries,
+    repair_mojibake,
+)
+from pipelines.sources.msmarco.rules import (
+    keep_per_query,
+    select_hard_negatives,
+    selection_key,
+    triplet_row,
+)
 from tests.sources.conservation import run_conserved_build
 from tests.sources.source_case import SourceCase
 
@@ -297,7 +308,8 @@ def test_sample_with_qidpidtriples(tmp_path):
     _qids, pids = _named_ids(result)
     assert result.manifest["input_rows"]["msmarco"] == {
         "collection.tsv": _lookup_rows_by_hand(_sample_lines("collection.tsv"), pids),
-        "queries.train.tsv": _lookup_rows_by_hand(_sample_lines("queries.train.tsv"), triple_qids)}
+        "queries.train.tsv": _lookup_rows_by_hand(_sample_lines("queries.train.tsv"), triple_qids),
+        "qrels.train.tsv": _qrels_rows_by_hand(_sample_lines("qrels.train.tsv"))}
     assert result.manifest["input_rows"]["msmarco"]["queries.train.tsv"] == {"taken": 3, "skipped": {"not_used": 2}}
 
 
@@ -400,6 +412,33 @@ def _lookup_rows_by_hand(lines: list[bytes], named: set) -> dict:
     return {"taken": taken, "skipped": {"not_used": not_used} if not_used else {}}
 
 
+def _qrels_rows_by_hand(lines: list[bytes]) -> dict:
+    """The input rows of ``qrels.train.tsv``, worked out from its lines: a judgement of
+    relevance 0 is ``judged_not_relevant``; any other line is taken (a judgement used, or a
+    malformed line: a record, rejected). Blank lines are no rows."""
+    fields = [line.split() for line in lines if line.strip()]
+    not_relevant = sum(1 for f in fields if len(f) == 4 and all(x.isdigit() for x in f) and int(f[3]) == 0)
+    return {"taken": len(fields) - not_relevant,
+            "skipped": {"judged_not_relevant": not_relevant} if not_relevant else {}}
+
+
+def test_qrels_judgements_of_no_relevance_are_counted_skipped(tmp_path):
+    """A qrels line of relevance 0 is read, counted skipped, and judges nothing: the negative
+    it names stays a negative."""
+    root = tmp_path / "in"
+    shutil.copytree(SOURCE.sample_root(), root)
+    qrels = root / "msmarco" / "qrels.train.tsv"
+    base = run_conserved_build(tmp_path / "base", input_root=root, datasets=[DATASET],
+                               source_options={"msmarco": {"negatives": "qidpidtriples"}})
+    qrels.write_bytes(qrels.read_bytes() + b"100\t0\t3\t0\n100 0 6 0\n")
+    result = run_conserved_build(tmp_path / "out", input_root=root, datasets=[DATASET],
+                                 source_options={"msmarco": {"negatives": "qidpidtriples"}})
+    assert {r["record_id"] for r in result.rows[DATASET]} == {r["record_id"] for r in base.rows[DATASET]}
+    counted = result.manifest["input_rows"]["msmarco"]["qrels.train.tsv"]
+    assert counted == _qrels_rows_by_hand(qrels.read_bytes().splitlines())
+    assert counted == {"taken": 8, "skipped": {"judged_not_relevant": 2}}
+
+
 def _assert_every_row_counted(counted: dict, lines_of: dict) -> None:
     for table, lines in lines_of.items():
         rows = sum(1 for line in lines if line.strip())
@@ -407,6 +446,8 @@ def _assert_every_row_counted(counted: dict, lines_of: dict) -> None:
 
 
 def _sample_lines(member: str) -> list[bytes]:
+    if member == "qrels.train.tsv":  # not packed
+        return (Path(SOURCE.sample_root()) / "msmarco" / member).read_bytes().splitlines()
     archive = "collection.tar.gz" if member == "collection.tsv" else "queries.tar.gz"
     with tarfile.open(f"{SOURCE.sample_root()}/msmarco/{archive}") as tar:
         return tar.extractfile(member).read().splitlines()
@@ -439,12 +480,14 @@ def test_real_excerpts_count_every_collection_and_query_row_once(tmp_path, upstr
     assert result.reasons(DATASET) == {"negative_missing": 3, "no_negative": 1, "positive_missing": 1,
                                        "query_missing": 1}
     qids, pids = _named_ids(result)
-    lines = {name: (folder / name).read_bytes().splitlines() for name in ("collection.tsv", "queries.train.tsv")}
+    lines = {name: (folder / name).read_bytes().splitlines()
+             for name in ("collection.tsv", "queries.train.tsv", "qrels.train.tsv")}
     counted = result.manifest["input_rows"]["msmarco"]
     assert counted == {"collection.tsv": _lookup_rows_by_hand(lines["collection.tsv"], pids),
-                       "queries.train.tsv": _lookup_rows_by_hand(lines["queries.train.tsv"], qids)}
-    assert counted == {"collection.tsv": {"taken": 8, "skipped": {"not_used": 93}},
-                       "queries.train.tsv": {"taken": 4, "skipped": {"not_used": 6}}}
+                       "queries.train.tsv": _lookup_rows_by_hand(lines["queries.train.tsv"], qids),
+                       "qrels.train.tsv": _qrels_rows_by_hand(lines["qrels.train.tsv"])}
+    assert counted["collection.tsv"] == {"taken": 8, "skipped": {"not_used": 93}}
+    assert counted["queries.train.tsv"] == {"taken": 4, "skipped": {"not_used": 6}}
     _assert_every_row_counted(counted, lines)
 
 
@@ -461,7 +504,8 @@ def test_real_excerpts_default_reads_qidpidtriples(tmp_path, upstream_samples):
     # No triple names a train query, so no triplet reaches a join: every row is not_used.
     assert result.manifest["input_rows"]["msmarco"] == {
         "collection.tsv": {"taken": 0, "skipped": {"not_used": 101}},
-        "queries.train.tsv": {"taken": 0, "skipped": {"not_used": 10}}}
+        "queries.train.tsv": {"taken": 0, "skipped": {"not_used": 10}},
+        "qrels.train.tsv": {"taken": 52, "skipped": {}}}
 
 
 def test_real_excerpts_text_triples(tmp_path, upstream_samples):
@@ -570,10 +614,12 @@ class TestMsmarcoSample(SourceCase):
         # Passages 0..6 are all named; the 3 bad lines are rejected records (taken); query
         # 103 gives no triplet (no_negative) and 105 is no train query.
         qids, pids = _named_ids(build)
-        lines = {name: _sample_lines(name) for name in ("collection.tsv", "queries.train.tsv")}
+        lines = {name: _sample_lines(name) for name in ("collection.tsv", "queries.train.tsv", "qrels.train.tsv")}
         counted = build.manifest["input_rows"]["msmarco"]
         assert counted == {"collection.tsv": _lookup_rows_by_hand(lines["collection.tsv"], pids),
-                           "queries.train.tsv": _lookup_rows_by_hand(lines["queries.train.tsv"], qids)}
+                           "queries.train.tsv": _lookup_rows_by_hand(lines["queries.train.tsv"], qids),
+                           "qrels.train.tsv": _qrels_rows_by_hand(lines["qrels.train.tsv"])}
         assert counted == {"collection.tsv": {"taken": 10, "skipped": {}},
-                           "queries.train.tsv": {"taken": 4, "skipped": {"not_used": 1}}}
+                           "queries.train.tsv": {"taken": 4, "skipped": {"not_used": 1}},
+                           "qrels.train.tsv": {"taken": 8, "skipped": {}}}
         _assert_every_row_counted(counted, lines)

@@ -114,12 +114,14 @@ line rejected where it is read, which is one record read and rejected.
 
 Input rows (``accounting.count_input_rows``, manifest ``input_rows``): each row of the
 lookup tables ``collection.tsv`` and ``queries.train.tsv`` is counted once, in the join
-that first meets it (:func:`joins.count_lookup_rows`): taken when a triplet reaching that
-join names its id, else ``not_used``. Queries are named by the triples of the file, or by
-the triplets chosen from the hard-negatives lines; passages by the positive or negative of
-a triplet not rejected for its query or by the qrels (the negative join counts them, the
-triplets' positives being a side of it). A line rejected where it is read is taken, as a
-record. The qrels are not counted; ``triples_small`` reads neither table.
+that first meets it (:func:`~pipelines.corpus.accounting.count_lookup_rows`): taken when
+a triplet reaching that join names its id, else ``not_used``. Queries are named by the
+triples of the file, or by the triplets chosen from the hard-negatives lines; passages by
+the positive or negative of a triplet not rejected for its query or by the qrels (the
+negative join counts them, the triplets' positives being a side of it). A line rejected where it is read is taken, as a
+record. Each line of ``qrels.train.tsv`` is counted where it is read: taken when it judges
+the passage relevant, else ``judged_not_relevant``. ``triples_small`` reads none of the
+three.
 
 Source options (``--source-option msmarco.<key>=<value>``):
     ``negatives``               ``auto`` | ``hard_negatives`` | ``qidpidtriples`` |

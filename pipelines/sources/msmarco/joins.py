@@ -12,7 +12,7 @@ from pipelines.corpus import accounting
 from pipelines.corpus.rejects import rejected
 from pipelines.corpus.schema import make_rows
 
-from .parse import (COLLECTION_TABLE, DATASET, ID_TRIPLES, NOT_USED, QUERIES_TABLE, SOURCE_NAME,
+from .parse import (COLLECTION_TABLE, DATASET, ID_TRIPLES, QUERIES_TABLE, SOURCE_NAME,
                     _is_reject)
 from .rules import negative_candidates, select_hard_negatives, selection_keys
 
@@ -30,7 +30,7 @@ def select_triples(tables: dict, per_query: int, seed: str):
         seed: salt of :func:`rules.selection_key`.
     """
     # A query is taken when a triple of the file names it.
-    count_lookup_rows(QUERIES_TABLE, tables["texts"]["qid"], tables["triples"]["qid"])
+    accounting.count_lookup_rows(SOURCE_NAME, QUERIES_TABLE, tables["texts"]["qid"], [tables["triples"]["qid"]])
     for item in _kept_triples(tables["triples"], tables["judged"], per_query, seed):
         if _is_reject(item):
             yield item
@@ -114,35 +114,19 @@ _JOINS = {
 
 def join_text(tables: dict, step: str):
     """:class:`~pipelines.engine.HashJoin` function of a text join: :func:`attach_text`, after
-    counting the task's rows of the lookup table (:func:`count_lookup_rows`) in the join
-    that reads it first: the query join counts ``queries.train.tsv``; the negative join
-    counts ``collection.tsv``, with the triplets' positives as a side of its own
+    counting the task's rows of the lookup table
+    (:func:`~pipelines.corpus.accounting.count_lookup_rows`) in the join that reads it
+    first: the query join counts ``queries.train.tsv``; the negative join counts
+    ``collection.tsv``, with the triplets' positives as a side of its own
     (``tables["positives"]``), since the positive join, which reuses the same passages,
     meets them in other tasks.
     """
     if step == "query":
-        count_lookup_rows(QUERIES_TABLE, tables["texts"]["qid"], tables["triplets"]["qid"])
+        accounting.count_lookup_rows(SOURCE_NAME, QUERIES_TABLE, tables["texts"]["qid"], [tables["triplets"]["qid"]])
     elif step == "negative":
-        count_lookup_rows(COLLECTION_TABLE, tables["texts"]["pid"], tables["triplets"]["neg"],
-                          tables["positives"]["pos"])
+        accounting.count_lookup_rows(SOURCE_NAME, COLLECTION_TABLE, tables["texts"]["pid"],
+                                     [tables["triplets"]["neg"], tables["positives"]["pos"]])
     yield from attach_text(tables, step)
-
-
-def count_lookup_rows(table: str, ids, *named) -> None:
-    """Count one join task's rows of a lookup table as input rows
-    (:func:`~pipelines.corpus.accounting.count_input_rows`): a row is taken when one of the
-    ``named`` id columns (of the triplets meeting it) holds its id, else ``not_used``.
-
-    Every row of an id lands in one task, so each row is counted once, however many
-    triplets name it. Counted once per task and reason: a counter call per row costs.
-    """
-    if not len(ids):
-        return
-    named_ids = pa.chunked_array([chunk for column in named for chunk in column.chunks], pa.int64())
-    taken = pc.sum(pc.is_in(ids, value_set=named_ids.combine_chunks())).as_py() or 0
-    for skipped, n in ((None, taken), (NOT_USED, len(ids) - taken)):
-        if n:
-            accounting.count_input_rows(SOURCE_NAME, table, skipped, n)
 
 
 def attach_text(tables: dict, step: str):

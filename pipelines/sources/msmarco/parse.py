@@ -47,11 +47,12 @@ _MEMBER_NAMES = {
     TRIPLES_SMALL: "triples.train.small.tsv",
 }
 # The lookup tables whose rows are counted as input rows (accounting.count_input_rows):
-# taken when a triplet names their id, else NOT_USED (see joins.count_lookup_rows).
+# taken when a triplet names their id, else not used (see accounting.count_lookup_rows).
 SOURCE_NAME = "msmarco"
 COLLECTION_TABLE, QUERIES_TABLE = _MEMBER_NAMES[COLLECTION], _MEMBER_NAMES[QUERIES]
-NOT_USED = "not_used"
-_LOOKUP_TABLES = {COLLECTION: COLLECTION_TABLE, QUERIES: QUERIES_TABLE}
+# The qrels' rows are counted where they are read: taken (judged relevant), or skipped.
+QRELS_TABLE, NOT_RELEVANT = _MEMBER_NAMES[QRELS], "judged_not_relevant"
+_COUNTED_TABLES = {COLLECTION: COLLECTION_TABLE, QUERIES: QUERIES_TABLE, QRELS: QRELS_TABLE}
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".7z")
 _EXCERPT_CHARS = 300
 
@@ -146,26 +147,35 @@ def read_queries(stream, source_file: str):
 def read_qrels(stream, source_file: str):
     """Judged relevant pairs of ``qrels.train.tsv`` (TREC ``qid 0 pid rel``; TAB or space
     separated) as ``(qid, pid)`` tables. Lines with relevance 0 are judgements of
-    non-relevance, not candidates, and are skipped."""
+    non-relevance, not candidates: skipped, and counted as input rows skipped."""
     pairs = (item if _is_reject(item) else {"qid": item[0], "pid": item[1]}
              for item in _judged_pairs(stream, source_file))
     yield from gather_tables(pairs, JUDGED, 1 << 16)
 
 
 def _judged_pairs(stream, source_file: str):
-    for item in text_records(stream, DATASET, source_file):
-        if _is_reject(item):
-            yield item
-            continue
-        number, text = item
-        fields = text.split()
-        ids = [parse_int(f) for f in fields]
-        if len(fields) != 4 or any(i is None for i in ids):
-            yield _malformed(source_file, number, "expected 4 integer columns: qid 0 pid relevance", text)
-            continue
-        qid, _iteration, pid, relevance = ids
-        if relevance > 0:
-            yield qid, pid
+    relevant = not_relevant = 0  # input rows, counted once per file (or byte range)
+    try:
+        for item in text_records(stream, DATASET, source_file):
+            if _is_reject(item):
+                yield item
+                continue
+            number, text = item
+            fields = text.split()
+            ids = [parse_int(f) for f in fields]
+            if len(fields) != 4 or any(i is None for i in ids):
+                yield _malformed(source_file, number, "expected 4 integer columns: qid 0 pid relevance", text)
+                continue
+            qid, _iteration, pid, relevance = ids
+            if relevance > 0:
+                relevant += 1
+                yield qid, pid
+            else:
+                not_relevant += 1
+    finally:
+        for skipped, n in ((None, relevant), (NOT_RELEVANT, not_relevant)):
+            if n:
+                accounting.count_input_rows(SOURCE_NAME, QRELS_TABLE, skipped, n)
 
 
 def hard_negative_problem(record: dict) -> tuple[str, str] | None:
@@ -247,8 +257,10 @@ def read_input(stream, source_file: str, kind: str):
     """``read_file`` for :class:`~pipelines.engine.ReadFiles`: one input (or archive member)
     read by the reader of its ``kind``; a file of blank lines only is a ``blank_file``
     reject."""
-    return unless_blank(_counting_rejects(_READERS[kind](stream, source_file), _LOOKUP_TABLES.get(kind)),
-                        stream, DATASET, source_file)
+    items = _counting_rejects(_READERS[kind](stream, source_file))
+    if kind in _COUNTED_TABLES:
+        items = accounting.counting_rejected_rows(items, SOURCE_NAME, _COUNTED_TABLES[kind])
+    return unless_blank(items, stream, DATASET, source_file)
 
 
 def read_id_file(stream, source_file: str, kind: str):
@@ -257,15 +269,12 @@ def read_id_file(stream, source_file: str, kind: str):
     return tagged_records(read_input(stream, source_file, kind), kind)
 
 
-def _counting_rejects(items, lookup_table: str | None = None):
-    """Pass on what a reader yields; each line it rejects counts as one record read and, in
-    a lookup table, as a row taken (into that record, rejected: as StackExchange counts
-    its malformed rows). Rejects are rare, so they are counted one by one."""
+def _counting_rejects(items):
+    """Pass on what a reader yields; each line it rejects counts as one record read.
+    Rejects are rare, so they are counted one by one."""
     for item in items:
         if _is_reject(item):
             accounting.count_read(DATASET)
-            if lookup_table is not None:
-                accounting.count_input_rows(SOURCE_NAME, lookup_table)
         yield item
 
 

@@ -35,7 +35,6 @@ _INPUT_NAMES = (
 # the passages, looked up by the questions, and the list, looked up by the metadata.
 SOURCE_NAME = "paq"
 PASSAGES_TABLE, LIST_TABLE = "psgs_w100.tsv", FILTERED_MEMBER
-NOT_USED = "not_used"
 PASSAGE_COLUMNS = ("id", "text", "title")  # DPR's order, used when there is no header
 EXCERPT_CHARS = 500
 
@@ -359,18 +358,9 @@ def read_input(stream, source_file: str, kind: str):
     reader = {METADATA: read_metadata, PASSAGES: read_passages}.get(kind, read_filtered)
     items = reader(stream, source_file)
     if kind != METADATA:
-        items = _counting_rejected_lines(items, PASSAGES_TABLE if kind == PASSAGES else LIST_TABLE)
+        table = PASSAGES_TABLE if kind == PASSAGES else LIST_TABLE
+        items = accounting.counting_rejected_rows(items, SOURCE_NAME, table)
     return tagged_records(items, kind)
-
-
-def _counting_rejected_lines(items, table: str):
-    """Pass on what the reader of a lookup table yields; a line it rejects is a record
-    (rejected), so its row counts as taken, as StackExchange counts its malformed rows.
-    Rejects are rare, so they are counted one by one."""
-    for item in items:
-        if _is_reject(item):
-            accounting.count_input_rows(SOURCE_NAME, table)
-        yield item
 
 
 def is_filtered_member(member: str) -> bool:

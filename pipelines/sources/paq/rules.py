@@ -10,7 +10,7 @@ from pipelines.corpus.normalize import normalize_column
 from pipelines.corpus.rejects import rejected
 from pipelines.corpus.schema import gather_tables, make_row, make_rows
 
-from .parse import (DATASET, EXCERPT_CHARS, LIST_TABLE, NOT_USED, PASSAGES_TABLE, QUESTIONS, SOURCE_NAME,
+from .parse import (DATASET, EXCERPT_CHARS, LIST_TABLE, PASSAGES_TABLE, QUESTIONS, SOURCE_NAME,
                     _is_reject, passage_key, passage_keys)
 
 PASSAGE_RULES = ("first", "all")
@@ -161,7 +161,9 @@ def pair_with_passages(tables: dict, passage_file: str):
     """
     passages, questions = tables["passages"], tables["questions"]
     counts = passages.group_by("passage_id", use_threads=False).aggregate([([], "count_all")])
-    _count_passage_rows(counts, questions)
+    # A repeated line of an id is taken, being a record (duplicate_passage_id).
+    accounting.count_lookup_rows(SOURCE_NAME, PASSAGES_TABLE, counts["passage_id"], [questions["passage_id"]],
+                                 rows=pc.sum(counts["count_all"]).as_py() if counts.num_rows else 0)
     repeated = counts.filter(pc.greater(counts["count_all"], 1))["passage_id"]
     if len(repeated):
         # Rare: the ids given more than once, and their questions, go one by one.
@@ -184,26 +186,6 @@ def pair_with_passages(tables: dict, passage_file: str):
         questions, position = questions.filter(found), position.filter(found)
     if questions.num_rows:
         yield question_passage_rows(questions, pc.take(passages["text"], position))
-
-
-def _count_passage_rows(counts: pa.Table, questions: pa.Table) -> None:
-    """Count one task's passage lines as input rows (once per task and reason: a counter
-    call per row costs): the first line of an id is taken when a question names the id,
-    else ``not_used``; a repeated line is taken, being a record (``duplicate_passage_id``).
-
-    Args:
-        counts: per distinct passage id of the task, its lines (``count_all``).
-        questions: the task's :data:`QUESTIONS`.
-    """
-    if not counts.num_rows:
-        return
-    lines = pc.sum(counts["count_all"]).as_py()
-    asked = pc.is_in(counts["passage_id"], value_set=questions["passage_id"].combine_chunks())
-    named = pc.sum(asked).as_py() or 0
-    not_used = counts.num_rows - named
-    for skipped, n in ((None, lines - not_used), (NOT_USED, not_used)):
-        if n:
-            accounting.count_input_rows(SOURCE_NAME, PASSAGES_TABLE, skipped, n)
 
 
 def question_passage_rows(questions: pa.Table, texts) -> pa.Table:

@@ -35,8 +35,10 @@ partitioned hash join (:class:`pipelines.engine.join.HashJoin`, keyed by
 :func:`post_key` of ``(site, question id)``): answers leave the reader in tables, both
 sides are spilled in runs by the hash of the key, and one task per hash range picks each
 question's best answer (:func:`best_answers`) and pairs it, so memory stays bounded even
-for StackOverflow's 35M answers. Duplicate links meet both titles in Beam joins keyed by
-``(site, post id)``. No site is ever held in a dict.
+for StackOverflow's 35M answers. stackexchange_duplicate_questions joins the same way:
+every question's title (as many as the questions) meets the two ends of each kept link
+(:func:`title_link_ends`), and the few links then meet their titled ends in a Beam join
+(:func:`pair_link`). No site is ever held in a dict, nor in the runner's shuffle.
 
 Attribution (:mod:`.attribution`): every row carries the CC BY-SA version (``licence``), the
 link (``attribution_url``: ``https://<site>/q/<id>`` or ``/a/<id>``) and the author
@@ -89,9 +91,9 @@ from pipelines.corpus.source import Source, SourceContext, SourceOutput, positiv
 from pipelines.engine import GatherTables, HashJoin, ReadFiles, as_tables, files
 
 from .parse import ReadDump, _file_dataset, _links_only, dump_member
-from .rules import (_ARCHIVE_NAME, _TABLES, ANSWERS, DEFAULT_SPLIT_MB, DUPLICATES, QUESTIONS, TITLE_ANSWER,
-                    TITLE_BODY, MiB, _attach_title, _duplicate_rows, _keep_first_link, answerable_question,
-                    pair_with_best_answers)
+from .rules import (_ARCHIVE_NAME, _TABLES, ANSWERS, DEFAULT_SPLIT_MB, DUPLICATES, LINK_ENDS, QUESTIONS, TITLE_ANSWER,
+                    TITLE_BODY, TITLES, MiB, _keep_first_link, answerable_question, link_ends, pair_link,
+                    pair_with_best_answers, question_title, title_link_ends)
 
 
 
@@ -179,8 +181,6 @@ class StackExchange(Source):
             rows[TITLE_ANSWER] = joined.main
             rejects.append(joined[REJECTED])
         if DUPLICATES in want:
-            titles = questions | f"{DUPLICATES}/KeyTitles" >> beam.Map(
-                lambda q: ((q["site"], q["id"]), (q["title"], (q["licence"], q["licence_problem"], q["author"]))))
             unique = (
                 read["links"]
                 | f"{DUPLICATES}/KeyPairs" >> beam.Map(
@@ -189,24 +189,25 @@ class StackExchange(Source):
                 | f"{DUPLICATES}/KeepFirstLink" >> beam.FlatMap(_keep_first_link)
                 .with_outputs(REJECTED, main="links")
             )
-            with_post = (
-                {"link": unique.links | f"{DUPLICATES}/KeyByPost" >> beam.Map(
-                    lambda l: ((l["site"], l["post"]), l)), "title": titles}
-                | f"{DUPLICATES}/JoinPostTitle" >> beam.CoGroupByKey()
-                | f"{DUPLICATES}/AttachPostTitle" >> beam.FlatMap(_attach_title, "post")
-                .with_outputs(REJECTED, main="links")
+            # Every question's title meets the ends of the links in a hash join (spilled: the
+            # titles are as many as the questions); the few links then meet their two ends.
+            titled = (
+                {"titles": questions | f"{DUPLICATES}/Titles" >> beam.ParDo(GatherTables(TITLES, question_title)),
+                 "ends": unique.links | f"{DUPLICATES}/Ends" >> beam.FlatMap(link_ends)
+                 | f"{DUPLICATES}/EndTables" >> beam.ParDo(GatherTables(LINK_ENDS))}
+                | f"{DUPLICATES}/JoinTitles" >> HashJoin(
+                    title_link_ends, keys={"titles": "key", "ends": "key"},
+                    schemas={"titles": TITLES, "ends": LINK_ENDS})
             )
-            with_both = (
-                {"link": with_post.links | f"{DUPLICATES}/KeyByRelated" >> beam.Map(
-                    lambda l: ((l["site"], l["related"]), l)), "title": titles}
-                | f"{DUPLICATES}/JoinRelatedTitle" >> beam.CoGroupByKey()
-                | f"{DUPLICATES}/AttachRelatedTitle" >> beam.FlatMap(_attach_title, "related")
-                .with_outputs(REJECTED, main="links")
+            pairs = (
+                {"link": unique.links | f"{DUPLICATES}/KeyLinks" >> beam.Map(lambda l: ((l["site"], l["id"]), l)),
+                 "ends": titled.main | f"{DUPLICATES}/KeyEnds" >> beam.FlatMap(
+                     lambda table: (((end["site"], end["link_id"]), end) for end in table.to_pylist()))}
+                | f"{DUPLICATES}/JoinEnds" >> beam.CoGroupByKey()
+                | f"{DUPLICATES}/Pair" >> beam.FlatMap(pair_link).with_outputs(REJECTED, main="rows")
             )
-            pairs = with_both.links | f"{DUPLICATES}/Pair" >> beam.FlatMap(
-                _duplicate_rows).with_outputs(REJECTED, main="rows")
             rows[DUPLICATES] = pairs.rows
-            rejects.extend([unique[REJECTED], with_post[REJECTED], with_both[REJECTED], pairs[REJECTED]])
+            rejects.extend([unique[REJECTED], titled[REJECTED], pairs[REJECTED]])
         # Titles are normalised and bodies rendered as normalised text where they are read.
         return SourceOutput(rows=rows, rejects=rejects, normalized=frozenset(rows))
 

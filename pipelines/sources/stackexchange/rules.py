@@ -161,6 +161,12 @@ ANSWERS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("parent", pa.i
 QUESTIONS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("qid", pa.int64()),
                        ("id", pa.string()), ("title", pa.string()), ("score", pa.int64()),
                        ("body_excerpt", pa.string()), ("source_file", pa.string())])
+# stackexchange_duplicate_questions' join: every question's title and attribution, and both
+# ends (PostId, RelatedPostId) of every duplicate link kept.
+TITLES = pa.schema([("key", pa.int64()), ("site", pa.string()), ("qid", pa.int64()), ("title", pa.string()),
+                    ("licence", pa.string()), ("licence_problem", pa.string()), ("author", pa.string())])
+LINK_ENDS = pa.schema([("key", pa.int64()), ("site", pa.string()), ("qid", pa.int64()),
+                       ("link_id", pa.string()), ("side", pa.string())])
 
 
 def post_key(site: str, post_id: int) -> int:
@@ -295,6 +301,62 @@ def _link_reject(link, reason, detail):
                     detail=detail, excerpt=link)
 
 
+def question_title(question: dict) -> dict:
+    """The :data:`TITLES` record of a question."""
+    qid = int(question["id"])
+    return {"key": post_key(question["site"], qid), "site": question["site"], "qid": qid,
+            "title": question["title"], "licence": question["licence"],
+            "licence_problem": question["licence_problem"], "author": question["author"]}
+
+
+def link_ends(link: dict) -> Iterator[dict]:
+    """The two :data:`LINK_ENDS` records of a duplicate link: its PostId and RelatedPostId."""
+    for side in ("post", "related"):
+        qid = int(link[side])
+        yield {"key": post_key(link["site"], qid), "site": link["site"], "qid": qid, "link_id": link["id"],
+               "side": side}
+
+
+def title_link_ends(tables: dict):
+    """:class:`HashJoin` function of stackexchange_duplicate_questions: each link end of
+    the task with the title and attribution of its question (null when the post is no
+    question of the dump). A post id given twice in a site's dump takes its first title in
+    text order, so the result does not depend on the order of reading.
+
+    Args:
+        tables: ``{"titles": TITLES, "ends": LINK_ENDS}``.
+    """
+    ends, titles = tables["ends"], tables["titles"]
+    if ends.num_rows == 0:
+        return
+    titles = titles.drop_columns(["key"]).sort_by([("site", "ascending"), ("qid", "ascending"),
+                                                   ("title", "ascending")])
+    if titles.num_rows > 1:
+        site, qid = titles["site"].combine_chunks(), titles["qid"].combine_chunks()
+        first = pc.or_(pc.not_equal(site[1:], site[:-1]), pc.not_equal(qid[1:], qid[:-1]))
+        titles = titles.filter(pa.concat_arrays([pa.array([True]), first]))
+    yield ends.drop_columns(["key"]).join(titles, keys=["site", "qid"], join_type="left outer", use_threads=False)
+
+
+def pair_link(element):
+    """A kept duplicate link with the titled ends of :func:`title_link_ends`: the pair
+    (:func:`_duplicate_rows`), or ``post_missing`` / ``related_missing`` when PostId /
+    RelatedPostId is no question of the dump (PostId looked at first)."""
+    _key, grouped = element
+    ends = {end["side"]: end for end in grouped["ends"]}
+    for link in grouped["link"]:
+        for side in ("post", "related"):
+            end = ends.get(side)
+            if end is None or end["title"] is None:
+                yield _link_reject(link, f"{side}_missing",
+                                   f"{'PostId' if side == 'post' else 'RelatedPostId'} is not a question in Posts.xml")
+                break
+            link = {**link, f"{side}_title": end["title"],
+                    f"{side}_attribution": (end["licence"], end["licence_problem"], end["author"])}
+        else:
+            yield from _duplicate_rows(link)
+
+
 def _keep_first_link(element):
     _pair, links = element
     links = sorted(links, key=lambda link: int(link["id"]))
@@ -302,20 +364,6 @@ def _keep_first_link(element):
     for link in links[1:]:
         yield _link_reject(link, "duplicate_link",
                            f"the same pair of posts is already linked by link {links[0]['id']}")
-
-
-def _attach_title(element, side: str):
-    """Each link of a post with the post's title and attribution ``(licence,
-    licence_problem, author)``, as ``<side>_title`` and ``<side>_attribution``."""
-    (_site, _post), grouped = element
-    titles = list(grouped["title"])
-    for link in grouped["link"]:
-        if not titles:
-            yield _link_reject(link, f"{side}_missing",
-                               f"{'PostId' if side == 'post' else 'RelatedPostId'} is not a question in Posts.xml")
-        else:
-            title, attribution = titles[0]
-            yield {**link, f"{side}_title": title, f"{side}_attribution": attribution}
 
 
 def _duplicate_rows(link):

@@ -46,16 +46,17 @@ def test_read_split_file_yields_the_entries_before_a_break_then_raises():
         for item in gooaq.read_split_file(io.BytesIO(b'{"dev": [5], "train": [[1, 0.5], [true, 1], [2'),
                                           "gooaq/split.json"):
             out.append(item)
-    ids = [item for item in out if isinstance(item, tuple)]
-    rejects = [item for item in out if not isinstance(item, tuple)]
-    assert ids == [(5, "dev"), (1, "train")]
+    ids = [item for item in out if isinstance(item, dict)]
+    rejects = [item for item in out if not isinstance(item, dict)]
+    assert ids == [{"id": 5, "split": "dev"}, {"id": 1, "split": "train"}]
     assert [r.value["reason"] for r in rejects] == ["bad_split_entry"]
     assert all(r.tag == REJECTED for r in rejects)
     assert list(gooaq.read_split_file(io.BytesIO(b""), "gooaq/split.json")) == []
 
 
 @pytest.mark.parametrize("entry, expected", [(7, 7), ([7, 0.5], 7), ([7], 7), ("7", None), (True, None),
-                                             ([], None), (None, None), (7.0, None)])
+                                             ([], None), (None, None), (7.0, None),
+                                             (1 << 63, None), (-(1 << 63), -(1 << 63))])
 def test_split_entry_id(entry, expected):
     assert gooaq.split_entry_id(entry) == expected
 
@@ -106,6 +107,7 @@ def test_long_answer_text():
     ({"question": "q?", "answer": "a"}, "bad_id"),
     ({"id": True, "question": "q?", "answer": "a"}, "bad_id"),
     ({"id": "12", "question": "q?", "answer": "a"}, "bad_id"),
+    ({"id": 1 << 64, "question": "q?", "answer": "a"}, "bad_id"),
     ({"id": 1, "answer": "a"}, "bad_field"),
     ({"id": 1, "question": ["q?"], "answer": "a"}, "bad_field"),
     ({"id": 1, "question": "q?", "answer": 42}, "bad_field"),

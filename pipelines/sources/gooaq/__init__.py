@@ -13,16 +13,18 @@ copy) is harmless: repeated ids are rejected as ``duplicate_id``.
 
 Parse: ``gooaq.jsonl`` line by line (``bad_encoding``, ``bad_json``, ``not_an_object``
 rejects from :func:`pipelines.engine.read.json_lines`); a row needs an integer ``id``
-(``bad_id``), a string ``question`` and an ``answer`` that is a string or null
+(``bad_id``, also for an id beyond 64 bits), a string ``question`` and an ``answer`` that is a string or null
 (``bad_field``); a file of blank lines only is a reject ``blank_file``. ``split.json`` is
 one document of ~3.1M entries; it is streamed with ijson (:func:`iter_split_entries`),
 never loaded whole, and every entry becomes a keyed element. An entry that is not an
-integer id (or ``[id, similarity]``) is a reject ``bad_split_entry``. From the core's
+integer id of 64 bits (or ``[id, similarity]``) is a reject ``bad_split_entry``. From the core's
 reader: a file without any byte is ``empty_file``, and one that breaks off (or is not a
 JSON object) ``unreadable_file``, the entries before the problem being kept.
 
-The split (:func:`split_decision`), a Beam join keyed by id (``CoGroupByKey``), never a
-dict of ids: a row is a candidate when its id is listed under ``train`` and under no other
+The split (:func:`split_decision`) meets the rows in a partitioned hash join by id
+(:class:`pipelines.engine.join.HashJoin`: both sides spilled in runs, one task per hash
+range, :func:`join_split`), never a dict of all ids nor the runner's shuffle: a row is a
+candidate when its id is listed under ``train`` and under no other
 split. Rows held out in dev/test are not candidates by definition and are skipped without
 a reject (Beam metric ``gooaq/held_out``). Rows whose id is not in ``split.json`` at all
 are rejects ``not_in_split`` (mostly the knowledge and conversion types, which the
@@ -61,15 +63,18 @@ from __future__ import annotations
 import ast
 import posixpath
 import re
+from collections import defaultdict
 
 import apache_beam as beam
+import pyarrow as pa
 from apache_beam.metrics import Metrics
 
 from pipelines.corpus import accounting
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
-from pipelines.corpus.schema import make_row, web_link
+from pipelines.corpus.schema import make_row, records_table, row_arrow_schema, web_link
 from pipelines.corpus.source import Source, SourceContext, SourceOutput
-from pipelines.engine import ReadFiles, files, json_lines, stream_is_empty, unless_blank, without_bom
+from pipelines.engine import (GatherTables, HashJoin, ReadFiles, files, json_lines, stream_is_empty, unless_blank,
+                              without_bom)
 
 DATASET = "gooaq"
 TRAIN = "train"
@@ -79,6 +84,12 @@ DATA_FILE = re.compile(rf"^gooaq\.jsonl{_COMPRESSION_SUFFIX}$")
 SPLIT_FILE = re.compile(rf"^split\.json{_COMPRESSION_SUFFIX}$")
 # Excerpt of a rejected row kept in the dead-letter output: the id finds the full row.
 EXCERPT_FIELDS = ("id", "question", "answer_type")
+# The two sides of the split join: the rows of gooaq.jsonl, and the entries of split.json.
+ROWS = pa.schema([("id", pa.int64()), ("question", pa.string()), ("answer", pa.string()),
+                  ("answer_type", pa.string()), ("answer_url", pa.string()), ("source_file", pa.string()),
+                  ("line", pa.int64())])
+SPLITS = pa.schema([("id", pa.int64()), ("split", pa.string())])
+_INT64 = range(-(1 << 63), 1 << 63)
 
 
 # -- split.json ------------------------------------------------------------------------
@@ -139,13 +150,13 @@ def split_entry_id(entry) -> int | None:
     """The id of a split entry: an integer, or the first item of ``[id, similarity]``."""
     if isinstance(entry, list) and entry:
         entry = entry[0]
-    if isinstance(entry, int) and not isinstance(entry, bool):
+    if isinstance(entry, int) and not isinstance(entry, bool) and entry in _INT64:
         return entry
     return None
 
 
 def read_split_file(stream, source_file: str):
-    """Read one ``split.json``: yield ``(id, split_name)`` and the rejects. A document that
+    """Read one ``split.json``: yield its :data:`SPLITS` entries and the rejects. A document that
     breaks off raises after its entries so far; :class:`ReadFiles` keeps them and records
     the file as ``unreadable_file``."""
     if stream_is_empty(stream):
@@ -158,7 +169,7 @@ def read_split_file(stream, source_file: str):
                            record_id=f"{name}[{number}]", excerpt=entry,
                            detail="split entry is not an integer id or [id, similarity]")
             continue
-        yield entry_id, name
+        yield {"id": entry_id, "split": name}
 
 
 # -- gooaq.jsonl -----------------------------------------------------------------------
@@ -172,6 +183,8 @@ def record_problem(record: dict) -> tuple[str, str] | None:
     record_id = record.get("id")
     if not isinstance(record_id, int) or isinstance(record_id, bool):
         return "bad_id", f"'id' is {_kind(record, 'id')}, not an integer"
+    if record_id not in _INT64:
+        return "bad_id", "'id' is an integer beyond 64 bits"
     if not isinstance(record.get("question"), str):
         return "bad_field", f"'question' is {_kind(record, 'question')}, not a string"
     answer = record.get("answer")
@@ -184,7 +197,7 @@ def record_problem(record: dict) -> tuple[str, str] | None:
 
 
 def read_data_file(stream, source_file: str):
-    """Read one ``gooaq.jsonl``: yield ``(id, row candidate)`` and the rejects; a file of
+    """Read one ``gooaq.jsonl``: yield its :data:`ROWS` records and the rejects; a file of
     blank lines only is a ``blank_file`` reject."""
     return unless_blank(_data_rows(stream, source_file), stream, DATASET, source_file)
 
@@ -202,7 +215,7 @@ def _data_rows(stream, source_file: str):
                            record_id=str(record.get("id", f"line {number}")), detail=problem[1],
                            excerpt=record)
             continue
-        yield record["id"], {
+        yield {
             "id": record["id"], "question": record["question"], "answer": record.get("answer"),
             "answer_type": record.get("answer_type") or "", "answer_url": record.get("answer_url"),
             "source_file": source_file, "line": number}
@@ -271,14 +284,38 @@ def _excerpt(record: dict) -> dict:
     return {key: record[key] for key in EXCERPT_FIELDS}
 
 
-def _join_split(element):
-    """Rows of one id with its split listing: the pair, or rejects, or nothing."""
-    _id, grouped = element
-    records = sorted(grouped["row"], key=lambda r: (r["source_file"], r["line"]))
-    if not records:
-        # an id listed in split.json without a row in gooaq.jsonl
+def join_split(tables: dict):
+    """:class:`~pipelines.engine.HashJoin` function: the rows of one task's ids with their
+    split listings (:func:`split_outcomes`); an id listed in split.json without a row in
+    gooaq.jsonl gives nothing.
+
+    Args:
+        tables: ``{"rows": ROWS, "splits": SPLITS}``.
+    """
+    rows, splits = tables["rows"], tables["splits"]
+    if rows.num_rows == 0:
         return
-    decision = split_decision(grouped["split"])
+    listed = defaultdict(set)
+    for entry_id, name in zip(splits["id"].to_pylist(), splits["split"].to_pylist()):
+        listed[entry_id].add(name)
+    records = defaultdict(list)
+    for record in rows.to_pylist():
+        records[record["id"]].append(record)
+    pairs = []
+    for row_id in sorted(records):
+        for item in split_outcomes(records[row_id], listed.get(row_id, ())):
+            if isinstance(item, beam.pvalue.TaggedOutput):
+                yield item
+            else:
+                pairs.append(item)
+    if pairs:
+        yield records_table(pairs, row_arrow_schema())
+
+
+def split_outcomes(records: list[dict], split_names):
+    """The rows of one id with the splits that list it: the pair, or rejects, or nothing."""
+    records = sorted(records, key=lambda r: (r["source_file"], r["line"]))
+    decision = split_decision(split_names)
     if decision == "held_out":
         Metrics.counter(DATASET, "held_out").inc(len(records))
         accounting.count_skipped(DATASET, "held_out", len(records))
@@ -335,9 +372,10 @@ class GooAQ(Source):
         split = pipeline | "gooaq/ReadSplit" >> ReadFiles(
             splits, read_split_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict)
         joined = (
-            {"row": rows.records, "split": split.records}
-            | "gooaq/JoinSplit" >> beam.CoGroupByKey()
-            | "gooaq/Pair" >> beam.FlatMap(_join_split).with_outputs(REJECTED, main="rows")
+            {"rows": rows.records | "gooaq/RowTables" >> beam.ParDo(GatherTables(ROWS)),
+             "splits": split.records | "gooaq/SplitTables" >> beam.ParDo(GatherTables(SPLITS, rows_per_table=1 << 16))}
+            | "gooaq/JoinSplit" >> HashJoin(join_split, keys={"rows": "id", "splits": "id"},
+                                            schemas={"rows": ROWS, "splits": SPLITS})
         )
         rejects = [rows[REJECTED], split[REJECTED], joined[REJECTED]]
         missing = [make_reject(DATASET, reason, source_file=ctx.relative(ctx.source_dir), detail=detail)
@@ -348,7 +386,7 @@ class GooAQ(Source):
         ) if not found]
         if missing:
             rejects.append(layout_rejects(pipeline, "gooaq/MissingFiles", missing))
-        return SourceOutput(rows={DATASET: joined.rows}, rejects=rejects)
+        return SourceOutput(rows={DATASET: joined.main}, rejects=rejects)
 
 
 SOURCE = GooAQ()

@@ -38,7 +38,8 @@
    returned.
 
 A shard's bytes depend only on the records, never on bundle boundaries or on the order
-a runner delivers them in. Memory is bounded by one shard (``target_shard_bytes``).
+a runner delivers them in. Memory is bounded by one shard (``target_shard_bytes``): its
+rows as read from the runs, and one row group at a time ordered and written.
 
 The parts: row keys, the plan and the shard formats in :mod:`pipelines.engine.shards`,
 step 1 in :mod:`pipelines.engine.spill`, steps 2 to 4 here (:class:`WriteShards`).
@@ -94,11 +95,19 @@ class _WriteShard(beam.DoFn):
         # the key alone fixes the order.
         low = int.from_bytes(task["low"][:GROUP_BYTES], "big")
         high = KEY_SPACE if task["high"] is None else int.from_bytes(task["high"][:GROUP_BYTES], "big")
-        order, row_groups = shard_layout(table[KEY], low, high, self.format.row_groups(table))
-        table = table.take(order).drop_columns([KEY]).cast(schema)
+        order, lengths = shard_layout(table[KEY], low, high, self.format.row_groups(table))
+        table = table.drop_columns([KEY])
+
+        def row_groups():
+            # Ordered and decoded one row group at a time: the shard's rows are held once.
+            offset = 0
+            for length in lengths or [0]:
+                yield table.take(order.slice(offset, length)).cast(schema)
+                offset += length
+
         path = files.join(self.directory, shard_name(self.prefix, task["shard"], plan["total"],
                                                      self.format.ext))
-        size = _write_atomically(path, lambda stream: self.format.write(table, stream, row_groups))
+        size = _write_atomically(path, lambda stream: self.format.write(row_groups(), schema, stream))
         info = {"shard": task["shard"], "path": path, "rows": table.num_rows, "bytes": size,
                 "group": task["group"]}
         info.update(self.format.summarize(table))

@@ -10,7 +10,8 @@ and inherits the checks every source must pass on its bundled sample
 (``pipelines/sources/<source>/sample/``): the build matches the hand-worked counts of
 ``sample/expected_counts.json`` (rows, rejects and skips by reason), both accounting
 equations hold, every rejected record is kept with its reason and provenance, and two
-workers sharing the files out in small blocks write the same bytes as one.
+workers sharing the files out in small blocks write the same bytes, and count the same
+input rows, as one.
 """
 from __future__ import annotations
 
@@ -71,3 +72,6 @@ class SourceCase:
                 assert (two.output / dataset / shard["file"]).read_bytes() == \
                     (build.output / dataset / shard["file"]).read_bytes(), (dataset, shard["file"])
             assert json.dumps(two_entry["accounting"]) == json.dumps(one_entry["accounting"])
+        # Input rows are counted where the pieces are read and in the joins' tasks: the
+        # same sums however the work is shared out.
+        assert two.manifest["input_rows"].get(self.SOURCE) == build.manifest["input_rows"].get(self.SOURCE)

@@ -129,6 +129,28 @@ def cstheory_build(upstream_samples, tmp_path_factory):
                      input_root=upstream_samples, datasets=ALL)
 
 
+def test_link_ends_meet_the_title_of_their_own_site_and_post():
+    """The duplicate links' title join: an end takes the title of its site's post (a post
+    key shared by chance with another site's post changes nothing), the first in text order
+    when a dump repeats a post id, and no title when the post is no question."""
+    import pyarrow as pa
+
+    from pipelines.sources.stackexchange.rules import LINK_ENDS, TITLES, link_ends, title_link_ends
+
+    def title(site, qid, text):
+        return {"key": 7, "site": site, "qid": qid, "title": text, "licence": "cc-by-sa-4.0",
+                "licence_problem": None, "author": "user 1"}
+
+    titles = pa.Table.from_pylist([title("a.com", 1, "zeta"), title("b.com", 1, "other site"),
+                                   title("a.com", 1, "alpha")], schema=TITLES)
+    ends = [dict(end, key=7) for end in link_ends({"site": "a.com", "id": "9", "post": "1", "related": "2"})]
+    assert [e["side"] for e in ends] == ["post", "related"]
+    (joined,) = title_link_ends({"titles": titles, "ends": pa.Table.from_pylist(ends, schema=LINK_ENDS)})
+    by_side = {row["side"]: row for row in joined.to_pylist()}
+    assert by_side["post"]["title"] == "alpha" and by_side["post"]["author"] == "user 1"
+    assert by_side["related"]["title"] is None
+
+
 def test_real_excerpt_hand_checked_pairs(cstheory_build):
     titles = {r["record_id"]: r["anchor"] for r in cstheory_build.rows[se.TITLE_BODY]}
     # 'arXiv tags vs not?' has an 18-character title: rejected although it has answers.

@@ -102,7 +102,9 @@ class _ReadOneFile(beam.DoFn):
         options.use(self.settings)
 
     def process(self, element):
-        if isinstance(element, FileBlock):
+        if isinstance(element, _HandedOn):
+            yield beam.pvalue.TaggedOutput(REJECTED, element.reject)
+        elif isinstance(element, FileBlock):
             yield from self._read_block(element)
         elif isinstance(element, FileRange):
             yield from self._read_range(element)
@@ -154,6 +156,12 @@ class _ReadOneFile(beam.DoFn):
 
 
 @dataclass(frozen=True)
+class _HandedOn:
+    """A reject of the cutting step, handed on to the reading step with the blocks."""
+    reject: dict
+
+
+@dataclass(frozen=True)
 class FileBlock:
     """Whole lines of one input file, cut from it by the worker that read it through and
     kept in a scratch file, so that several workers parse the file at once (see
@@ -199,9 +207,12 @@ class _CutIntoBlocks(beam.DoFn):
             yield element
             return
         path, context = _unpack(element)
-        # A failure names the file, as when the file is read whole.
-        yield from self.opener.each(path, lambda stream, source_file: self._cut(element, source_file, stream),
-                                    context)
+        # A failure names the file, as when the file is read whole. Its reject goes on with
+        # the blocks, and the reading step hands it out with its own: rejects of two steps
+        # joined by a Flatten would be held whole by a local runner.
+        for item in self.opener.each(path, lambda stream, source_file: self._cut(element, source_file, stream),
+                                     context):
+            yield _HandedOn(item.value) if isinstance(item, beam.pvalue.TaggedOutput) else item
 
     def _cut(self, item, source_file: str, stream):
         # Writing a block (an upload, on an object store) overlaps inflating the next ones:
@@ -366,15 +377,14 @@ class ReadFiles(beam.PTransform):
         if not cut:  # each file or byte range is read where it lands
             result = listed | "Read" >> read.with_outputs(REJECTED, *self.outputs, main="records")
             return ReadOutput(result.records, result[REJECTED], {tag: result[tag] for tag in self.outputs})
-        # Output: FileBlock (or FileRange passed on), then the records of each, read by any worker.
+        # Output: FileBlock (or FileRange passed on, or a file's reject), then the records of
+        # each, read by any worker.
         blocks = listed | "Cut" >> beam.ParDo(_CutIntoBlocks(
             opener, options.scratch_folder(pbegin.pipeline.options, "blocks"), block_bytes, self.starts_record,
-            settings)
-        ).with_outputs(REJECTED, main="blocks")
-        result = blocks.blocks | "SpreadBlocks" >> beam.Reshuffle() | "Read" >> read.with_outputs(
+            settings))
+        result = blocks | "SpreadBlocks" >> beam.Reshuffle() | "Read" >> read.with_outputs(
             REJECTED, *self.outputs, main="records")
-        return ReadOutput(result.records, (blocks[REJECTED], result[REJECTED]) | "Rejects" >> beam.Flatten(),
-                          {tag: result[tag] for tag in self.outputs})
+        return ReadOutput(result.records, result[REJECTED], {tag: result[tag] for tag in self.outputs})
 
     def _may_cut(self, item, size: int, block_bytes: int) -> bool:
         """Whether a listed file (not a byte range) may be cut: with byte ranges in use, a

@@ -140,25 +140,37 @@ def is_piece(stream) -> bool:
     return range_start(stream) is not None or is_block(stream)
 
 
-def located_lines(stream) -> Iterator[tuple[str, bytes]]:
+def located_lines(stream) -> Iterator[tuple[int, bytes]]:
     """The lines of one piece of a file (see :func:`is_piece`), line endings kept, each with
-    where it lies in the file: ``byte N`` in a byte range (whose line numbers are not
-    known), ``line N`` in a block.
+    where it lies in the file: the byte offset of the line in a byte range (whose line
+    numbers are not known), its line number in a block; :func:`location` says which.
 
     Raises:
         LineTooLong: as :func:`text_lines`.
     """
     if range_start(stream) is not None:
-        for position, line in range_lines(stream):
-            yield f"byte {position}", line
+        yield from range_lines(stream)
         return
-    limit = max_line_bytes()
+    limit, uncounted = max_line_bytes(), 0
     for number, line in enumerate(iter(lambda: stream.readline(limit + 1), b""), start=first_line_of(stream)):
         if len(line) > limit:
             raise LineTooLong(f"line {number:,} is longer than {limit:,} bytes "
                               "(--max_line_bytes allows longer lines)")
-        progress.count_record()
-        yield f"line {number}", line
+        uncounted += 1
+        if uncounted == _COUNT_EVERY:  # a progress call per line costs as much as the loop
+            progress.count_record(uncounted)
+            uncounted = 0
+        yield number, line
+    progress.count_record(uncounted)
+
+
+def location(stream, where: int) -> str:
+    """Where a line of :func:`located_lines` lies, in words: ``byte N`` or ``line N``."""
+    return f"byte {where}" if range_start(stream) is not None else f"line {where}"
+
+
+# Lines counted for the progress report at once.
+_COUNT_EVERY = 1024
 
 
 # -- blocks: one file's lines cut by the worker that reads it through, parsed by many ----------

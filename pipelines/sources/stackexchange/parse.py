@@ -16,7 +16,7 @@ from pipelines.corpus.normalize import normalize_text
 from pipelines.corpus.rejects import rejected
 from pipelines.corpus.schema import RowTables
 from pipelines.corpus.source import SourceContext
-from pipelines.engine import is_piece, located_lines, stream_is_empty
+from pipelines.engine import is_piece, located_lines, location, stream_is_empty
 
 from .attribution import post_author, post_licence
 from .rules import (ANSWER, ANSWERS, DUPLICATE_LINK_TYPE, DUPLICATES, LINK_FIELDS, LINKS_FILE, POST_FIELDS, POSTS_FILE,
@@ -155,7 +155,7 @@ class ReadDump:
         a block of one inflated once): its ``<row/>`` lines, parsed one by one (the dumps
         write one row per line). A malformed line is named by where it lies in the file."""
         rule = self._rule(table)
-        type_in_line = _TYPE_IN_LINE[rule.type_field]
+        type_in_line, fields, handle, parse = _TYPE_IN_LINE[rule.type_field], rule.fields, rule.handle, etree.fromstring
         for where, line in located_lines(stream):
             text = line.strip().removeprefix(b"\xef\xbb\xbf")
             if not text.startswith(b"<row"):
@@ -169,17 +169,22 @@ class ReadDump:
                     batches.count_row(rule.file_name, rule.skipped(row_type))
                     continue
             try:
-                attrib = etree.fromstring(text, _ROW_LINE_PARSER).attrib
+                get = parse(text, _ROW_LINE_PARSER).get
             except etree.XMLSyntaxError as exc:
                 dataset = self.file_dataset if table == "posts" else self.link_dataset
                 batches.count_row(rule.file_name)  # a record, rejected
                 yield rejected(dataset, "malformed_row", counts_as_read=True,
                                source_file=source_file,
-                               record_id=where, excerpt=text,
+                               record_id=location(stream, where), excerpt=text,
                                detail=f"not a well-formed <row/> line: {exc}")
                 continue
-            yield from rule.handle(site, {name: attrib[name] for name in rule.fields if name in attrib},
-                                   source_file, batches)
+            # element.get per field, as the whole-table path: cheaper than the attribute proxy.
+            attrs = {}
+            for name in fields:
+                value = get(name)
+                if value is not None:
+                    attrs[name] = value
+            yield from handle(site, attrs, source_file, batches)
 
     def _read_table(self, site, table, stream, source_file, batches):
         rule = self._rule(table)

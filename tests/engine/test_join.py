@@ -42,6 +42,45 @@ def test_plan_reads_only_overlapping_batches():
     assert len(plan_tasks(runs, task_bytes=1 << 30, min_tasks=5)) == 5
 
 
+def test_plan_finds_the_same_batches_as_a_scan_of_every_batch():
+    """The plan bisects each run's batches; a batch overlaps a task's range when its last
+    hash is at or above the range's start and its first below its end (equal hashes may
+    end one batch and begin the next)."""
+    rng = random.Random(5)
+    runs = {}
+    for side in ("a", "b"):
+        runs[side] = []
+        for r in range(4):
+            hashes = sorted(rng.choice([rng.randrange(1 << 64), 1 << 62, (1 << 64) - 1]) for _ in range(60))
+            cuts = sorted(rng.sample(range(1, 60), 9))
+            batches = [[hashes[a], hashes[b - 1], b - a, 10 * (b - a)]
+                       for a, b in zip([0] + cuts, cuts + [60])]
+            runs[side].append({"path": f"{side}{r}", "batches": batches})
+    for count in (1, 3, 7, 64):
+        for task in plan_tasks(runs, task_bytes=1 << 40, min_tasks=count):
+            low, high = task["low"], task["high"]
+            for side, side_runs in runs.items():
+                scanned = sorted((run["path"], index, first >= low and last < high)
+                                 for run in side_runs
+                                 for index, (first, last, _rows, _bytes) in enumerate(run["batches"])
+                                 if last >= low and first < high)
+                assert task["reads"][side] == scanned
+
+
+def test_a_task_keeps_a_copy_of_the_rows_in_range_not_the_whole_batch(tmp_path):
+    spill = SpillByHash(str(tmp_path), "id", LEFT, spill_bytes=1 << 30, row_group_bytes=1 << 20)
+    spill.start_bundle()
+    table = pa.table({"id": list(range(20_000)), "value": [f"value {i}" for i in range(20_000)]}, schema=LEFT)
+    assert list(spill.process(table)) == []
+    (run,) = [w.value if hasattr(w, "value") else w for w in spill.finish_bundle()]
+    assert len(run["batches"]) == 1
+    tasks = plan_tasks({"left": [run]}, task_bytes=1 << 40, min_tasks=50)
+    part = read_range(tasks[0]["reads"]["left"], LEFT, tasks[0]["low"], tasks[0]["high"])
+    assert 0 < part.num_rows < 1_000
+    # Its buffers hold its own rows (about a fiftieth of the batch), so the batch is freed.
+    assert part.get_total_buffer_size() < table.nbytes / 10
+
+
 def test_spilled_run_reads_back_by_range(tmp_path):
     spill = SpillByHash(str(tmp_path), "id", LEFT, spill_bytes=1 << 30, row_group_bytes=64)
     spill.start_bundle()

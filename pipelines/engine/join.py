@@ -325,7 +325,8 @@ def read_range(reads: list, schema: pa.Schema, low: int, high: int,
              for t in read_runs(reads, HASH, low, None if high >= _SPACE else high, run_files)]
     if not parts:
         return schema.empty_table()
-    return pa.concat_tables(parts).cast(schema)
+    # One chunk, not one per batch read: the join and every step after it pay per chunk.
+    return pa.concat_tables(parts).cast(schema).unify_dictionaries().combine_chunks()
 
 
 def compacted(table: pa.Table) -> pa.Table:

@@ -208,15 +208,15 @@ def plan_tasks(runs: dict[str, list[dict]], task_bytes: int, min_tasks: int = 1)
     count = max(min_tasks, math.ceil(total / task_bytes))
     # A run's batches are in hash order: a task's are found by bisection, not by a scan
     # of every batch for every task (tasks x batches grows with the square of the input).
-    bounds = {side: [(run["path"], run["batches"], [b[0] for b in run["batches"]], [b[1] for b in run["batches"]])
+    bounds = {side: [(run["path"], [b[0] for b in run["batches"]], [b[1] for b in run["batches"]])
                      for run in side_runs]
               for side, side_runs in runs.items()}
     tasks = []
     for j in range(count):
         low, high = hash_range(j, count)
         # A batch wholly inside the range is taken whole, without searching its hashes.
-        reads = {side: sorted((path, index, batches[index][0] >= low and batches[index][1] < high)
-                              for path, batches, firsts, lasts in side_bounds
+        reads = {side: sorted((path, index, firsts[index] >= low and lasts[index] < high)
+                              for path, firsts, lasts in side_bounds
                               for index in range(bisect.bisect_left(lasts, low), bisect.bisect_left(firsts, high)))
                  for side, side_bounds in bounds.items()}
         tasks.append({"task": j, "of": count, "low": low, "high": high, "reads": reads})

@@ -395,6 +395,42 @@ def test_a_broken_row_line_in_a_byte_range_is_a_counted_reject(tmp_path):
     assert result.manifest["datasets"][se.TITLE_BODY]["accounting"]["records"]["holds"]
 
 
+@pytest.mark.parametrize("lines,together", [
+    (['<row Id="1" Title="a &amp; b"/>', '<row Id="2">  <x/></row>  ', '<rowx Id="3"/>'], True),
+    (['<row Id="1">', '<row Id="2"/></row>'], False),  # the first runs into the second
+    (['<row Id="1"/><!--', '<row Id="2"/>-->'], False),  # a comment hides the second
+    (['<row Id="1"><![CDATA[', '<row Id="2"/>]]></row>'], False),
+    (['<row Id="1"/>text', '<row Id="2"/>'], False),
+    (['<row Id="1"/><row Id="3"/>', '<row Id="2"/>'], False),  # two rows on one line
+    (['<row Id="1"/> <?pi x?>', '<row Id="2"/>'], False),
+    (['<row Id="1" Id="1"/>', '<row Id="2"/>'], False),
+])
+def test_row_lines_parsed_together_only_when_each_is_its_own_row(lines, together):
+    """Lines parsed as one document give what each gives alone, or are left to be parsed
+    one by one."""
+    from pipelines.sources.stackexchange.parse import _elements_one_per_line
+    elements = _elements_one_per_line([line.encode() for line in lines])
+    assert (elements is not None) is together
+    if together:
+        alone = [dict(etree.fromstring(line.encode(), se.rules._ROW_LINE_PARSER).attrib) for line in lines]
+        assert [dict(element.attrib) for element in elements] == alone
+
+
+def test_a_row_line_running_into_the_next_is_rejected_with_it_not_read_as_one(tmp_path):
+    """Row lines are parsed a batch at a time; a line whose element only closes on the
+    next line is malformed alone, and so is that next line: both are rejected."""
+    lines = [GOOD_QUESTION.format(id=i) for i in range(1, 40)]
+    lines[20] = lines[20].replace(" />", ">")
+    lines[21] = lines[21] + "</row>"
+    posts = ("<posts>\r\n" + "\r\n".join(lines) + "\r\n</posts>").encode()
+    result = run_build(tmp_path / "out", input_root=_site(tmp_path, posts), datasets=[se.TITLE_BODY],
+                       source_options={"stackexchange": {"split_mb": "0.004"}})  # two ranges
+    assert len(result.rows[se.TITLE_BODY]) == 37
+    assert sorted(r["record_id"] for r in result.rejects[se.TITLE_BODY]) == sorted(
+        f"byte {posts.index(lines[i].encode())}" for i in (20, 21))
+    assert result.manifest["datasets"][se.TITLE_BODY]["accounting"]["records"]["holds"]
+
+
 def _archives(tmp_path: Path, archives: dict) -> Path:
     root = tmp_path / "in" / "stackexchange"
     root.mkdir(parents=True)

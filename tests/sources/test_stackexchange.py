@@ -283,16 +283,44 @@ GOOD_QUESTION = ('<row Id="{id}" PostTypeId="1" CreationDate="2020-01-01T00:00:0
                  'Body="&lt;p&gt;A body that is long enough to qualify.&lt;/p&gt;" />')
 
 
-def test_truncated_posts_keeps_rows_before_the_damage_and_records_the_file(tmp_path):
-    posts = ("<posts>\n" + "\n".join(GOOD_QUESTION.format(id=i) for i in (1, 2))
-             + '\n<row Id="3" PostTypeId="1" Sco').encode()
+@pytest.mark.parametrize("separator,end,reasons", [
+    ("\n", '\n<row Id="3" PostTypeId="1" Sco', {"malformed_row", "unreadable_file"}),  # cut in a row line
+    ("\n", "\n", {"unreadable_file"}),  # cut at a line's end: the root never ends
+    ("", '<row Id="3" PostTypeId="1" Sco', {"unreadable_file"}),  # rows sharing a line: iterparse
+])
+def test_truncated_posts_keeps_rows_before_the_damage_and_records_the_file(tmp_path, separator, end, reasons):
+    posts = ("<posts>\n" + separator.join(GOOD_QUESTION.format(id=i) for i in (1, 2)) + end).encode()
     result = run_build(tmp_path / "out", input_root=_site(tmp_path, posts), datasets=[se.TITLE_BODY])
-    assert [r["record_id"] for r in result.rows[se.TITLE_BODY]] == ["1", "2"] or \
-        sorted(r["record_id"] for r in result.rows[se.TITLE_BODY]) == ["1", "2"]
-    (reject,) = result.rejects[se.TITLE_BODY]
-    assert reject["reason"] == "unreadable_file"
+    assert sorted(r["record_id"] for r in result.rows[se.TITLE_BODY]) == ["1", "2"]
+    assert {r["reason"] for r in result.rejects[se.TITLE_BODY]} == reasons
+    (reject,) = [r for r in result.rejects[se.TITLE_BODY] if r["reason"] == "unreadable_file"]
     assert reject["source_file"] == "stackexchange/example.stackexchange.com/Posts.xml"
     assert reject["record_id"].startswith("line ")
+    assert result.manifest["datasets"][se.TITLE_BODY]["accounting"]["records"]["holds"]
+
+
+def test_text_outside_any_row_line_is_a_counted_reject(tmp_path):
+    posts = ("<posts>\n" + GOOD_QUESTION.format(id=1) + "\nstray text\n" + GOOD_QUESTION.format(id=2)
+             + "\n</posts>\n").encode()
+    result = run_build(tmp_path / "out", input_root=_site(tmp_path, posts), datasets=[se.TITLE_BODY])
+    assert sorted(r["record_id"] for r in result.rows[se.TITLE_BODY]) == ["1", "2"]
+    (reject,) = result.rejects[se.TITLE_BODY]
+    assert (reject["reason"], reject["record_id"]) == ("malformed_row", "line 3")
+    assert result.manifest["datasets"][se.TITLE_BODY]["accounting"]["records"]["holds"]
+
+
+@pytest.mark.parametrize("head,line_by_line", [
+    (b'\xef\xbb\xbf<?xml version="1.0" encoding="utf-8"?>\r\n<posts>\r\n  <row Id="1" />\r\n  <row Id="2', True),
+    (b'<postlinks>\n<row Id="1" />\n</postlinks>\n', True),
+    (b'<posts>\n<row Id="1" /><row Id="2" />\n', False),  # rows sharing a line
+    (b'<posts><row Id="1" />\n<row Id="2" />\n', False),
+    (b'<?xml version="1.0"?>\n<!DOCTYPE posts [<!ENTITY a "b">]>\n<posts>\n<row Id="1" />\n', False),
+    (b'<posts>\n<row Id="1">\n</row>\n', False),
+    (b'<posts>\n<row Id="1" />', False),  # no whole row line yet
+])
+def test_a_whole_table_is_read_line_by_line_only_when_laid_out_as_the_dumps(head, line_by_line):
+    from pipelines.sources.stackexchange.parse import _one_row_per_line
+    assert _one_row_per_line(head) is line_by_line
 
 
 def test_strict_mode_fails_on_a_truncated_file_naming_it(tmp_path):

@@ -8,10 +8,11 @@ Files (under ``IN/stackexchange/``, as published on archive.org):
     ``<site>/Posts.xml``                an unpacked site (also ``PostLinks.xml``); the
                                         files may be gzip/bz2/xz-compressed
 
-Parse: ``Posts.xml`` and ``PostLinks.xml`` are streamed out of the archive and parsed
-row by row with lxml ``iterparse`` (elements cleared as they are read), so memory stays
-flat for StackOverflow's ~97 GB ``Posts.xml``. Entity expansion, DTD loading and network
-access are off. Both tag formats (``<a><b>`` and, since 2024, ``|a|b|``), the BOM, CRLF
+Parse: ``Posts.xml`` and ``PostLinks.xml`` are streamed out of the archive, so memory
+stays flat for StackOverflow's ~97 GB ``Posts.xml``, and read ``<row/>`` line by line when
+laid out as the dumps write them (one row per line; see :class:`ReadDump`), else with lxml
+``iterparse`` (elements cleared as they are read). Entity expansion, DTD loading and
+network access are off. Both tag formats (``<a><b>`` and, since 2024, ``|a|b|``), the BOM, CRLF
 and absent optional attributes are handled. The files are read by the engine's
 :class:`pipelines.engine.read.ReadFiles` with :class:`ReadDump` as the parser of one file:
 the engine opens the files and archive members (``Posts.xml``, and ``PostLinks.xml`` when
@@ -66,9 +67,9 @@ Source options (``--source-option stackexchange.<key>=<value>``):
 With several workers, every file is shared by all of them whatever its size or kind: an
 unpacked table in byte ranges, an archive member or a compressed table inflated once by one
 worker and cut into blocks of whole lines that all workers parse (the engine's
-``cut_lines``), StackOverflow's solid ``Posts.xml`` included. A range or block is parsed
-``<row/>`` line by line (the dumps write one row per line); a line that is not a well-formed
-row is a ``malformed_row`` reject named by its byte offset or line number.
+``cut_lines``), StackOverflow's solid ``Posts.xml`` included. A range or block is read
+line by line as a whole table is; a line that is not a well-formed row, or text outside
+the rows, is a ``malformed_row`` reject named by its byte offset or line number.
 
 Input rows: besides the records, every row of the tables is counted, taken or skipped
 with a reason (``accounting.count_input_rows``; manifest ``input_rows``): ``Posts.xml`` rows

@@ -32,7 +32,7 @@ from .rules import (ANSWER, ANSWERS, DUPLICATE_LINK_TYPE, DUPLICATES, LINK_FIELD
 _TYPE_IN_LINE = {name: re.compile(rb"\s" + name.encode() + rb'="([^"]*)"') for name in ("PostTypeId", "LinkTypeId")}
 
 
-# Row lines parsed as one document: a parse per line costs about a tenth more.
+# Row lines parsed as one document: a document per line costs more.
 _LINES_PER_PARSE = 256
 _BYTES_PER_PARSE = 1 << 20
 
@@ -58,6 +58,39 @@ def _elements_one_per_line(lines: list[bytes]) -> list | None:
         if not isinstance(element.tag, str) or element.sourceline != number or (element.tail and element.tail.strip()):
             return None
     return elements
+
+
+# What a whole table's start shows of its layout: the buffered start of its stream.
+_HEAD_BYTES = 1 << 16
+_ROOT_START = re.compile(rb"<([A-Za-z]+)>")
+
+
+def _one_row_per_line(head: bytes) -> bool:
+    """Whether a whole table starting with ``head`` is laid out as the dumps write it: an
+    XML declaration, the root element's start tag, then one ``<row .../>`` per line. Such a
+    table is read line by line, as its pieces are, which skips the rows of a type no
+    dataset takes unparsed (iterparse parses every one); any other (rows sharing a line, a
+    DTD) is read with iterparse."""
+    lines = [line.strip() for line in head.removeprefix(b"\xef\xbb\xbf").split(b"\n")[:-1]]
+    lines = [line for line in lines if line]
+    if lines and lines[0].startswith(b"<?xml"):
+        lines = lines[1:]
+    root = _ROOT_START.fullmatch(lines[0]) if len(lines) > 1 else None
+    if root is None:
+        return False
+    end = b"</" + root.group(1) + b">"
+    # A row line holds one tag: a value never holds a bare "<". Text outside the rows (no
+    # tag at all) is a reject of the line-by-line reading, not a reason to read otherwise.
+    return all((line.startswith(b"<row ") and line.endswith(b"/>") and line.count(b"<") == 1) or line == end
+               or b"<" not in line for line in lines[1:])
+
+
+class _CutShort(ValueError):
+    """A whole table read line by line ends before its root element does."""
+
+    def __init__(self, message: str, line: int):
+        super().__init__(message)
+        self.position = (line, 0)  # how ReadFiles names where reading stopped
 
 
 class _TableRule(NamedTuple):
@@ -119,7 +152,8 @@ class _FileBatches:
 class ReadDump:
     """``read_file`` of :class:`pipelines.engine.read.ReadFiles` for the dump: one
     ``Posts.xml`` or ``PostLinks.xml`` (unpacked, compressed, an archive member, or one
-    byte range of a big unpacked one), as questions, answers and duplicate links, and the
+    piece of one: a byte range or a block), read line by line when laid out as the dumps
+    write it (:func:`_one_row_per_line`), as questions, answers and duplicate links, and the
     stackexchange_title_body rows (a join-free rule, applied here) in tables, each under
     its tag; rejects keep theirs. ``context`` is the file's ``(site, kind)``.
 
@@ -154,6 +188,8 @@ class ReadDump:
         try:
             if is_piece(stream):
                 yield from self._read_lines(site, table, stream, source_file, batches)
+            elif hasattr(stream, "peek") and _one_row_per_line(stream.peek(_HEAD_BYTES)):
+                yield from self._read_lines(site, table, stream, source_file, batches, whole=True)
             else:
                 yield from self._read_table(site, table, stream, source_file, batches)
         except Exception:  # the rows read before the problem are kept; ReadFiles records the file
@@ -178,18 +214,28 @@ class ReadDump:
         accounting.count_paired(TITLE_BODY, table.num_rows)
         return beam.pvalue.TaggedOutput("title_body_rows", table)
 
-    def _read_lines(self, site, table, stream, source_file, batches):
+    def _read_lines(self, site, table, stream, source_file, batches, whole: bool = False):
         """One piece of a table shared out among workers (a byte range of an unpacked one,
-        a block of one inflated once): its ``<row/>`` lines (the dumps write one row per
-        line), parsed a batch at a time. A malformed line is named by where it lies in the
-        file."""
+        a block of one inflated once), or a ``whole`` table laid out as the dumps write it
+        (see :func:`_one_row_per_line`): its ``<row/>`` lines, parsed a batch at a time. A
+        malformed line, or text outside any row, is a reject named by where it lies in the
+        file; a whole table whose root element does not end was cut short."""
         rule = self._rule(table)
         type_in_line = _TYPE_IN_LINE[rule.type_field]
+        dataset = self.file_dataset if table == "posts" else self.link_dataset
         pending, pending_bytes = [], 0  # (where, text) of the lines to parse
+        where, ended = 0, False
         for where, line in located_lines(stream):
             text = line.strip().removeprefix(b"\xef\xbb\xbf")
             if not text.startswith(b"<row"):
-                continue  # the XML declaration and the root element's tags
+                if text.startswith(b"<"):  # the XML declaration, the root element's tags, a comment
+                    ended = ended or text.startswith(b"</")
+                elif text:
+                    batches.count_row(rule.file_name)  # a record, rejected
+                    yield rejected(dataset, "malformed_row", counts_as_read=True, source_file=source_file,
+                                   record_id=location(stream, where), excerpt=text,
+                                   detail="text outside any <row/> line")
+                continue
             # As when a table is read whole: a row of a type no dataset takes is counted by its
             # type and not parsed (most of Posts.xml is answers, when they are not wanted).
             found = type_in_line.search(text)
@@ -204,6 +250,9 @@ class ReadDump:
                 yield from self._parse_lines(site, table, rule, pending, stream, source_file, batches)
                 pending, pending_bytes = [], 0
         yield from self._parse_lines(site, table, rule, pending, stream, source_file, batches)
+        if whole and not ended:
+            raise _CutShort(f"the file ends at line {where} before its root element does (cut short?)",
+                            where)
 
     def _parse_lines(self, site, table, rule, lines, stream, source_file, batches):
         """Each of ``lines`` as its own ``<row/>``: one parse for them all, or, when that finds

@@ -329,29 +329,10 @@ def read_range(reads: list, schema: pa.Schema, low: int, high: int,
     return pa.concat_tables(parts).cast(schema).unify_dictionaries().combine_chunks()
 
 
-def compacted(table: pa.Table) -> pa.Table:
-    """``table`` copied into buffers of its own when it holds much more memory than its rows
-    take (else as it is).
-
-    A join task's rows of a side are slices of run batches, and a slice keeps its whole
-    batch alive. A join that passes a side's columns on uncopied would let whatever
-    buffers its output (a spill buffer holds several tasks' worth) keep every batch the
-    tasks touched, and a task touches a batch of every run, so that grew with the input:
-    MS MARCO's peak at 16x the benchmark's input was 26% above its 4x one, in the step
-    of its last join.
-    """
-    if table.get_total_buffer_size() <= 2 * table.nbytes + MiB:
-        return table
-    # With an empty table appended every column has two chunks, which combine_chunks
-    # copies into one (a single chunk it would hand back as it is).
-    return pa.concat_tables([table, table.slice(0, 0)]).combine_chunks()
-
-
 class _JoinTask(beam.DoFn):
-    def __init__(self, join: Callable, schemas: dict[str, pa.Schema], passed_on: tuple[str, ...] = ()):
+    def __init__(self, join: Callable, schemas: dict[str, pa.Schema]):
         self.join = join
         self.schemas = schemas
-        self.passed_on = passed_on
 
     def start_bundle(self):
         self._run_files = RunFiles()
@@ -360,8 +341,6 @@ class _JoinTask(beam.DoFn):
         tables = {side: read_range(task["reads"].get(side, []), schema, task["low"], task["high"],
                                    self._run_files)
                   for side, schema in self.schemas.items()}
-        for side in self.passed_on:
-            tables[side] = compacted(tables[side])
         yield from self.join(tables)
 
     def finish_bundle(self):
@@ -408,9 +387,6 @@ class HashJoin(beam.PTransform):
             not grow with the input; measured the same speed as 16 MB.
         min_tasks: tasks at least (a task with no row costs next to nothing; equal
             tasks let the runner share them evenly among its workers).
-        passed_on: sides whose columns ``join`` yields uncopied (MS MARCO's triplets):
-            their rows are copied out of the run batches first (:func:`compacted`), so
-            that the output does not keep the batches alive.
         spilled: sides given as the runs another join spilled (``output.spilled[side]``).
     Input: ``{side: PCollection}`` of Arrow tables (or of runs, for the ``spilled`` sides).
     Returns:
@@ -418,8 +394,7 @@ class HashJoin(beam.PTransform):
     """
 
     def __init__(self, join: Callable, *, keys: dict[str, str], schemas: dict[str, pa.Schema],
-                 task_bytes: int = 8 * MiB, min_tasks: int = 8, passed_on: tuple[str, ...] = (),
-                 spilled: tuple[str, ...] = ()):
+                 task_bytes: int = 8 * MiB, min_tasks: int = 8, spilled: tuple[str, ...] = ()):
         super().__init__()
         self.spilled = frozenset(spilled)
         self.join = join
@@ -427,7 +402,6 @@ class HashJoin(beam.PTransform):
         self.schemas = schemas
         self.task_bytes = task_bytes
         self.min_tasks = min_tasks
-        self.passed_on = tuple(passed_on)
 
     def expand(self, sides):
         spilled = {}
@@ -446,7 +420,7 @@ class HashJoin(beam.PTransform):
             | "CollectRuns" >> beam.combiners.ToList()
             | "PlanTasks" >> beam.FlatMap(lambda runs: plan_tasks(_by_side(runs), task_bytes, min_tasks))
             | "SpreadTasks" >> beam.Reshuffle()
-            | "Join" >> tables(beam.ParDo(_JoinTask(self.join, self.schemas, self.passed_on)))
+            | "Join" >> tables(beam.ParDo(_JoinTask(self.join, self.schemas)))
             .with_outputs(REJECTED, main="main")
         )
         return JoinOutput(result, spilled)

@@ -369,8 +369,7 @@ class DropDuplicates(beam.PTransform):
         options = {} if self.task_bytes is None else {"task_bytes": self.task_bytes}
         joined = keyed | "Join" >> HashJoin(
             drop_exact_duplicates, keys={dataset: KEY for dataset in self.datasets},
-            schemas={dataset: keyed_schema(schema) for dataset in self.datasets},
-            passed_on=tuple(self.datasets), **options)
+            schemas={dataset: keyed_schema(schema) for dataset in self.datasets}, **options)
         index = {dataset: n for n, dataset in enumerate(self.datasets)}
         parts = joined.main | "ByDataset" >> beam.Partition(
             lambda table, _count: index[table["dataset"][0].as_py()], len(self.datasets))

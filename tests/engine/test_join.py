@@ -203,15 +203,3 @@ def test_runs_stay_at_the_spill_limit_whatever_the_incoming_tables(tmp_path):
     assert len(rows) == 5 and all(abs(count - 4_000) <= 2 for count in rows), rows
 
 
-def test_a_small_slice_of_a_big_table_is_copied_out_of_it():
-    from pipelines.engine.join import compacted
-
-    big = pa.table({"text": [f"passage {n} " * 40 for n in range(20_000)], "id": list(range(20_000))})
-    part = pa.concat_tables([big.slice(100, 50), big.slice(9_000, 50)])
-    assert part.get_total_buffer_size() > 50 * part.nbytes
-    copy = compacted(part)
-    assert copy.equals(part)
-    assert copy.get_total_buffer_size() < 2 * copy.nbytes
-    alone = compacted(big.slice(5, 10))  # one slice: still copied
-    assert alone.equals(big.slice(5, 10)) and alone.get_total_buffer_size() < 2 * alone.nbytes + 1024
-    assert compacted(big) is big  # a table that holds no more than its rows is left alone

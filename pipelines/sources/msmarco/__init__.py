@@ -328,7 +328,7 @@ class MsMarco(Source):
                 sides
                 | f"msmarco/Join{label}" >> HashJoin(
                     functools.partial(join_text, step=step), keys=keys, schemas=schemas,
-                    passed_on=("triplets",), spilled=("texts",) if reuse else ())
+                    spilled=("texts",) if reuse else ())
             )
             if step != "query":
                 spilled_passages = joined.spilled["texts"]

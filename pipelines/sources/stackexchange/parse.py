@@ -96,13 +96,15 @@ class _CutShort(ValueError):
 class _TableRule(NamedTuple):
     """How a table's rows are read, whole or in pieces: the attributes kept, the type
     attribute and the types taken (other rows are counted as skipped without a copy),
-    the row handler, the skip reason of a type, and the table's name in the counts."""
+    the row handler, the skip reason of a type, the table's name in the counts, and the
+    dataset a malformed line is a rejected record of."""
     fields: tuple
     type_field: str
     types_taken: frozenset
     handle: Callable
     skipped: Callable
     file_name: str
+    malformed_dataset: str
 
 _ARCHIVE_MEMBERS = frozenset({"Posts.xml"})
 _ARCHIVE_MEMBERS_WITH_LINKS = frozenset({"Posts.xml", "PostLinks.xml"})
@@ -130,6 +132,14 @@ def _file_dataset(datasets) -> str:
     """The dataset that file-level rejects (and malformed posts) are counted under: the
     first question dataset of the run, or stackexchange_duplicate_questions alone."""
     return next((d for d in (TITLE_BODY, TITLE_ANSWER) if d in datasets), DUPLICATES)
+
+
+def _malformed_line(rule, stream, where: int, text: bytes, source_file: str, batches, detail: str):
+    """The reject of a line of a table read line by line that is no well-formed row, named by
+    where it lies in the file, and counted as an input row (a record, rejected)."""
+    batches.count_row(rule.file_name)
+    return rejected(rule.malformed_dataset, "malformed_row", counts_as_read=True, source_file=source_file,
+                    record_id=location(stream, where), excerpt=text, detail=detail)
 
 
 class _FileBatches:
@@ -222,7 +232,6 @@ class ReadDump:
         file; a whole table whose root element does not end was cut short."""
         rule = self._rule(table)
         type_in_line = _TYPE_IN_LINE[rule.type_field]
-        dataset = self.file_dataset if table == "posts" else self.link_dataset
         pending, pending_bytes = [], 0  # (where, text) of the lines to parse
         where, ended = 0, False
         for where, line in located_lines(stream):
@@ -231,10 +240,8 @@ class ReadDump:
                 if text.startswith(b"<"):  # the XML declaration, the root element's tags, a comment
                     ended = ended or text.startswith(b"</")
                 elif text:
-                    batches.count_row(rule.file_name)  # a record, rejected
-                    yield rejected(dataset, "malformed_row", counts_as_read=True, source_file=source_file,
-                                   record_id=location(stream, where), excerpt=text,
-                                   detail="text outside any <row/> line")
+                    yield _malformed_line(rule, stream, where, text, source_file, batches,
+                                          "text outside any <row/> line")
                 continue
             # As when a table is read whole: a row of a type no dataset takes is counted by its
             # type and not parsed (most of Posts.xml is answers, when they are not wanted).
@@ -247,14 +254,14 @@ class ReadDump:
             pending.append((where, text))
             pending_bytes += len(text)
             if len(pending) == _LINES_PER_PARSE or pending_bytes >= _BYTES_PER_PARSE:
-                yield from self._parse_lines(site, table, rule, pending, stream, source_file, batches)
+                yield from self._parse_lines(site, rule, pending, stream, source_file, batches)
                 pending, pending_bytes = [], 0
-        yield from self._parse_lines(site, table, rule, pending, stream, source_file, batches)
+        yield from self._parse_lines(site, rule, pending, stream, source_file, batches)
         if whole and not ended:
             raise _CutShort(f"the file ends at line {where} before its root element does (cut short?)",
                             where)
 
-    def _parse_lines(self, site, table, rule, lines, stream, source_file, batches):
+    def _parse_lines(self, site, rule, lines, stream, source_file, batches):
         """Each of ``lines`` as its own ``<row/>``: one parse for them all, or, when that finds
         anything but one element on each line, one parse per line, so that a malformed line is
         rejected alone and no line is read as part of another."""
@@ -266,12 +273,8 @@ class ReadDump:
                 try:
                     get = etree.fromstring(text, _ROW_LINE_PARSER).get
                 except etree.XMLSyntaxError as exc:
-                    dataset = self.file_dataset if table == "posts" else self.link_dataset
-                    batches.count_row(rule.file_name)  # a record, rejected
-                    yield rejected(dataset, "malformed_row", counts_as_read=True,
-                                   source_file=source_file,
-                                   record_id=location(stream, where), excerpt=text,
-                                   detail=f"not a well-formed <row/> line: {exc}")
+                    yield _malformed_line(rule, stream, where, text, source_file, batches,
+                                          f"not a well-formed <row/> line: {exc}")
                     continue
             # element.get per field, as the whole-table path: cheaper than the attribute proxy.
             attrs = {}
@@ -295,9 +298,10 @@ class ReadDump:
         if table == "posts":  # the post types _post reads
             return _TableRule(POST_FIELDS, "PostTypeId",
                               frozenset((QUESTION, ANSWER) if self.want_answers else (QUESTION,)), self._post,
-                              functools.partial(skipped_post, want_answers=self.want_answers), POSTS_FILE)
+                              functools.partial(skipped_post, want_answers=self.want_answers), POSTS_FILE,
+                              self.file_dataset)
         return _TableRule(LINK_FIELDS, "LinkTypeId", frozenset((DUPLICATE_LINK_TYPE,)), self._link, skipped_link,
-                          LINKS_FILE)
+                          LINKS_FILE, self.link_dataset)
 
     def _post(self, site, attrs, source_file, batches):
         post_type = attrs.get("PostTypeId")

@@ -4,6 +4,7 @@ import io
 import json
 import zipfile
 
+import pyarrow as pa
 import pytest
 
 from pipelines.sources import searchqa as sq
@@ -62,9 +63,24 @@ def test_keep_first_copy_prefers_split_order_then_file():
     copies = [{"id": "1", "split": "test", "source_file": "a", "clue": "q"},
               {"id": "1", "split": "jeopardy", "source_file": "0", "clue": "q"},
               {"id": "1", "split": "val", "source_file": "z", "clue": "q"}]
-    out = list(sq.keep_first_copy(("1", copies)))
+    out = list(sq.keep_first_copy("1", copies))
     assert out[0]["split"] == "val"
     assert [o.value["reason"] for o in out[1:]] == ["duplicate_clue", "duplicate_clue"]
+
+
+def test_pair_first_copies_pairs_one_copy_per_id_and_rejects_the_rest():
+    def clue(identifier, split, source_file, text, snippets="S"):
+        return {"key": sq.text_key(identifier), "id": identifier, "split": split,
+                "source_file": source_file, "clue": text, "snippets": snippets}
+    clues = [clue("2", "test", "t/2", "Q2"), clue("1", "jeopardy", "j/1", "Q1"),
+             clue("2", "val", "v/2", "Q2"), clue("3", "train", "x/3", "", "S3"),
+             clue("4", "train", "x/4", "Q4", "")]
+    out = list(sq.pair_first_copies({"clues": pa.Table.from_pylist(clues, schema=sq.CLUES)}))
+    tables = [item for item in out if isinstance(item, pa.Table)]
+    rejects = sorted((o.value["reason"], o.value["source_file"]) for o in out if not isinstance(o, pa.Table))
+    assert len(tables) == 1
+    assert [(r["record_id"], r["source_file"]) for r in tables[0].to_pylist()] == [("1", "j/1"), ("2", "v/2")]
+    assert rejects == [("duplicate_clue", "t/2"), ("empty_clue", "x/3"), ("no_snippets", "x/4")]
 
 
 def test_options():

@@ -24,10 +24,11 @@ any clue of a selected split). Every file and every zip is one element of the re
 
 Duplicates: the same clue can arrive more than once (the layouts overlap, and in the
 published fixture ``val`` and ``test`` hold the same files). Clues are keyed by ``id``
-(the JSON field; the file name's leading number when the field is absent) and grouped
-with a Beam ``GroupByKey``; the copy kept is the first by split (``train``, ``val``,
-``test``, ``jeopardy``) and then by file name, so the choice does not depend on reading
-order. Every other copy is a ``duplicate_clue`` reject.
+(the JSON field; the file name's leading number when the field is absent) and their
+copies meet in one task of a :class:`~pipelines.engine.HashJoin` with a single side
+(spilled to disk, so that no runner holds all the clues in memory); the copy kept is the
+first by split (``train``, ``val``, ``test``, ``jeopardy``) and then by file name, so the
+choice does not depend on reading order. Every other copy is a ``duplicate_clue`` reject.
 
 Pair rule (one function, :func:`merge_top_snippets`):
     searchqa: (clue, the first ``top_k`` = 5 non-empty snippets in rank order, joined
@@ -58,14 +59,17 @@ import functools
 import posixpath
 import re
 
+from collections import defaultdict
+
 import apache_beam as beam
+import pyarrow as pa
 
 from pipelines.corpus import accounting
 from pipelines.corpus.normalize import normalize_text
 from pipelines.corpus.rejects import REJECTED, rejected
-from pipelines.corpus.schema import make_row
+from pipelines.corpus.schema import make_row, records_table, row_arrow_schema
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from, positive_int
-from pipelines.engine import ReadFiles, blank_file, files, parse_json
+from pipelines.engine import GatherTables, HashJoin, ReadFiles, blank_file, files, parse_json, text_key
 
 DATASET = "searchqa"
 SPLITS = ("train", "val", "test", "jeopardy")
@@ -74,6 +78,9 @@ DEFAULT_TOP_K = 5
 # A clue file is a few KB; anything far larger is not a SearchQA clue.
 MAX_CLUE_BYTES = 16 << 20
 RULE_REJECT_EXCERPT_CHARS = 300
+# A parsed clue, as its copies are spilled and joined; ``key`` is the id's text_key.
+CLUES = pa.schema([("key", pa.int64()), ("id", pa.string()), ("split", pa.string()),
+                   ("source_file", pa.string()), ("clue", pa.string()), ("snippets", pa.string())])
 
 _JSON_NAME = re.compile(r"\.json(?:\.(?:gz|bz2|xz|zst))?$", re.I)
 _LEADING_ID = re.compile(r"^(\d+)-")
@@ -159,7 +166,7 @@ def parse_clue(data: bytes, file_name: str, top_k: int):
         return rejected(DATASET, "malformed_record", source_file=file_name,
                         record_id=identifier or "", detail=problem,
                         excerpt={k: v for k, v in record.items() if k != "search_results"})
-    return {"id": identifier, "split": split_of(file_name), "source_file": file_name,
+    return {"key": text_key(identifier), "id": identifier, "split": split_of(file_name), "source_file": file_name,
             "clue": normalize_text(question), "snippets": merge_top_snippets(results, top_k)}
 
 
@@ -170,9 +177,8 @@ def preference(clue: dict) -> tuple:
     return SPLITS.index(clue["split"]), clue["source_file"]
 
 
-def keep_first_copy(element):
+def keep_first_copy(identifier: str, copies: list[dict]):
     """Keep one copy of a clue (see :func:`preference`); the others are rejects."""
-    identifier, copies = element
     copies = sorted(copies, key=preference)
     yield copies[0]
     for copy in copies[1:]:
@@ -222,6 +228,28 @@ def is_wanted_member(splits: frozenset, zip_split: str, member: str) -> bool:
 parse_splits = names_from(SPLITS)
 
 
+def pair_first_copies(tables: dict):
+    """:class:`~pipelines.engine.HashJoin` function: the clues of one task grouped by id,
+    each id's first copy paired (or rejected by the pair rule), the others rejected.
+
+    Args:
+        tables: ``{"clues": CLUES}``.
+    """
+    copies = defaultdict(list)
+    for clue in tables["clues"].to_pylist():
+        copies[clue["id"]].append(clue)
+    rows = []
+    for identifier in sorted(copies):
+        for kept in keep_first_copy(identifier, copies[identifier]):
+            for item in (pair_or_reject(kept) if isinstance(kept, dict) else (kept,)):
+                if isinstance(item, dict):
+                    rows.append(item)
+                else:
+                    yield item
+    if rows:
+        yield records_table(rows, row_arrow_schema())
+
+
 class SearchQA(Source):
     name = "searchqa"
     counts_records = True
@@ -263,17 +291,13 @@ class SearchQA(Source):
             reads.append(pipeline | f"searchqa/ReadZips/{zip_split}" >> ReadFiles(
                 paths, read_file, input_root=ctx.input_root, dataset=DATASET, strict=ctx.strict,
                 members=functools.partial(is_wanted_member, splits, zip_split)))
-        clues = tuple(read.records for read in reads) | "searchqa/AllClues" >> beam.Flatten()
-        unique = (
-            clues
-            | "searchqa/KeyById" >> beam.Map(lambda clue: (clue["id"], clue))
-            | "searchqa/GroupCopies" >> beam.GroupByKey()
-            | "searchqa/KeepFirstCopy" >> beam.FlatMap(keep_first_copy).with_outputs(REJECTED, main="clues")
-        )
-        pairs = unique.clues | "searchqa/Pair" >> beam.FlatMap(pair_or_reject).with_outputs(
-            REJECTED, main="rows")
-        return SourceOutput(rows={DATASET: pairs.rows},
-                            rejects=[read[REJECTED] for read in reads] + [unique[REJECTED], pairs[REJECTED]])
+        # Output: Arrow tables of CLUES, every copy of every clue
+        clues = (tuple(read.records for read in reads) | "searchqa/AllClues" >> beam.Flatten()
+                 | "searchqa/ClueTables" >> beam.ParDo(GatherTables(CLUES)))
+        pairs = {"clues": clues} | "searchqa/PairFirstCopies" >> HashJoin(
+            pair_first_copies, keys={"clues": "key"}, schemas={"clues": CLUES})
+        return SourceOutput(rows={DATASET: pairs.main},
+                            rejects=[read[REJECTED] for read in reads] + [pairs[REJECTED]])
 
 
 SOURCE = SearchQA()

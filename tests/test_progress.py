@@ -3,6 +3,7 @@ how often it is written."""
 from __future__ import annotations
 
 import gzip
+import json
 import time
 
 import pytest
@@ -150,3 +151,37 @@ def test_the_summary_names_listed_files_the_build_never_opened():
         "trivia_qa": {"records": 3, "bytes": 20, "files_done": 3, "files_reading": 0},
         "quora": {"records": 0, "bytes": 7, "files_done": 1, "files_reading": 0}})
     assert "not needed" not in progress_report.summary_line(everything, inputs, 1.0)
+
+
+def test_each_write_holds_only_what_changed_so_many_small_files_cost_linear_time(tmp_path, reporting):
+    """A file's end is written at once, with that file's counts only: a reader of many
+    small files (TriviaQA's evidence) writes one short line per file, not all files so far."""
+    folder = tmp_path / "triviaqa" / "evidence"
+    folder.mkdir(parents=True)
+    inputs = []
+    for n in range(300):
+        path = folder / f"doc{n}.txt"
+        path.write_text(f"line {n}\n")
+        inputs.append(progress_report.InputFile(str(path), "trivia_qa", path.stat().st_size))
+        with files.open_input(str(path)) as stream:
+            list(text_lines(stream))
+    [journal] = list(reporting.iterdir())
+    lines = journal.read_text().splitlines()
+    assert 300 <= len(lines) <= 310  # one at each file's end, and the timed ones
+    assert all(len(json.loads(line)) == 1 for line in lines)
+    totals = progress_report.read_spool(str(reporting), inputs)
+    assert totals.per_source["trivia_qa"]["files_done"] == 300
+    assert totals.records == 300
+
+
+def test_the_spool_is_read_on_from_where_it_stopped_and_a_half_written_line_waits(tmp_path):
+    journal = tmp_path / "1-a.jsonl"
+    done = {"records": 5, "position": 10, "done": True}
+    journal.write_text('{"a": {"records": 1, "position": 2, "done": false}}\n'
+                       '{"a": ' + '{"records": 3, "position": 4, "done": false}}\n'
+                       + '{"b": {"rec')
+    spool = progress_report.Spool(str(tmp_path))
+    assert spool.merged() == {"a": {"records": 3, "position": 4, "done": False}}
+    with open(journal, "a") as out:
+        out.write('ords": 7, "position": 8, "done": true}}\n{"a": ' + json.dumps(done) + "}\n")
+    assert spool.merged() == {"a": done, "b": {"records": 7, "position": 8, "done": True}}

@@ -9,8 +9,10 @@ spool folder:
   :mod:`pipelines.engine.files` (``open_input``, ``iter_archive_members``) tell it when a
   file starts and ends and let it ask the raw file how far it has been read; the parsing
   helpers of :mod:`pipelines.engine.lines` and :mod:`pipelines.engine.formats` (text
-  lines, JSON items, XML rows) count a record each. At most once a second, and when a file ends, the process writes its
-  counts to ``<spool>/<process>.json``;
+  lines, JSON items, XML rows) count a record each. At most once a second, and when a file ends, the process appends
+  the counts of the files that changed since its last write to ``<spool>/<process>.jsonl``
+  as one JSON line (a journal: a write costs what changed, not every file the process has
+  read, which would make a reader of many small files quadratic);
 * the building process runs a reporter around the pipeline
   (:class:`pipelines.runtime.progress_report.ProgressReporter`): it makes the spool folder
   (the pipeline option ``--progress_dir``, which the engine's reading steps make current
@@ -57,17 +59,20 @@ class ReadMeter:
 
     def __init__(self, spool: str):
         self.spool = spool
-        self.path = os.path.join(spool, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.json")
+        self.path = os.path.join(spool, f"{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl")
         self._lock = threading.Lock()
         # path -> {"records", "position", "done"}, and for a file read in byte ranges
         # "ranges": {start: [bytes read, done, length]}
         self._files: dict[str, dict] = {}
         self._raw: dict[str, object] = {}
         self._range_raw: dict[tuple[str, int], object] = {}
+        self._changed: set[str] = set()
         self._last_write = 0.0
 
     def _entry(self, path: str) -> dict:
-        """The counts of ``path``, new ones if it has none yet (the lock is held)."""
+        """The counts of ``path``, new ones if it has none yet (the lock is held); the
+        caller changes them, so they are written at the next write."""
+        self._changed.add(path)
         return self._files.setdefault(path, new_counts())
 
     def started(self, path: str, raw) -> None:
@@ -87,7 +92,7 @@ class ReadMeter:
     def range_finished(self, path: str, start: int) -> None:
         """The range of ``path`` beginning at ``start`` was read (or given up on)."""
         with self._lock:
-            entry = self._files[path]["ranges"][str(start)]
+            entry = self._entry(path)["ranges"][str(start)]
             entry[0], entry[1] = entry[2], True
             self._range_raw.pop((path, start), None)
             self._write_if_due(force=True)
@@ -102,7 +107,7 @@ class ReadMeter:
     def finished(self, path: str) -> None:
         """``path`` was read to its end (or given up on)."""
         with self._lock:
-            self._files[path]["done"] = True
+            self._entry(path)["done"] = True
             self._raw.pop(path, None)
             self._write_if_due(force=True)
 
@@ -113,20 +118,23 @@ class ReadMeter:
         self._last_write = now
         for path, raw in self._raw.items():
             try:
-                self._files[path]["position"] = int(raw.tell())
+                self._entry(path)["position"] = int(raw.tell())
             except (AttributeError, OSError, ValueError):
                 pass  # a stream that cannot tell its position counts when it ends
         for (path, start), raw in self._range_raw.items():
-            entry = self._files[path]["ranges"][str(start)]
+            entry = self._entry(path)["ranges"][str(start)]
             try:
                 entry[0] = max(0, min(entry[2], int(raw.tell()) - start))
             except (AttributeError, OSError, ValueError):
                 pass
-        temp = f"{self.path}.tmp"
+        if not self._changed:
+            return
+        line = json.dumps({path: self._files[path] for path in sorted(self._changed)}) + "\n"
+        self._changed.clear()
         try:
-            with open(temp, "w", encoding="utf-8") as out:
-                json.dump(self._files, out)
-            os.replace(temp, self.path)
+            # The reporter reads whole lines only, so a line being written is not seen half.
+            with open(self.path, "a", encoding="utf-8") as out:
+                out.write(line)
         except OSError:
             pass  # the build ended and removed the spool: nothing is left to report to
 

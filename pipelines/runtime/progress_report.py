@@ -49,37 +49,64 @@ class Totals:
     per_source: dict
 
 
-def _merged_spool(spool: str) -> dict[str, dict]:
-    """Per file path, its counts summed over the spool files of every process."""
-    merged: dict[str, dict] = {}
-    for name in sorted(os.listdir(spool)) if os.path.isdir(spool) else []:
-        if not name.endswith(".json"):
-            continue
+class Spool:
+    """The counts in a spool folder, read as the processes append them: each journal
+    (``<process>.jsonl``, one JSON line per write, a file's latest counts overriding its
+    earlier ones) is read on from where the last look stopped, so a look costs what was
+    written since.
+
+    Args:
+        folder: the spool folder.
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self._read_to: dict[str, int] = {}
+        self._counts: dict[str, dict[str, dict]] = {}  # journal -> path -> counts
+
+    def merged(self) -> dict[str, dict]:
+        """Per file path, its counts summed over every process."""
+        for name in sorted(os.listdir(self.folder)) if os.path.isdir(self.folder) else []:
+            if name.endswith(".jsonl"):
+                self._read_on(name)
+        merged: dict[str, dict] = {}
+        for snapshot in self._counts.values():
+            for path, counts in snapshot.items():
+                into = merged.setdefault(path, new_counts())
+                into["records"] += counts["records"]
+                into["position"] = max(into["position"], counts["position"])
+                into["done"] = into["done"] or counts["done"]
+                for start, (read, done, length) in counts.get("ranges", {}).items():
+                    seen = into.setdefault("ranges", {}).get(start, [0, False, length])
+                    into["ranges"][start] = [max(seen[0], read), seen[1] or done, length]
+        return merged
+
+    def _read_on(self, name: str) -> None:
         try:
-            with open(os.path.join(spool, name), encoding="utf-8") as stream:
-                snapshot = json.load(stream)
-        except (OSError, ValueError):
-            continue  # being replaced right now; the next look will see it
-        for path, counts in snapshot.items():
-            into = merged.setdefault(path, new_counts())
-            into["records"] += counts["records"]
-            into["position"] = max(into["position"], counts["position"])
-            into["done"] = into["done"] or counts["done"]
-            for start, (read, done, length) in counts.get("ranges", {}).items():
-                seen = into.setdefault("ranges", {}).get(start, [0, False, length])
-                into["ranges"][start] = [max(seen[0], read), seen[1] or done, length]
-    return merged
+            with open(os.path.join(self.folder, name), "rb") as stream:
+                stream.seek(self._read_to.get(name, 0))
+                data = stream.read()
+        except OSError:
+            return
+        whole = data[:data.rfind(b"\n") + 1]  # a line still being written is read next time
+        self._read_to[name] = self._read_to.get(name, 0) + len(whole)
+        counts = self._counts.setdefault(name, {})
+        for line in whole.splitlines():
+            try:
+                counts.update(json.loads(line))
+            except ValueError:
+                continue  # not a journal line: nothing to count
 
 
-def read_spool(spool: str, inputs: list[InputFile]) -> Totals:
+def read_spool(spool: "str | Spool", inputs: list[InputFile]) -> Totals:
     """Sum the spool files of every reading process against the run's input files
     (files opened that are not inputs of the run are left out).
 
     Args:
-        spool: the spool folder.
+        spool: the spool folder, or a :class:`Spool` read before (which reads on).
         inputs: the run's input files.
     """
-    merged = _merged_spool(spool)
+    merged = (spool if isinstance(spool, Spool) else Spool(spool)).merged()
     per_source: dict[str, dict] = {}
     for item in inputs:
         total = per_source.setdefault(item.source, {"records": 0, "bytes": 0, "files_done": 0,
@@ -206,12 +233,14 @@ class ProgressReporter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._spool: str | None = None
+        self._counts: Spool | None = None
         self._started = 0.0
 
     def __enter__(self) -> "ProgressReporter":
         if not self.enabled:
             return self
         self._spool = tempfile.mkdtemp(prefix="corpus-progress-")
+        self._counts = Spool(self._spool)
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="corpus-progress", daemon=True)
         self._thread.start()
@@ -235,7 +264,7 @@ class ProgressReporter:
         if not self._spool:
             return None
         make_line = summary_line if final else progress_line
-        line = make_line(read_spool(self._spool, self.inputs), self.inputs, time.monotonic() - self._started)
+        line = make_line(read_spool(self._counts, self.inputs), self.inputs, time.monotonic() - self._started)
         self.lines.append(line)
         self.write(line)
         return line

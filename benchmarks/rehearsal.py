@@ -463,8 +463,8 @@ VCPU_HOUR, GB_HOUR, SHUFFLE_GB, PD_GB_HOUR = 0.056, 0.003557, 0.011, 0.000054   
 N1_STANDARD_4 = (4, 15.0)        # vCPUs, GB of memory
 WORKER_DISK_GB = 25              # batch worker disk with the Shuffle service (assumed)
 DATAFLOW_START_S = 300           # job submission, VM start and package install (assumed)
-SHUFFLED_GB = 30                 # the shuffle service's share: the small joins (GooAQ, Quora, ELI5,
-                                 # SearchQA, TriviaQA, NQ outcomes, StackExchange duplicates), assumed
+SHUFFLED_GB = 30                 # the shuffle service's share: the small joins (Quora, ELI5, TriviaQA,
+                                 # NQ outcomes, StackExchange's titled duplicate links), assumed
 # Other single files one worker decompresses (uncompressed bytes, approximate), for the
 # per-file terms: gzip is inflated at GZIP_INFLATE_BPS (ISA-L, docs/running.md).
 GZIP_INFLATE_BPS = 1.5e9

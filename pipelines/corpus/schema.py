@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 
@@ -154,6 +154,20 @@ def records_table(records: list[dict], schema: pa.Schema) -> pa.Table:
     outside the schema are left out)."""
     return pa.table({name: [record.get(name) for record in records] for name in schema.names},
                     schema=schema)
+
+
+def rows_as_table(items) -> Iterator:
+    """How a join function hands on what its rules gave: each tagged reject among ``items``
+    as it comes, and their row dicts as one Arrow table of the row schema at the end (none
+    when there is no row)."""
+    rows = []
+    for item in items:
+        if isinstance(item, dict):
+            rows.append(item)
+        else:
+            yield item
+    if rows:
+        yield records_table(rows, row_arrow_schema())
 
 
 class RowTables:

@@ -71,7 +71,7 @@ from apache_beam.metrics import Metrics
 
 from pipelines.corpus import accounting
 from pipelines.corpus.rejects import REJECTED, layout_rejects, make_reject, rejected
-from pipelines.corpus.schema import make_row, records_table, row_arrow_schema, web_link
+from pipelines.corpus.schema import make_row, rows_as_table, web_link
 from pipelines.corpus.source import Source, SourceContext, SourceOutput
 from pipelines.engine import (GatherTables, HashJoin, ReadFiles, files, json_lines, stream_is_empty, unless_blank,
                               without_bom)
@@ -301,15 +301,8 @@ def join_split(tables: dict):
     records = defaultdict(list)
     for record in rows.to_pylist():
         records[record["id"]].append(record)
-    pairs = []
-    for row_id in sorted(records):
-        for item in split_outcomes(records[row_id], listed.get(row_id, ())):
-            if isinstance(item, beam.pvalue.TaggedOutput):
-                yield item
-            else:
-                pairs.append(item)
-    if pairs:
-        yield records_table(pairs, row_arrow_schema())
+    yield from rows_as_table(item for row_id in sorted(records)
+                             for item in split_outcomes(records[row_id], listed.get(row_id, ())))
 
 
 def split_outcomes(records: list[dict], split_names):

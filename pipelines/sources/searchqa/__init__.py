@@ -58,7 +58,6 @@ from __future__ import annotations
 import functools
 import posixpath
 import re
-
 from collections import defaultdict
 
 import apache_beam as beam
@@ -67,7 +66,7 @@ import pyarrow as pa
 from pipelines.corpus import accounting
 from pipelines.corpus.normalize import normalize_text
 from pipelines.corpus.rejects import REJECTED, rejected
-from pipelines.corpus.schema import make_row, records_table, row_arrow_schema
+from pipelines.corpus.schema import make_row, rows_as_table
 from pipelines.corpus.source import Source, SourceContext, SourceOutput, names_from, positive_int
 from pipelines.engine import GatherTables, HashJoin, ReadFiles, blank_file, files, parse_json, text_key
 
@@ -238,16 +237,15 @@ def pair_first_copies(tables: dict):
     copies = defaultdict(list)
     for clue in tables["clues"].to_pylist():
         copies[clue["id"]].append(clue)
-    rows = []
-    for identifier in sorted(copies):
-        for kept in keep_first_copy(identifier, copies[identifier]):
-            for item in (pair_or_reject(kept) if isinstance(kept, dict) else (kept,)):
-                if isinstance(item, dict):
-                    rows.append(item)
-                else:
-                    yield item
-    if rows:
-        yield records_table(rows, row_arrow_schema())
+    yield from rows_as_table(outcome for identifier in sorted(copies)
+                             for outcome in first_copy_outcomes(identifier, copies[identifier]))
+
+
+def first_copy_outcomes(identifier: str, copies: list[dict]):
+    """The pair (or pair-rule reject) of a clue's first copy, then the other copies' rejects."""
+    kept, *duplicates = keep_first_copy(identifier, copies)
+    yield from pair_or_reject(kept)
+    yield from duplicates
 
 
 class SearchQA(Source):
